@@ -1,0 +1,24 @@
+import { DynamicModule, Module } from '@nestjs/common';
+import { AuthModule } from '@coffer/auth';
+import { AppConfig, ConfigModule } from '@coffer/config';
+import { DatabaseModule } from '@coffer/database';
+import { JobsModule } from '@coffer/jobs';
+import { LoggingModule } from '@coffer/logging';
+import { OrgsModule } from '@coffer/orgs';
+import { ApiKeysController } from './controllers/api-keys.controller';
+import { HealthController } from './controllers/health.controller';
+import { OpenApiController, OpenApiDocument } from './controllers/openapi.controller';
+import { OrganizationsController } from './controllers/organizations.controller';
+import { UsersController } from './controllers/users.controller';
+
+@Module({})
+export class ApiModule {
+  static register(config: AppConfig): DynamicModule {
+    return {
+      module: ApiModule,
+      imports: [ConfigModule.forRoot(config), LoggingModule, DatabaseModule, JobsModule, OrgsModule, AuthModule],
+      controllers: [HealthController, OrganizationsController, UsersController, ApiKeysController, OpenApiController],
+      providers: [OpenApiDocument],
+    };
+  }
+}

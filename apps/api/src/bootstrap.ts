@@ -1,0 +1,59 @@
+import { NestFactory } from '@nestjs/core';
+import { FastifyAdapter, NestFastifyApplication } from '@nestjs/platform-fastify';
+import { DocumentBuilder, SwaggerModule } from '@nestjs/swagger';
+import { PlatformTokensService } from '@coffer/auth';
+import { AppConfig } from '@coffer/config';
+import { SchemaService } from '@coffer/database';
+import { AllExceptionsFilter, ERROR_SCHEMA, fastifyOptions, installHttpHooks } from '@coffer/http';
+import { LOGGER, Logger, NestPinoLogger } from '@coffer/logging';
+import { OrgProvisioner, OrgsService } from '@coffer/orgs';
+import { ApiModule } from './api.module';
+import { OpenApiDocument } from './controllers/openapi.controller';
+
+/**
+ * Builds the API, ready to listen: migrations (control plane, then every org) under their
+ * advisory locks, the bootstrap token on first start, the OpenAPI document from the code.
+ * Tests call this with their own config; main.ts adds only listen() and signals.
+ */
+export async function createApi(config: AppConfig): Promise<NestFastifyApplication> {
+  if (config.MIGRATE_ON_START) await new SchemaService(config).migrateControlPlane();
+
+  const adapter = new FastifyAdapter(
+    fastifyOptions({
+      bodyLimit: config.HTTP_BODY_LIMIT_BYTES,
+      trustedProxies: config.TRUSTED_PROXIES.split(',').map((s) => s.trim()).filter(Boolean),
+    }),
+  );
+  const app = await NestFactory.create<NestFastifyApplication>(ApiModule.register(config), adapter, {
+    bufferLogs: true,
+    abortOnError: false,
+  });
+  const logger = app.get<Logger>(LOGGER);
+  app.useLogger(new NestPinoLogger(logger));
+  installHttpHooks(adapter.getInstance(), logger);
+  app.useGlobalFilters(new AllExceptionsFilter(logger));
+  app.enableShutdownHooks();
+
+  if (config.MIGRATE_ON_START) {
+    await app.get(OrgProvisioner).migrateAll(await app.get(OrgsService).list());
+    const tokenFile = await app.get(PlatformTokensService).bootstrap();
+    if (tokenFile) {
+      logger.warn({ path: tokenFile }, 'platform admin bootstrap token created; read it from this file once, store it safely, delete the file');
+    }
+  }
+
+  const document = SwaggerModule.createDocument(
+    app,
+    new DocumentBuilder()
+      .setTitle('Coffer API')
+      .setDescription('Errors are `{"error":{"code","message","requestId"}}`; codes are stable and listed in the Error schema.')
+      .setVersion('1')
+      .addBearerAuth({ type: 'http', scheme: 'bearer', description: 'coffer_key.… (org API key) or coffer_pat.… (platform admin)' })
+      .build(),
+  );
+  document.components = { ...document.components, schemas: { ...document.components?.schemas, Error: ERROR_SCHEMA as never } };
+  app.get(OpenApiDocument).document = document;
+
+  await app.init();
+  return app;
+}

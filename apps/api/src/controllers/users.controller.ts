@@ -1,0 +1,69 @@
+import { Body, Controller, Get, HttpCode, Param, Post } from '@nestjs/common';
+import { ApiOperation, ApiTags } from '@nestjs/swagger';
+import { CurrentOrg, CurrentPrincipal, OrgAccess, Principal } from '@coffer/auth';
+import { ApiErrors, ApiJsonBody, AppError, ZodValidationPipe } from '@coffer/http';
+import type { OrgRef } from '@coffer/orgs';
+import { ApiKeysService, CreateApiKeyBody, CreateUserBody, UsersService } from '@coffer/users';
+
+@ApiTags('users')
+@Controller('api/v1/organizations/:org/users')
+export class UsersController {
+  constructor(
+    private readonly users: UsersService,
+    private readonly apiKeys: ApiKeysService,
+  ) {}
+
+  @Post()
+  @HttpCode(201)
+  @OrgAccess(['admin'], { platformAdmin: true })
+  @ApiOperation({ summary: 'Add a user to the organization' })
+  @ApiJsonBody(CreateUserBody)
+  @ApiErrors('forbidden', 'organization_not_found', 'user_email_taken')
+  async create(@CurrentOrg() org: OrgRef, @Body(new ZodValidationPipe(CreateUserBody)) body: CreateUserBody) {
+    return { user: await this.users.create(org, body) };
+  }
+
+  @Get()
+  @OrgAccess(['admin', 'security_officer'], { platformAdmin: true })
+  @ApiOperation({ summary: 'List the users of the organization' })
+  @ApiErrors('forbidden', 'organization_not_found')
+  async list(@CurrentOrg() org: OrgRef) {
+    return { users: await this.users.list(org) };
+  }
+
+  @Get(':userId')
+  @OrgAccess(['admin', 'security_officer'], { platformAdmin: true })
+  @ApiOperation({ summary: 'One user' })
+  @ApiErrors('forbidden', 'organization_not_found', 'user_not_found')
+  async get(@CurrentOrg() org: OrgRef, @Param('userId') userId: string) {
+    return { user: await this.users.get(org, userId) };
+  }
+
+  @Post(':userId/disable')
+  @HttpCode(200)
+  @OrgAccess(['admin'], { platformAdmin: true })
+  @ApiOperation({ summary: 'Disable a user; every key of theirs stops working at once' })
+  @ApiErrors('forbidden', 'organization_not_found', 'user_not_found')
+  async disable(@CurrentOrg() org: OrgRef, @Param('userId') userId: string) {
+    return { user: await this.users.disable(org, userId) };
+  }
+
+  /** Admins issue keys to anyone in the org; any user may issue keys to themselves. */
+  @Post(':userId/api-keys')
+  @HttpCode(201)
+  @OrgAccess(['admin', 'security_officer', 'member'], { platformAdmin: true })
+  @ApiOperation({ summary: 'Issue an API key to a user; the secret is shown only in this response' })
+  @ApiJsonBody(CreateApiKeyBody)
+  @ApiErrors('forbidden', 'organization_not_found', 'user_not_found', 'user_disabled')
+  async issueKey(
+    @CurrentOrg() org: OrgRef,
+    @CurrentPrincipal() principal: Principal,
+    @Param('userId') userId: string,
+    @Body(new ZodValidationPipe(CreateApiKeyBody)) body: CreateApiKeyBody,
+  ) {
+    if (principal.kind === 'user' && principal.role !== 'admin' && principal.userId !== userId) {
+      throw new AppError('forbidden', 'only an admin may issue keys to other users');
+    }
+    return this.apiKeys.issue(org, userId, { name: body.name, expiresAt: body.expiresAt ?? null });
+  }
+}

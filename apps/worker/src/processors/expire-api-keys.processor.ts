@@ -1,0 +1,23 @@
+import { Inject, Injectable } from '@nestjs/common';
+import { JobPayloads, JobProcessor, Processes } from '@coffer/jobs';
+import { LOGGER, Logger } from '@coffer/logging';
+import { OrgsService } from '@coffer/orgs';
+import { ApiKeysService } from '@coffer/users';
+
+@Injectable()
+@Processes('expire-api-keys')
+export class ExpireApiKeysProcessor implements JobProcessor<'expire-api-keys'> {
+  constructor(
+    private readonly orgs: OrgsService,
+    private readonly apiKeys: ApiKeysService,
+    @Inject(LOGGER) private readonly logger: Logger,
+  ) {}
+
+  async process({ orgId }: JobPayloads['expire-api-keys']) {
+    const org = await this.orgs.resolveById(orgId);
+    if (!org) return { expired: 0 };
+    const expired = await this.apiKeys.markExpired(org);
+    if (expired.length) this.logger.info({ org: org.slug, count: expired.length }, 'api keys expired');
+    return { expired: expired.length };
+  }
+}

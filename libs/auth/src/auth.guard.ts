@@ -1,0 +1,68 @@
+import { CanActivate, ExecutionContext, Injectable } from '@nestjs/common';
+import { Reflector } from '@nestjs/core';
+import type { FastifyRequest } from 'fastify';
+import { parseBearerToken } from '@coffer/crypto';
+import { AppError } from '@coffer/http';
+import { OrgsService } from '@coffer/orgs';
+import { ApiKeysService } from '@coffer/users';
+import { Access, ACCESS_KEY } from './access.decorators';
+import { actorId, Principal } from './principal';
+import { PlatformTokensService } from './platform-tokens.service';
+
+const DENY_BY_DEFAULT: Access = { kind: 'platform_admin' };
+
+@Injectable()
+export class AuthGuard implements CanActivate {
+  constructor(
+    private readonly reflector: Reflector,
+    private readonly orgs: OrgsService,
+    private readonly apiKeys: ApiKeysService,
+    private readonly platformTokens: PlatformTokensService,
+  ) {}
+
+  async canActivate(context: ExecutionContext): Promise<boolean> {
+    const access =
+      this.reflector.getAllAndOverride<Access>(ACCESS_KEY, [context.getHandler(), context.getClass()]) ?? DENY_BY_DEFAULT;
+    if (access.kind === 'public') return true;
+
+    const request = context.switchToHttp().getRequest<FastifyRequest>();
+    const principal = await this.authenticate(request.headers.authorization);
+    request.principal = principal;
+    request.actorId = actorId(principal);
+
+    if (access.kind === 'platform_admin') {
+      if (principal.kind !== 'platform_admin') throw new AppError('forbidden', 'this route is for the platform admin');
+      return true;
+    }
+
+    const slug = (request.params as Record<string, string | undefined>).org;
+    if (!slug) throw new Error('OrgAccess on a route without an :org parameter');
+    const org = await this.orgs.resolve(slug);
+    if (principal.kind === 'platform_admin') {
+      if (!access.platformAdmin) throw new AppError('forbidden', 'this route is for members of the organization');
+    } else {
+      // Another org's caller learns nothing, not even that the org exists.
+      if (principal.orgId !== org.id) throw new AppError('organization_not_found', 'no such organization');
+      if (!access.roles.includes(principal.role)) throw new AppError('forbidden', 'your role may not do this');
+    }
+    request.org = org;
+    request.orgSlug = org.slug;
+    return true;
+  }
+
+  private async authenticate(header: string | undefined): Promise<Principal> {
+    const match = header ? /^Bearer ([^\s]+)$/i.exec(header) : null;
+    if (!match) throw new AppError('unauthenticated', 'missing bearer token');
+    const token = parseBearerToken(match[1]);
+    const invalid = new AppError('unauthenticated', 'invalid, expired or revoked token');
+    if (!token) throw invalid;
+    if (token.kind === 'platform') {
+      if (await this.platformTokens.verify(token.tokenId, token.secret)) return { kind: 'platform_admin', tokenId: token.tokenId };
+      throw invalid;
+    }
+    const org = await this.orgs.resolveById(token.orgId);
+    const key = org && (await this.apiKeys.verify(org, token.keyId, token.secret));
+    if (!key) throw invalid;
+    return { kind: 'user', orgId: token.orgId, userId: key.userId, apiKeyId: key.keyId, role: key.role };
+  }
+}

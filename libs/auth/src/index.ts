@@ -1,0 +1,5 @@
+export * from './principal';
+export * from './access.decorators';
+export * from './platform-tokens.service';
+export * from './auth.guard';
+export * from './auth.module';

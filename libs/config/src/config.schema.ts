@@ -1,0 +1,59 @@
+import { z } from 'zod';
+
+/**
+ * Every environment variable Coffer reads, in one place. `.env.example` and deploy/compose list
+ * the same names; a test keeps them in step. Variables marked secret are never logged.
+ */
+const bool = z
+  .enum(['true', 'false', '1', '0'])
+  .transform((v) => v === 'true' || v === '1');
+const port = z.coerce.number().int().min(0).max(65535);
+const bytes = z.coerce.number().int().positive();
+const postgresUrl = z.url({ protocol: /^postgres(ql)?$/ });
+
+export const configSchema = z.object({
+  COFFER_ENV: z.enum(['production', 'local', 'test']).default('production'),
+  LOG_LEVEL: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).default('info'),
+
+  HTTP_HOST: z.string().min(1).default('127.0.0.1'),
+  HTTP_PORT: port.default(8080),
+  HTTP_BODY_LIMIT_BYTES: bytes.default(1024 * 1024),
+  /** Comma-separated addresses or CIDRs of reverse proxies whose X-Forwarded-For is believed. */
+  TRUSTED_PROXIES: z.string().default(''),
+
+  /** Owner role: runs migrations and provisions org databases. Never used to serve requests. */
+  DATABASE_OWNER_URL: postgresUrl,
+  /** App role: the only credentials request handlers and jobs use. */
+  DATABASE_APP_URL: postgresUrl,
+  DATABASE_POOL_MAX: z.coerce.number().int().min(1).max(200).default(10),
+  /** Org databases are named <prefix><orgId>. */
+  ORG_DATABASE_PREFIX: z
+    .string()
+    .regex(/^[a-z][a-z0-9_]{0,30}$/)
+    .default('coffer_org_'),
+  /** Open per-org connection pools kept at once; the least recently used is closed beyond it. */
+  ORG_POOL_LIMIT: z.coerce.number().int().min(1).max(10000).default(50),
+  MIGRATE_ON_START: bool.default(true),
+
+  REDIS_URL: z.url({ protocol: /^rediss?$/ }).default('redis://127.0.0.1:6379'),
+  REDIS_KEY_PREFIX: z
+    .string()
+    .regex(/^[A-Za-z0-9_.:-]{1,64}$/)
+    .default('coffer'),
+
+  /** Where the platform-admin bootstrap token is written, once, at first start (mode 0600). */
+  BOOTSTRAP_TOKEN_FILE: z.string().min(1).default('.coffer/bootstrap-token'),
+  /** Cron (6 fields, with seconds) of the sweep that marks expired API keys. */
+  EXPIRE_API_KEYS_CRON: z.string().min(1).default('0 * * * * *'),
+});
+
+export type AppConfig = z.infer<typeof configSchema>;
+export type ConfigKey = keyof AppConfig;
+
+export const SECRET_KEYS: ReadonlySet<ConfigKey> = new Set<ConfigKey>([
+  'DATABASE_OWNER_URL',
+  'DATABASE_APP_URL',
+  'REDIS_URL',
+]);
+
+export const CONFIG_KEYS = Object.keys(configSchema.shape) as ConfigKey[];

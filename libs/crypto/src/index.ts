@@ -1,0 +1,3 @@
+export * from './tokens';
+export * from './field-codec';
+export * from './bearer-token';

@@ -1,0 +1,4 @@
+export * from './errors';
+export * from './zod-validation.pipe';
+export * from './http-setup';
+export * from './openapi';

@@ -1,0 +1,5 @@
+export * from './job-registry';
+export * from './redis';
+export * from './jobs.service';
+export * from './job-workers';
+export * from './jobs.module';

@@ -1,0 +1,38 @@
+import type { JobsOptions } from 'bullmq';
+
+/**
+ * Every queue and job Coffer has, with its payload type. `enqueue(name, payload)` is checked
+ * against this by the compiler, and the worker refuses to start while any job here has no
+ * handler. Payloads carry ids only, never secrets or content (they sit in Redis).
+ */
+export interface JobPayloads {
+  'expire-api-keys': { orgId: string };
+}
+
+export type JobName = keyof JobPayloads;
+export type QueueName = 'maintenance';
+
+interface JobDefinition<K extends JobName> {
+  queue: QueueName;
+  /** Fixed id from what the job acts on: enqueuing the same work twice is a no-op. */
+  jobId(payload: JobPayloads[K]): string;
+  options?: JobsOptions;
+}
+
+export const JOBS: { [K in JobName]: JobDefinition<K> } = {
+  'expire-api-keys': {
+    queue: 'maintenance',
+    jobId: ({ orgId }) => `expire-api-keys:${orgId}`,
+  },
+};
+
+export const QUEUE_NAMES: readonly QueueName[] = [...new Set(Object.values(JOBS).map((j) => j.queue))];
+
+export const DEFAULT_JOB_OPTIONS: JobsOptions = {
+  attempts: 3,
+  backoff: { type: 'exponential', delay: 1000 },
+  // A completed job is removed so that the next sweep can enqueue the same id again; a failed
+  // one is kept an hour for inspection (and meanwhile blocks duplicates of that same work).
+  removeOnComplete: true,
+  removeOnFail: { age: 3600, count: 1000 },
+};

@@ -1,0 +1,6 @@
+export * from './org';
+export * from './orgs.repository';
+export * from './org-provisioner.service';
+export * from './orgs.service';
+export * from './orgs.module';
+export * from './orgs.dto';

@@ -1,0 +1,116 @@
+import { Injectable } from '@nestjs/common';
+import { ClientBase, Pool } from 'pg';
+import { DatabaseService } from '@coffer/database';
+import type { OrgRef } from '@coffer/orgs';
+import { ApiKey, ApiKeyStatus, Role } from './user';
+
+interface ApiKeyRow {
+  id: string;
+  user_id: string;
+  name: string;
+  created_at: Date;
+  expires_at: Date | null;
+  revoked_at: Date | null;
+  expired_at: Date | null;
+}
+
+export interface KeyCredentials {
+  secretHash: Buffer;
+  expiresAt: Date | null;
+  revokedAt: Date | null;
+  userId: string;
+  role: Role;
+  userDisabled: boolean;
+}
+
+const PUBLIC_COLUMNS = 'id, user_id, name, created_at, expires_at, revoked_at, expired_at';
+
+@Injectable()
+export class ApiKeysRepository {
+  constructor(private readonly db: DatabaseService) {}
+
+  private pool(org: OrgRef): Pool {
+    return this.db.org(org.databaseName, org.databaseServer);
+  }
+
+  async insert(
+    db: ClientBase | Pool,
+    key: { id: string; userId: string; name: string; secretHash: Buffer; expiresAt: Date | null },
+  ): Promise<ApiKey> {
+    const { rows } = await db.query<ApiKeyRow>(
+      `INSERT INTO api_keys (id, user_id, name, secret_hash, expires_at) VALUES ($1, $2, $3, $4, $5)
+       RETURNING ${PUBLIC_COLUMNS}`,
+      [key.id, key.userId, key.name, key.secretHash, key.expiresAt],
+    );
+    return toApiKey(rows[0]);
+  }
+
+  /** One indexed query per authentication: the key, its user's role and state. */
+  async credentials(org: OrgRef, keyId: string): Promise<KeyCredentials | undefined> {
+    const { rows } = await this.pool(org).query(
+      `SELECT k.secret_hash, k.expires_at, k.revoked_at, u.id AS user_id, u.role, u.disabled_at
+       FROM api_keys k JOIN users u ON u.id = k.user_id WHERE k.id = $1`,
+      [keyId],
+    );
+    const row = rows[0];
+    return (
+      row && {
+        secretHash: row.secret_hash,
+        expiresAt: row.expires_at,
+        revokedAt: row.revoked_at,
+        userId: row.user_id,
+        role: row.role,
+        userDisabled: row.disabled_at !== null,
+      }
+    );
+  }
+
+  async list(org: OrgRef): Promise<ApiKey[]> {
+    const { rows } = await this.pool(org).query<ApiKeyRow>(`SELECT ${PUBLIC_COLUMNS} FROM api_keys ORDER BY created_at, id`);
+    return rows.map(toApiKey);
+  }
+
+  async revoke(org: OrgRef, keyId: string): Promise<ApiKey | undefined> {
+    const { rows } = await this.pool(org).query<ApiKeyRow>(
+      `UPDATE api_keys SET revoked_at = coalesce(revoked_at, now()) WHERE id = $1 RETURNING ${PUBLIC_COLUMNS}`,
+      [keyId],
+    );
+    return rows[0] && toApiKey(rows[0]);
+  }
+
+  async countDueToExpire(org: OrgRef): Promise<number> {
+    const { rows } = await this.pool(org).query<{ n: number }>(
+      `SELECT count(*)::int AS n FROM api_keys
+       WHERE revoked_at IS NULL AND expired_at IS NULL AND expires_at IS NOT NULL AND expires_at <= now()`,
+    );
+    return rows[0].n;
+  }
+
+  /** Marks keys past their expiry; idempotent, so a job run twice does no harm. */
+  async markExpired(org: OrgRef): Promise<string[]> {
+    const { rows } = await this.pool(org).query<{ id: string }>(
+      `UPDATE api_keys SET expired_at = now()
+       WHERE revoked_at IS NULL AND expired_at IS NULL AND expires_at IS NOT NULL AND expires_at <= now()
+       RETURNING id`,
+    );
+    return rows.map((r) => r.id);
+  }
+}
+
+function toApiKey(row: ApiKeyRow): ApiKey {
+  return {
+    id: row.id,
+    userId: row.user_id,
+    name: row.name,
+    status: keyStatus(row, new Date()),
+    createdAt: row.created_at,
+    expiresAt: row.expires_at,
+    revokedAt: row.revoked_at,
+  };
+}
+
+export function keyStatus(key: { revoked_at?: Date | null; expires_at?: Date | null }, now: Date): ApiKeyStatus {
+  if (key.revoked_at) return 'revoked';
+  if (key.expires_at && key.expires_at <= now) return 'expired';
+  return 'active';
+}

@@ -1,0 +1,63 @@
+import { Injectable } from '@nestjs/common';
+import { ClientBase, Pool } from 'pg';
+import { formatOrgKey, generateSecret, hashSecret, randomId, secretMatches } from '@coffer/crypto';
+import { AppError } from '@coffer/http';
+import type { OrgRef } from '@coffer/orgs';
+import { ApiKeysRepository } from './api-keys.repository';
+import { ApiKey, Role } from './user';
+import { UsersRepository } from './users.repository';
+
+export interface VerifiedKey {
+  keyId: string;
+  userId: string;
+  role: Role;
+}
+
+@Injectable()
+export class ApiKeysService {
+  constructor(
+    private readonly keys: ApiKeysRepository,
+    private readonly users: UsersRepository,
+  ) {}
+
+  /** The secret is returned once and stored only as a hash. */
+  async issue(org: OrgRef, userId: string, input: { name: string; expiresAt: Date | null }) {
+    const user = await this.users.findById(org, userId);
+    if (!user) throw new AppError('user_not_found', 'no such user in this organization');
+    if (user.disabled) throw new AppError('user_disabled', 'cannot issue a key to a disabled user');
+    return this.insert(this.users.pool(org), org, userId, input);
+  }
+
+  async insert(db: ClientBase | Pool, org: OrgRef, userId: string, input: { name: string; expiresAt: Date | null }) {
+    const keyId = randomId();
+    const secret = generateSecret();
+    const apiKey = await this.keys.insert(db, { id: keyId, userId, name: input.name, secretHash: hashSecret(secret), expiresAt: input.expiresAt });
+    return { apiKey, secret: formatOrgKey(org.id, keyId, secret) };
+  }
+
+  list(org: OrgRef): Promise<ApiKey[]> {
+    return this.keys.list(org);
+  }
+
+  async revoke(org: OrgRef, keyId: string): Promise<ApiKey> {
+    const key = await this.keys.revoke(org, keyId);
+    if (!key) throw new AppError('api_key_not_found', 'no such API key in this organization');
+    return key;
+  }
+
+  /** undefined for every kind of failure alike, so callers cannot tell which check failed. */
+  async verify(org: OrgRef, keyId: string, secret: string, now = new Date()): Promise<VerifiedKey | undefined> {
+    const key = await this.keys.credentials(org, keyId);
+    if (!key || !secretMatches(secret, key.secretHash)) return undefined;
+    if (key.revokedAt || key.userDisabled || (key.expiresAt && key.expiresAt <= now)) return undefined;
+    return { keyId, userId: key.userId, role: key.role };
+  }
+
+  countDueToExpire(org: OrgRef): Promise<number> {
+    return this.keys.countDueToExpire(org);
+  }
+
+  markExpired(org: OrgRef): Promise<string[]> {
+    return this.keys.markExpired(org);
+  }
+}

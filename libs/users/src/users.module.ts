@@ -1,0 +1,11 @@
+import { Module } from '@nestjs/common';
+import { ApiKeysRepository } from './api-keys.repository';
+import { ApiKeysService } from './api-keys.service';
+import { UsersRepository } from './users.repository';
+import { UsersService } from './users.service';
+
+@Module({
+  providers: [UsersRepository, UsersService, ApiKeysRepository, ApiKeysService],
+  exports: [UsersService, ApiKeysService],
+})
+export class UsersModule {}

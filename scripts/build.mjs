@@ -1,0 +1,56 @@
+// Emits dist/ with swc (fast, keeps decorator metadata) and rewrites the @coffer/* aliases.
+// Type checking is tsc's job (`npm run typecheck`), run by the test script before any test.
+import { readdirSync, mkdirSync, writeFileSync, rmSync, statSync } from 'node:fs';
+import { dirname, join, relative, resolve } from 'node:path';
+import { fileURLToPath } from 'node:url';
+
+const root = resolve(dirname(fileURLToPath(import.meta.url)), '..');
+const out = join(root, 'dist');
+const sources = ['apps', 'libs', 'test', 'bench'];
+
+export async function build() {
+  const swc = await import('@swc/core');
+  rmSync(out, { recursive: true, force: true });
+  const files = sources.flatMap((dir) => walk(join(root, dir)));
+  await Promise.all(
+    files.map(async (file) => {
+      const { code, map } = await swc.transformFile(file, {
+        swcrc: false,
+        sourceMaps: true,
+        jsc: {
+          parser: { syntax: 'typescript', decorators: true },
+          transform: { legacyDecorator: true, decoratorMetadata: true, useDefineForClassFields: false },
+          target: 'es2022',
+          baseUrl: root,
+          paths: { '@coffer/*': ['libs/*/src'] },
+          keepClassNames: true,
+        },
+        module: { type: 'commonjs' },
+      });
+      const target = join(out, relative(root, file)).replace(/\.ts$/, '.js');
+      mkdirSync(dirname(target), { recursive: true });
+      writeFileSync(target, `${code}\n//# sourceMappingURL=${target.split('/').pop()}.map\n`);
+      writeFileSync(`${target}.map`, map);
+    }),
+  );
+  return files.length;
+}
+
+function walk(dir) {
+  let entries;
+  try {
+    entries = readdirSync(dir);
+  } catch {
+    return [];
+  }
+  return entries.flatMap((name) => {
+    const path = join(dir, name);
+    if (statSync(path).isDirectory()) return name === 'node_modules' ? [] : walk(path);
+    return name.endsWith('.ts') && !name.endsWith('.d.ts') ? [path] : [];
+  });
+}
+
+if (process.argv[1] === fileURLToPath(import.meta.url)) {
+  const count = await build();
+  console.log(`built ${count} files into dist/`);
+}

@@ -1,0 +1,109 @@
+import { after, before, describe, test } from 'node:test';
+import assert from 'node:assert/strict';
+import { Client } from 'pg';
+import { OrgProvisioner } from '@coffer/orgs';
+import { SchemaService } from '@coffer/database';
+import { connect, createTestEnv, TestEnv } from '../support/test-env';
+
+describe('database roles: the app role cannot rewrite the audit trail (PostgreSQL)', () => {
+  let env: TestEnv;
+  let orgDatabase: string;
+  let app: Client;
+
+  before(async () => {
+    env = await createTestEnv();
+    await new SchemaService(env.config).migrateControlPlane();
+    const provisioner = new OrgProvisioner(env.config);
+    const { org } = await provisioner.register('roles', 'Roles');
+    await provisioner.provision(org);
+    orgDatabase = org.databaseName;
+    app = await connect(env.config.DATABASE_APP_URL, orgDatabase);
+    await app.query(`INSERT INTO audit_log (action, outcome, actor) VALUES ('test.seeded', 'success', '{"id":"test"}')`);
+  });
+
+  after(async () => {
+    await app?.end();
+    await env?.destroy();
+  });
+
+  const rejected = async (sql: string, pattern: RegExp) => {
+    await assert.rejects(app.query(sql), pattern, `expected the app role to be refused: ${sql}`);
+  };
+
+  test('rejects UPDATE, DELETE and TRUNCATE on audit_log from the app role', async () => {
+    await rejected(`UPDATE audit_log SET action = 'forged'`, /permission denied/);
+    await rejected('DELETE FROM audit_log', /permission denied/);
+    await rejected('TRUNCATE audit_log', /permission denied/);
+  });
+
+  test('rejects disabling or dropping the triggers and replica mode from the app role', async () => {
+    await rejected('ALTER TABLE audit_log DISABLE TRIGGER ALL', /must be owner/);
+    await rejected('ALTER TABLE audit_log DISABLE TRIGGER audit_log_no_update_delete', /must be owner/);
+    await rejected('DROP TRIGGER audit_log_no_update_delete ON audit_log', /must be owner/);
+    await rejected('DROP TABLE audit_log', /must be owner/);
+    await rejected('SET session_replication_role = replica', /permission denied/);
+  });
+
+  test('the app role may append to and read audit_log, nothing more', async () => {
+    const { rows } = await app.query<{ privilege: string; granted: boolean }>(
+      `SELECT p AS privilege, has_table_privilege(current_user, 'audit_log', p) AS granted
+       FROM unnest(ARRAY['SELECT','INSERT','UPDATE','DELETE','TRUNCATE','REFERENCES','TRIGGER']) p`,
+    );
+    const granted = rows.filter((r) => r.granted).map((r) => r.privilege).sort();
+    assert.deepEqual(granted, ['INSERT', 'SELECT']);
+    const count = await app.query('SELECT count(*)::int AS n FROM audit_log');
+    assert.equal(count.rows[0].n, 1);
+  });
+
+  test('the app role has no DDL: it cannot create tables or functions', async () => {
+    await rejected('CREATE TABLE evil (id int)', /permission denied/);
+    await rejected(`CREATE FUNCTION evil() RETURNS int LANGUAGE sql AS 'SELECT 1'`, /permission denied/);
+  });
+
+  test('even the owner cannot UPDATE, DELETE or TRUNCATE audit_log while the triggers stand', async () => {
+    const owner = await connect(env.config.DATABASE_OWNER_URL, orgDatabase);
+    try {
+      await assert.rejects(owner.query(`UPDATE audit_log SET action = 'forged'`), /append-only: UPDATE rejected/);
+      await assert.rejects(owner.query('DELETE FROM audit_log'), /append-only: DELETE rejected/);
+      await assert.rejects(owner.query('TRUNCATE audit_log'), /append-only: TRUNCATE rejected/);
+    } finally {
+      await owner.end();
+    }
+  });
+
+  test('the app role owns nothing in any Coffer database, and is not a superuser', async () => {
+    const admin = await connect(env.adminUrl);
+    try {
+      const role = await admin.query('SELECT rolsuper, rolcreatedb, rolcreaterole, rolbypassrls FROM pg_roles WHERE rolname = $1', [
+        env.appRole,
+      ]);
+      assert.deepEqual(role.rows[0], { rolsuper: false, rolcreatedb: false, rolcreaterole: false, rolbypassrls: false });
+      const dbs = await admin.query<{ datname: string; owner: string }>(
+        `SELECT datname, pg_get_userbyid(datdba) AS owner FROM pg_database WHERE datname LIKE $1 || '%'`,
+        [env.databasePrefix],
+      );
+      assert.equal(dbs.rows.length, 2, 'the control plane and one org database');
+      for (const db of dbs.rows) {
+        assert.equal(db.owner, env.ownerRole);
+        const client = await connect(env.adminUrl, db.datname);
+        try {
+          const owned = await client.query(
+            `SELECT 'relation ' || relname AS what FROM pg_class WHERE relowner = (SELECT oid FROM pg_roles WHERE rolname = $1)
+             UNION ALL SELECT 'function ' || proname FROM pg_proc WHERE proowner = (SELECT oid FROM pg_roles WHERE rolname = $1)
+             UNION ALL SELECT 'schema ' || nspname FROM pg_namespace WHERE nspowner = (SELECT oid FROM pg_roles WHERE rolname = $1)`,
+            [env.appRole],
+          );
+          assert.deepEqual(owned.rows, [], `app role owns objects in ${db.datname}`);
+          const ownerTables = await client.query(`SELECT count(*)::int AS n FROM pg_tables WHERE schemaname = 'public' AND tableowner = $1`, [
+            env.ownerRole,
+          ]);
+          assert.ok(ownerTables.rows[0].n >= 3, `owner role owns the tables of ${db.datname}`);
+        } finally {
+          await client.end();
+        }
+      }
+    } finally {
+      await admin.end();
+    }
+  });
+});
