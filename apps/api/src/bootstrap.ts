@@ -27,6 +27,7 @@ export async function createApi(config: AppConfig): Promise<NestFastifyApplicati
   const app = await NestFactory.create<NestFastifyApplication>(ApiModule.register(config), adapter, {
     bufferLogs: true,
     abortOnError: false,
+    bodyParser: false,
   });
   const logger = app.get<Logger>(LOGGER);
   app.useLogger(new NestPinoLogger(logger));

@@ -42,15 +42,6 @@ export interface ErrorBody {
   error: { code: string; message: string; requestId: string; details?: unknown };
 }
 
-/** Fastify's own errors (body parsing, limits) by their code. */
-const FASTIFY_CODES: Record<string, ErrorCode> = {
-  FST_ERR_CTP_INVALID_JSON_BODY: 'invalid_json',
-  FST_ERR_CTP_EMPTY_JSON_BODY: 'invalid_json',
-  FST_ERR_CTP_BODY_TOO_LARGE: 'payload_too_large',
-  FST_ERR_CTP_INVALID_MEDIA_TYPE: 'unsupported_media_type',
-  FST_ERR_CTP_INVALID_CONTENT_LENGTH: 'bad_request',
-};
-
 const BY_STATUS: Record<number, ErrorCode> = {
   400: 'bad_request',
   401: 'unauthenticated',
@@ -72,17 +63,6 @@ export function toErrorResponse(error: unknown, requestId: string): { status: nu
     body: { error: { code, message, requestId, ...(details === undefined ? {} : { details }) } },
   });
   if (error instanceof AppError) return make(error.status, error.code, error.message, error.details);
-
-  const fastifyCode = (error as { code?: string } | null)?.code;
-  if (fastifyCode && FASTIFY_CODES[fastifyCode]) {
-    const code = FASTIFY_CODES[fastifyCode];
-    const message =
-      code === 'invalid_json' ? 'request body is not valid JSON' : code === 'payload_too_large' ? 'request body is too large' : (error as Error).message;
-    return make(ERROR_STATUS[code], code, message);
-  }
-  if (error instanceof SyntaxError && (error as { statusCode?: number }).statusCode === 400) {
-    return make(400, 'invalid_json', 'request body is not valid JSON');
-  }
 
   const status =
     error instanceof HttpException ? error.getStatus() : Number((error as { statusCode?: number } | null)?.statusCode) || 500;

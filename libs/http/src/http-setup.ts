@@ -2,7 +2,7 @@ import { randomUUID } from 'node:crypto';
 import { ArgumentsHost, Catch, ExceptionFilter } from '@nestjs/common';
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
 import type { Logger } from 'pino';
-import { toErrorResponse } from './errors';
+import { AppError, toErrorResponse } from './errors';
 
 declare module 'fastify' {
   interface FastifyRequest {
@@ -13,6 +13,18 @@ declare module 'fastify' {
 }
 
 export const REQUEST_ID_HEADER = 'x-request-id';
+
+export interface RegisteredRoute {
+  method: string;
+  url: string;
+}
+
+const ROUTES = new WeakMap<FastifyInstance, RegisteredRoute[]>();
+
+/** Every route the router has, as registered: lets tests cover routes added later. */
+export function registeredRoutes(fastify: FastifyInstance): readonly RegisteredRoute[] {
+  return ROUTES.get(fastify) ?? [];
+}
 
 /** Options for the Fastify instance: our own request ids, never a client-chosen one. */
 export function fastifyOptions(config: { bodyLimit: number; trustedProxies: string[] }) {
@@ -26,10 +38,15 @@ export function fastifyOptions(config: { bodyLimit: number; trustedProxies: stri
 }
 
 /**
- * Request id header, one access-log line per request, and errors that happen before Nest's
- * pipeline (body parsing, limits) in the same shape as every other error.
+ * Request id header, one access-log line per request, the JSON body parser. Create the Nest app
+ * with `bodyParser: false` so that this parser is the only one.
  */
 export function installHttpHooks(fastify: FastifyInstance, logger: Logger): void {
+  const routes: RegisteredRoute[] = [];
+  ROUTES.set(fastify, routes);
+  fastify.addHook('onRoute', (route) => {
+    for (const method of [route.method].flat()) routes.push({ method, url: route.url });
+  });
   fastify.addHook('onRequest', async (request, reply) => {
     reply.header(REQUEST_ID_HEADER, request.id);
   });
@@ -49,7 +66,16 @@ export function installHttpHooks(fastify: FastifyInstance, logger: Logger): void
       'request',
     );
   });
-  fastify.setErrorHandler((error, request, reply) => sendError(error, request, reply, logger));
+  // Nest maps Fastify's own errors to bare HttpExceptions, losing their code, so the JSON parser
+  // is ours: Fastify's parser (with its prototype-poisoning checks) throwing our error code.
+  // JSON is the only body type accepted (415 otherwise) until a route adds its own.
+  fastify.removeContentTypeParser('text/plain');
+  const parseJson = fastify.getDefaultJsonParser('error', 'error');
+  fastify.addContentTypeParser('application/json', { parseAs: 'string' }, (request, body, done) =>
+    parseJson(request, body as string, (error, value) =>
+      error ? done(new AppError('invalid_json', 'request body is not valid JSON'), undefined) : done(null, value),
+    ),
+  );
 }
 
 function sendError(error: unknown, request: FastifyRequest, reply: FastifyReply, logger: Logger) {

@@ -1,7 +1,7 @@
 import { z } from 'zod';
 import { ROLES } from './user';
 
-export const Email = z.email().max(254);
+export const Email = z.string().trim().pipe(z.email().max(254));
 export const DisplayName = z.string().trim().min(1).max(200);
 
 export const CreateUserBody = z.object({ email: Email, displayName: DisplayName, role: z.enum(ROLES) }).strict();
