@@ -14,7 +14,10 @@ export type QueueName = 'maintenance';
 
 interface JobDefinition<K extends JobName> {
   queue: QueueName;
-  /** Fixed id from what the job acts on: enqueuing the same work twice is a no-op. */
+  /**
+   * Fixed id from what the job acts on: enqueuing the same work twice is a no-op. BullMQ 6
+   * refuses ':' in custom ids (it separates its Redis keys), so the parts are joined by '/'.
+   */
   jobId(payload: JobPayloads[K]): string;
   options?: JobsOptions;
 }
@@ -22,7 +25,7 @@ interface JobDefinition<K extends JobName> {
 export const JOBS: { [K in JobName]: JobDefinition<K> } = {
   'expire-api-keys': {
     queue: 'maintenance',
-    jobId: ({ orgId }) => `expire-api-keys:${orgId}`,
+    jobId: ({ orgId }) => `expire-api-keys/${orgId}`,
   },
 };
 

@@ -1,6 +1,7 @@
 import { Inject, Injectable, OnApplicationBootstrap, OnApplicationShutdown, SetMetadata } from '@nestjs/common';
 import { DiscoveryService } from '@nestjs/core';
 import { Job, Worker } from 'bullmq';
+import { Redis } from 'ioredis';
 import { APP_CONFIG, AppConfig } from '@coffer/config';
 import { LOGGER, Logger } from '@coffer/logging';
 import { JobName, JobPayloads, JOBS, QUEUE_NAMES } from './job-registry';
@@ -33,6 +34,7 @@ export function checkHandlers(found: { name: string; owner: string }[]): string[
 @Injectable()
 export class JobWorkers implements OnApplicationBootstrap, OnApplicationShutdown {
   private readonly workers: Worker[] = [];
+  private readonly connections: Redis[] = [];
 
   constructor(
     private readonly discovery: DiscoveryService,
@@ -44,6 +46,7 @@ export class JobWorkers implements OnApplicationBootstrap, OnApplicationShutdown
     const handlers = this.discoverHandlers();
     for (const queue of QUEUE_NAMES) {
       const connection = createRedis(this.config.REDIS_URL, { name: `coffer-worker-${queue}`, forWorker: true });
+      this.connections.push(connection);
       const worker = new Worker(queue, (job) => this.run(handlers, job), {
         connection,
         prefix: queuePrefix(this.config.REDIS_KEY_PREFIX),
@@ -59,6 +62,8 @@ export class JobWorkers implements OnApplicationBootstrap, OnApplicationShutdown
 
   async onApplicationShutdown(): Promise<void> {
     await Promise.all(this.workers.map((w) => w.close()));
+    // BullMQ leaves a connection it was handed open; it is ours to close.
+    for (const connection of this.connections) connection.disconnect();
   }
 
   private discoverHandlers(): Handlers {

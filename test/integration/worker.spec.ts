@@ -1,0 +1,83 @@
+import { after, before, describe, test } from 'node:test';
+import assert from 'node:assert/strict';
+import type { INestApplicationContext } from '@nestjs/common';
+import { JobsService } from '@coffer/jobs';
+import { createWorker } from '../../apps/worker/src/bootstrap';
+import { ExpireApiKeysSchedule } from '../../apps/worker/src/schedules/expire-api-keys.schedule';
+import { addUser, RunningApi, startApi, TestOrg } from '../support/api';
+import { connect } from '../support/test-env';
+
+describe('worker: the expire-api-keys sweep runs end to end (BullMQ on Redis, PostgreSQL)', () => {
+  let api: RunningApi;
+  let org: TestOrg;
+  let worker: INestApplicationContext;
+
+  before(async () => {
+    // A cron that fires every second, so the real schedule drives the test.
+    api = await startApi({ EXPIRE_API_KEYS_CRON: '* * * * * *' });
+    org = await api.createOrg();
+  });
+
+  after(async () => {
+    await worker?.close();
+    await api?.close();
+  });
+
+  test('a key past its expiry is marked expired by the scheduled job', async () => {
+    const member = await addUser(api, org, 'member');
+    const expiresAt = new Date(Date.now() + 1000);
+    const key = await api
+      .http()
+      .post(`/api/v1/organizations/${org.slug}/users/${member.userId}/api-keys`)
+      .set('authorization', `Bearer ${org.adminToken}`)
+      .send({ name: 'soon', expiresAt: expiresAt.toISOString() });
+    assert.equal(key.status, 201);
+
+    worker = await createWorker(api.env.config, 10_000);
+    const orgDb = await connect(api.env.config.DATABASE_APP_URL, `${api.env.config.ORG_DATABASE_PREFIX}${org.id}`);
+    try {
+      const deadline = Date.now() + 15_000;
+      let row: { expired_at: Date | null } | undefined;
+      do {
+        await new Promise((resolve) => setTimeout(resolve, 250));
+        row = (await orgDb.query('SELECT expired_at FROM api_keys WHERE id = $1', [key.body.apiKey.id])).rows[0];
+      } while (!row?.expired_at && Date.now() < deadline);
+      assert.ok(row?.expired_at, 'the sweep marked the key expired');
+      assert.ok(row.expired_at.getTime() >= expiresAt.getTime());
+      const others = await orgDb.query('SELECT count(*)::int AS n FROM api_keys WHERE expired_at IS NOT NULL');
+      assert.equal(others.rows[0].n, 1, 'keys without expiry are untouched');
+    } finally {
+      await orgDb.end();
+    }
+    const listed = await api.http().get(`/api/v1/organizations/${org.slug}/api-keys`).set('authorization', `Bearer ${org.adminToken}`);
+    assert.equal(listed.body.apiKeys.find((k: { id: string }) => k.id === key.body.apiKey.id).status, 'expired');
+  });
+
+  test('a tick with nothing due enqueues nothing; the same work enqueued twice is one job', async () => {
+    assert.equal(await worker.get(ExpireApiKeysSchedule).tick(), 0);
+    const jobs = worker.get(JobsService);
+    const queue = jobs.queue('maintenance');
+    await queue.pause();
+    try {
+      const first = await jobs.enqueue('expire-api-keys', { orgId: org.id });
+      const second = await jobs.enqueue('expire-api-keys', { orgId: org.id });
+      assert.equal(first, `expire-api-keys/${org.id}`);
+      assert.equal(second, first);
+      assert.equal(await queue.getWaitingCount(), 1);
+    } finally {
+      await queue.obliterate({ force: true });
+      await queue.resume();
+    }
+  });
+
+  test('the worker refuses to start against a database newer than its code', async () => {
+    const owner = await connect(api.env.config.DATABASE_OWNER_URL);
+    try {
+      await owner.query(`INSERT INTO coffer_migrations (version, name) VALUES (999, 'from the future')`);
+      await assert.rejects(createWorker(api.env.config, 2_000), /schema version 999/);
+    } finally {
+      await owner.query('DELETE FROM coffer_migrations WHERE version = 999');
+      await owner.end();
+    }
+  });
+});
