@@ -41,6 +41,12 @@ export const configSchema = z.object({
     .regex(/^[A-Za-z0-9_.:-]{1,64}$/)
     .default('coffer'),
 
+  /**
+   * How long an API key's stored credentials are reused for authentication. Revocation in the
+   * same process is immediate; other replicas notice within this time. 0 reads them every request.
+   */
+  API_KEY_CACHE_TTL_MS: z.coerce.number().int().min(0).max(60_000).default(2000),
+
   /** Where the platform-admin bootstrap token is written, once, at first start (mode 0600). */
   BOOTSTRAP_TOKEN_FILE: z.string().min(1).default('.coffer/bootstrap-token'),
   /** Cron (6 fields, with seconds) of the sweep that marks expired API keys. */

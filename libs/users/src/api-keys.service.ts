@@ -1,9 +1,10 @@
-import { Injectable } from '@nestjs/common';
+import { Inject, Injectable } from '@nestjs/common';
+import { APP_CONFIG, AppConfig } from '@coffer/config';
 import { ClientBase, Pool } from 'pg';
 import { formatOrgKey, generateSecret, hashSecret, randomId, secretMatches } from '@coffer/crypto';
 import { AppError } from '@coffer/http';
 import type { OrgRef } from '@coffer/orgs';
-import { ApiKeysRepository } from './api-keys.repository';
+import { ApiKeysRepository, KeyCredentials } from './api-keys.repository';
 import { ApiKey, Role } from './user';
 import { UsersRepository } from './users.repository';
 
@@ -15,9 +16,17 @@ export interface VerifiedKey {
 
 @Injectable()
 export class ApiKeysService {
+  /**
+   * Credentials read for authentication, kept API_KEY_CACHE_TTL_MS. Revoking a key or disabling
+   * a user drops them here at once; another replica may accept the key until its copy ages out
+   * (at most the TTL). The secret check, expiry and state are still evaluated on every request.
+   */
+  private readonly credentialCache = new Map<string, { credentials: KeyCredentials | undefined; at: number }>();
+
   constructor(
     private readonly keys: ApiKeysRepository,
     private readonly users: UsersRepository,
+    @Inject(APP_CONFIG) private readonly config: AppConfig,
   ) {}
 
   /** The secret is returned once and stored only as a hash. */
@@ -41,16 +50,35 @@ export class ApiKeysService {
 
   async revoke(org: OrgRef, keyId: string): Promise<ApiKey> {
     const key = await this.keys.revoke(org, keyId);
+    this.credentialCache.delete(cacheKey(org, keyId));
     if (!key) throw new AppError('api_key_not_found', 'no such API key in this organization');
     return key;
   }
 
   /** undefined for every kind of failure alike, so callers cannot tell which check failed. */
   async verify(org: OrgRef, keyId: string, secret: string, now = new Date()): Promise<VerifiedKey | undefined> {
-    const key = await this.keys.credentials(org, keyId);
+    const key = await this.credentials(org, keyId);
     if (!key || !secretMatches(secret, key.secretHash)) return undefined;
     if (key.revokedAt || key.userDisabled || (key.expiresAt && key.expiresAt <= now)) return undefined;
     return { keyId, userId: key.userId, role: key.role };
+  }
+
+  /** Called when a user is disabled: none of their keys may authenticate from now on. */
+  forgetUser(userId: string): void {
+    for (const [key, entry] of this.credentialCache) if (entry.credentials?.userId === userId) this.credentialCache.delete(key);
+  }
+
+  private async credentials(org: OrgRef, keyId: string): Promise<KeyCredentials | undefined> {
+    const ttl = this.config.API_KEY_CACHE_TTL_MS;
+    const key = cacheKey(org, keyId);
+    const hit = this.credentialCache.get(key);
+    if (hit && Date.now() - hit.at < ttl) return hit.credentials;
+    const credentials = await this.keys.credentials(org, keyId);
+    if (ttl > 0) {
+      if (this.credentialCache.size >= 10_000) this.credentialCache.clear();
+      this.credentialCache.set(key, { credentials, at: Date.now() });
+    }
+    return credentials;
   }
 
   countDueToExpire(org: OrgRef): Promise<number> {
@@ -60,4 +88,8 @@ export class ApiKeysService {
   markExpired(org: OrgRef): Promise<string[]> {
     return this.keys.markExpired(org);
   }
+}
+
+function cacheKey(org: OrgRef, keyId: string): string {
+  return `${org.id}/${keyId}`;
 }

@@ -58,6 +58,7 @@ export class UsersService {
   async disable(org: OrgRef, id: string): Promise<User> {
     const user = await this.users.disable(org, id);
     if (!user) throw new AppError('user_not_found', 'no such user in this organization');
+    this.apiKeys.forgetUser(user.id);
     return user;
   }
 }

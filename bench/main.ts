@@ -1,0 +1,14 @@
+import 'reflect-metadata';
+import { authBenchmark } from './auth.bench';
+
+/** `npm run bench`: each benchmark prints its figures and its ratio against an in-run baseline. */
+async function main() {
+  const seconds = Number(process.env.BENCH_SECONDS ?? 5);
+  const results = [await authBenchmark(seconds)];
+  console.log(`benchmarks: ${results.filter(Boolean).length} of ${results.length} met their goal`);
+}
+
+main().catch((error) => {
+  console.error(error);
+  process.exit(1);
+});

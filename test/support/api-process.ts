@@ -1,0 +1,53 @@
+import { ChildProcess, spawn } from 'node:child_process';
+import { createServer } from 'node:net';
+import { resolve } from 'node:path';
+import type { AppConfig } from '@coffer/config';
+
+export const REPO_ROOT = resolve(__dirname, '../../..');
+export const API_MAIN = resolve(REPO_ROOT, 'dist/apps/api/src/main.js');
+
+export async function freePort(): Promise<number> {
+  return new Promise((done) => {
+    const server = createServer().listen(0, '127.0.0.1', () => {
+      const { port } = server.address() as { port: number };
+      server.close(() => done(port));
+    });
+  });
+}
+
+/** The compiled API (main.js) as its own process, with `config`; resolves once it answers. */
+export async function startApiProcess(
+  config: AppConfig,
+  onOutput: (chunk: string) => void = () => undefined,
+  extraEnv: Record<string, string> = {},
+): Promise<{ child: ChildProcess; url: string }> {
+  const port = await freePort();
+  const env = Object.fromEntries(Object.entries(config).map(([k, v]) => [k, String(v)]));
+  const child = spawn(process.execPath, [API_MAIN], {
+    cwd: REPO_ROOT,
+    env: { ...process.env, ...env, HTTP_PORT: String(port), ...extraEnv },
+  });
+  let seen = '';
+  const collect = (chunk: Buffer) => {
+    seen += chunk;
+    onOutput(String(chunk));
+  };
+  child.stdout!.on('data', collect);
+  child.stderr!.on('data', collect);
+  const url = `http://127.0.0.1:${port}`;
+  const deadline = Date.now() + 30_000;
+  while (!(await fetch(`${url}/health/live`).then((r) => r.ok, () => false))) {
+    if (child.exitCode !== null || Date.now() > deadline) {
+      child.kill('SIGKILL');
+      throw new Error(`api did not start:\n${seen}`);
+    }
+    await new Promise((r) => setTimeout(r, 100));
+  }
+  return { child, url };
+}
+
+export async function stopProcess(child: ChildProcess | undefined): Promise<void> {
+  if (!child || child.exitCode !== null) return;
+  child.kill('SIGTERM');
+  await new Promise((r) => child.once('exit', r));
+}
