@@ -1,0 +1,45 @@
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { readFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { CONFIG_KEYS } from './config.schema';
+import { ConfigError, loadConfig, redactConfig } from './load-config';
+
+const valid = {
+  DATABASE_OWNER_URL: 'postgres://owner:owner-pw@127.0.0.1/coffer',
+  DATABASE_APP_URL: 'postgres://app:app-pw@127.0.0.1/coffer',
+};
+
+test('defaults fill everything but the database URLs', () => {
+  const config = loadConfig(valid);
+  assert.equal(config.HTTP_PORT, 8080);
+  assert.equal(config.MIGRATE_ON_START, true);
+  assert.equal(config.ORG_DATABASE_PREFIX, 'coffer_org_');
+});
+
+test('a bad configuration lists every problem at once and no secret value', () => {
+  try {
+    loadConfig({ DATABASE_APP_URL: 'mysql://app:app-pw@x/y', HTTP_PORT: '99999', MIGRATE_ON_START: 'yes' });
+    assert.fail('expected a ConfigError');
+  } catch (error) {
+    assert.ok(error instanceof ConfigError);
+    assert.deepEqual(error.problems.map((p) => p.split(':')[0]).sort(), [
+      'DATABASE_APP_URL',
+      'DATABASE_OWNER_URL',
+      'HTTP_PORT',
+      'MIGRATE_ON_START',
+    ]);
+    assert.doesNotMatch(error.message, /app-pw/);
+  }
+});
+
+test('redaction hides every secret value', () => {
+  const shown = JSON.stringify(redactConfig(loadConfig(valid)));
+  assert.doesNotMatch(shown, /owner-pw|app-pw/);
+});
+
+test('.env.example lists exactly the variables of the schema', () => {
+  const example = readFileSync(join(__dirname, '../../../../.env.example'), 'utf8');
+  const listed = [...example.matchAll(/^([A-Z][A-Z0-9_]+)=/gm)].map((m) => m[1]).sort();
+  assert.deepEqual(listed, [...CONFIG_KEYS].sort());
+});

@@ -1,0 +1,134 @@
+// `npm run up`: Coffer on embedded defaults, in the foreground until Ctrl-C. Installs the npm
+// dependencies, builds, uses PostgreSQL and Redis at the configured URLs or starts private ones
+// under .coffer/, creates the owner and app roles, runs the API (which migrates) and the worker,
+// and writes .coffer/local.json so that scripts and people can find the running system.
+import { spawn } from 'node:child_process';
+import { randomBytes } from 'node:crypto';
+import { existsSync, mkdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { createRequire } from 'node:module';
+import { dirname, join, resolve } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { ensureDependencies, ensurePostgres, ensureRedis } from './services.mjs';
+
+const root = resolve(dirname(fileURLToPath(import.meta.url)), '..');
+const env = process.env;
+const home = resolve(env.COFFER_HOME ?? join(root, '.coffer'));
+const log = (line) => console.error(`[up] ${line}`);
+mkdirSync(home, { recursive: true, mode: 0o700 });
+
+if (env.COFFER_SKIP_INSTALL !== '1') {
+  await ensureDependencies({ root, log });
+  const { build } = await import('./build.mjs');
+  log(`built ${await build()} files`);
+}
+
+const pg = await ensurePostgres({ adminUrl: env.COFFER_PG_ADMIN_URL, home, log });
+const redis = await ensureRedis({ url: env.REDIS_URL, home, log });
+
+// Role passwords are generated once and kept (mode 0600) so that restarts reuse them.
+const secretsPath = join(home, 'secrets.json');
+const secrets = existsSync(secretsPath)
+  ? JSON.parse(readFileSync(secretsPath, 'utf8'))
+  : { owner: randomBytes(24).toString('base64url'), app: randomBytes(24).toString('base64url') };
+writeFileSync(secretsPath, JSON.stringify(secrets), { mode: 0o600 });
+
+const roles = { owner: env.COFFER_DB_OWNER ?? 'coffer_owner', app: env.COFFER_DB_APP ?? 'coffer_app' };
+const database = env.COFFER_DB_NAME ?? 'coffer';
+const require = createRequire(import.meta.url);
+const { Client } = require('pg');
+const { ensureRoles } = require(join(root, 'dist/libs/database/src/roles.js'));
+const admin = new Client({ connectionString: pg.adminUrl });
+await admin.connect();
+await ensureRoles(admin, { owner: { name: roles.owner, password: secrets.owner }, app: { name: roles.app, password: secrets.app } });
+await admin.end();
+
+const roleUrl = (role, password) => {
+  const url = new URL(pg.adminUrl);
+  url.username = role;
+  url.password = password;
+  url.pathname = `/${database}`;
+  return url.toString();
+};
+const port = Number(env.HTTP_PORT ?? 8080);
+const apiUrl = `http://127.0.0.1:${port}`;
+const tokenFile = join(home, 'bootstrap-token');
+const childEnv = {
+  ...env,
+  COFFER_ENV: 'local',
+  DATABASE_OWNER_URL: roleUrl(roles.owner, secrets.owner),
+  DATABASE_APP_URL: roleUrl(roles.app, secrets.app),
+  REDIS_URL: redis.url,
+  REDIS_KEY_PREFIX: env.REDIS_KEY_PREFIX ?? 'coffer',
+  HTTP_HOST: '127.0.0.1',
+  HTTP_PORT: String(port),
+  BOOTSTRAP_TOKEN_FILE: tokenFile,
+};
+
+const children = [];
+let stopping = false;
+const startApp = (name) => {
+  const child = spawn(process.execPath, ['--enable-source-maps', join(root, `dist/apps/${name}/src/main.js`)], {
+    cwd: root,
+    env: childEnv,
+    stdio: 'inherit',
+  });
+  child.on('exit', (code) => {
+    if (!stopping) {
+      log(`${name} exited with code ${code}; stopping`);
+      void shutdown(code || 1);
+    }
+  });
+  children.push(child);
+  return child;
+};
+
+async function shutdown(code) {
+  stopping = true;
+  for (const child of children) if (child.exitCode === null) child.kill('SIGTERM');
+  const deadline = Date.now() + 10_000;
+  while (children.some((c) => c.exitCode === null && c.signalCode === null) && Date.now() < deadline) {
+    await new Promise((r) => setTimeout(r, 100));
+  }
+  for (const child of children) if (child.exitCode === null && child.signalCode === null) child.kill('SIGKILL');
+  await redis.stop();
+  await pg.stop();
+  process.exit(code);
+}
+process.on('SIGINT', () => void shutdown(0));
+process.on('SIGTERM', () => void shutdown(0));
+
+startApp('api');
+const deadline = Date.now() + 60_000;
+while (!(await fetch(`${apiUrl}/health/ready`).then((r) => r.ok, () => false))) {
+  if (stopping) await new Promise(() => undefined); // shutdown() exits
+  if (Date.now() > deadline) {
+    log('the API did not become ready within 60 s');
+    await shutdown(1);
+  }
+  await new Promise((r) => setTimeout(r, 250));
+}
+startApp('worker');
+
+// The API writes the bootstrap token once, at first start; it moves into local.json (0600).
+const localPath = join(home, 'local.json');
+let adminToken = existsSync(localPath) ? JSON.parse(readFileSync(localPath, 'utf8')).adminToken ?? null : null;
+if (existsSync(tokenFile)) {
+  adminToken = readFileSync(tokenFile, 'utf8').trim();
+  rmSync(tokenFile);
+}
+writeFileSync(
+  localPath,
+  `${JSON.stringify(
+    {
+      apiUrl,
+      adminToken,
+      databaseUrls: { owner: childEnv.DATABASE_OWNER_URL, app: childEnv.DATABASE_APP_URL },
+      redisUrl: redis.url,
+      startedAt: new Date().toISOString(),
+    },
+    null,
+    2,
+  )}\n`,
+  { mode: 0o600 },
+);
+log(`Coffer is running at ${apiUrl}; admin token and URLs are in ${localPath}. Ctrl-C stops it.`);
