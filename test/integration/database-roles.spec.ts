@@ -1,6 +1,8 @@
 import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
+import { randomUUID } from 'node:crypto';
 import { Client } from 'pg';
+import { appendToChain } from '@coffer/audit';
 import { OrgProvisioner } from '@coffer/orgs';
 import { SchemaService } from '@coffer/database';
 import { connect, createTestEnv, TestEnv } from '../support/test-env';
@@ -18,7 +20,11 @@ describe('database roles: the app role cannot rewrite the audit trail (PostgreSQ
     await provisioner.provision(org);
     orgDatabase = org.databaseName;
     app = await connect(env.config.DATABASE_APP_URL, orgDatabase);
-    await app.query(`INSERT INTO audit_log (action, outcome, actor) VALUES ('test.seeded', 'success', '{"id":"test"}')`);
+    await app.query('BEGIN');
+    await appendToChain(app, org.id, [
+      { id: randomUUID(), occurredAt: new Date(), action: 'test.seeded', outcome: 'success', actor: { id: 'test' }, target: null, requestId: null, clientIp: null, userAgent: null, body: {} },
+    ]);
+    await app.query('COMMIT');
   });
 
   after(async () => {
@@ -53,6 +59,16 @@ describe('database roles: the app role cannot rewrite the audit trail (PostgreSQ
     assert.deepEqual(granted, ['INSERT', 'SELECT']);
     const count = await app.query('SELECT count(*)::int AS n FROM audit_log');
     assert.equal(count.rows[0].n, 1);
+  });
+
+  test('an insert that does not continue the hash chain is refused by the database', async () => {
+    const forged = (seq: number, prevHash: string) =>
+      `INSERT INTO audit_log (seq, occurred_at, action, outcome, actor, prev_hash, hash)
+       VALUES (${seq}, now(), 'forged', 'success', '{}', '\\x${prevHash}', '\\x00')`;
+    const head = await app.query<{ hash: Buffer }>('SELECT hash FROM audit_log WHERE seq = 1');
+    await rejected(forged(3, head.rows[0].hash.toString('hex')), /does not continue the chain at 3/);
+    await rejected(forged(2, '00'), /does not continue the chain at 2/);
+    await rejected(forged(1, head.rows[0].hash.toString('hex')), /does not continue the chain at 1/);
   });
 
   test('the app role has no DDL: it cannot create tables or functions', async () => {

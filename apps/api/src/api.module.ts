@@ -1,4 +1,5 @@
 import { DynamicModule, Module } from '@nestjs/common';
+import { AuditModule } from '@coffer/audit';
 import { AuthModule } from '@coffer/auth';
 import { AppConfig, ConfigModule } from '@coffer/config';
 import { DatabaseModule } from '@coffer/database';
@@ -6,6 +7,7 @@ import { JobsModule } from '@coffer/jobs';
 import { LoggingModule } from '@coffer/logging';
 import { OrgsModule } from '@coffer/orgs';
 import { ApiKeysController } from './controllers/api-keys.controller';
+import { AuditLogsController } from './controllers/audit-logs.controller';
 import { HealthController } from './controllers/health.controller';
 import { OpenApiController, OpenApiDocument } from './controllers/openapi.controller';
 import { OrganizationsController } from './controllers/organizations.controller';
@@ -16,8 +18,8 @@ export class ApiModule {
   static register(config: AppConfig): DynamicModule {
     return {
       module: ApiModule,
-      imports: [ConfigModule.forRoot(config), LoggingModule, DatabaseModule, JobsModule, OrgsModule, AuthModule],
-      controllers: [HealthController, OrganizationsController, UsersController, ApiKeysController, OpenApiController],
+      imports: [ConfigModule.forRoot(config), LoggingModule, DatabaseModule, AuditModule, JobsModule, OrgsModule, AuthModule],
+      controllers: [HealthController, OrganizationsController, UsersController, ApiKeysController, AuditLogsController, OpenApiController],
       providers: [OpenApiDocument],
     };
   }

@@ -1,6 +1,7 @@
 import { DynamicModule, Module } from '@nestjs/common';
 import { DiscoveryModule } from '@nestjs/core';
 import { ScheduleModule } from '@nestjs/schedule';
+import { AuditModule } from '@coffer/audit';
 import { AppConfig, ConfigModule } from '@coffer/config';
 import { DatabaseModule } from '@coffer/database';
 import { JobsModule, JobWorkers } from '@coffer/jobs';
@@ -18,6 +19,7 @@ export class WorkerModule {
         ConfigModule.forRoot(config),
         LoggingModule,
         DatabaseModule,
+        AuditModule,
         JobsModule,
         OrgsModule,
         DiscoveryModule,

@@ -1,6 +1,7 @@
 import { CanActivate, ExecutionContext, Injectable } from '@nestjs/common';
 import { Reflector } from '@nestjs/core';
 import type { FastifyRequest } from 'fastify';
+import { actorOf, automaticAction, AuditService, isMutation, requestSource, targetOf } from '@coffer/audit';
 import { parseBearerToken } from '@coffer/crypto';
 import { AppError } from '@coffer/http';
 import { OrgsService } from '@coffer/orgs';
@@ -18,6 +19,7 @@ export class AuthGuard implements CanActivate {
     private readonly orgs: OrgsService,
     private readonly apiKeys: ApiKeysService,
     private readonly platformTokens: PlatformTokensService,
+    private readonly audit: AuditService,
   ) {}
 
   async canActivate(context: ExecutionContext): Promise<boolean> {
@@ -26,10 +28,31 @@ export class AuthGuard implements CanActivate {
     if (access.kind === 'public') return true;
 
     const request = context.switchToHttp().getRequest<FastifyRequest>();
-    const principal = await this.authenticate(request.headers.authorization);
+    const principal = await this.authenticate(request);
     request.principal = principal;
     request.actorId = actorId(principal);
+    try {
+      return await this.authorize(access, principal, request);
+    } catch (error) {
+      // A known caller denied a mutation: their own org's chain (or the control plane's) says so.
+      const action = automaticAction(this.reflector, context, request);
+      if (action && isMutation(request)) {
+        await this.audit.recordFailure(
+          {
+            actor: actorOf(principal),
+            source: requestSource(request),
+            chain: () => this.audit.chain(request.principalOrg),
+            automatic: { action, target: () => targetOf(request) },
+          },
+          error,
+        );
+      }
+      throw error;
+    }
+  }
 
+  private async authorize(access: Access, principal: Principal, request: FastifyRequest): Promise<boolean> {
+    if (access.kind === 'public') return true;
     if (access.kind === 'platform_admin') {
       if (principal.kind !== 'platform_admin') throw new AppError('forbidden', 'this route is for the platform admin');
       return true;
@@ -50,7 +73,8 @@ export class AuthGuard implements CanActivate {
     return true;
   }
 
-  private async authenticate(header: string | undefined): Promise<Principal> {
+  private async authenticate(request: FastifyRequest): Promise<Principal> {
+    const header = request.headers.authorization;
     const match = header ? /^Bearer ([^\s]+)$/i.exec(header) : null;
     if (!match) throw new AppError('unauthenticated', 'missing bearer token');
     // Built only when thrown: an Error captures a stack, which is costly on the hot path.
@@ -64,6 +88,7 @@ export class AuthGuard implements CanActivate {
     const org = await this.orgs.resolveById(token.orgId);
     const key = org && (await this.apiKeys.verify(org, token.keyId, token.secret));
     if (!key) throw invalid();
+    request.principalOrg = org;
     return { kind: 'user', orgId: token.orgId, userId: key.userId, apiKeyId: key.keyId, role: key.role };
   }
 }

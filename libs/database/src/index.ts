@@ -7,3 +7,4 @@ export * from './schema.service';
 export * from './database.module';
 export * from './migrations/control.migrations';
 export * from './migrations/org.migrations';
+export * from './unit-of-work';

@@ -1,4 +1,5 @@
 import { Client, ClientBase, Pool } from 'pg';
+import { scopedPoolOf } from './unit-of-work';
 
 export function quoteIdent(name: string): string {
   return `"${name.replace(/"/g, '""')}"`;
@@ -19,7 +20,10 @@ export function roleOf(url: string): string {
   return decodeURIComponent(new URL(url).username);
 }
 
+/** A transaction on `pool`; inside a unit of work, a savepoint of the unit's transaction. */
 export async function transaction<T>(pool: Pool, fn: (client: ClientBase) => Promise<T>): Promise<T> {
+  const scoped = scopedPoolOf(pool);
+  if (scoped) return scoped.unit.savepoint(scoped.key, scoped.pool, fn);
   const client = await pool.connect();
   try {
     await client.query('BEGIN');

@@ -21,6 +21,7 @@ export const ERROR_STATUS = {
   payload_too_large: 413,
   unsupported_media_type: 415,
   internal_error: 500,
+  audit_limit_exceeded: 500,
   service_unavailable: 503,
 } as const;
 

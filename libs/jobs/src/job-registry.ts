@@ -1,4 +1,5 @@
 import type { JobsOptions } from 'bullmq';
+import type { RequestSource } from '@coffer/audit';
 
 /**
  * Every queue and job Coffer has, with its payload type. `enqueue(name, payload)` is checked
@@ -10,6 +11,9 @@ export interface JobPayloads {
 }
 
 export type JobName = keyof JobPayloads;
+
+/** What sits in Redis: the payload, and the enqueuing request's id, IP and user agent, if any. */
+export type JobData<K extends JobName> = JobPayloads[K] & { requestSource?: RequestSource };
 export type QueueName = 'maintenance';
 
 interface JobDefinition<K extends JobName> {

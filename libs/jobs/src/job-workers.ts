@@ -2,9 +2,10 @@ import { Inject, Injectable, OnApplicationBootstrap, OnApplicationShutdown, SetM
 import { DiscoveryService } from '@nestjs/core';
 import { Job, Worker } from 'bullmq';
 import { Redis } from 'ioredis';
+import { AuditService } from '@coffer/audit';
 import { APP_CONFIG, AppConfig } from '@coffer/config';
 import { LOGGER, Logger } from '@coffer/logging';
-import { JobName, JobPayloads, JOBS, QUEUE_NAMES } from './job-registry';
+import { JobData, JobName, JobPayloads, JOBS, QUEUE_NAMES } from './job-registry';
 import { createRedis, queuePrefix } from './redis';
 
 const PROCESSES_KEY = 'coffer:processes';
@@ -40,6 +41,7 @@ export class JobWorkers implements OnApplicationBootstrap, OnApplicationShutdown
     private readonly discovery: DiscoveryService,
     @Inject(APP_CONFIG) private readonly config: AppConfig,
     @Inject(LOGGER) private readonly logger: Logger,
+    private readonly audit: AuditService,
   ) {}
 
   onApplicationBootstrap(): void {
@@ -81,9 +83,20 @@ export class JobWorkers implements OnApplicationBootstrap, OnApplicationShutdown
     return new Map(found.map((f) => [f.name, f.instance]));
   }
 
-  private async run(handlers: Handlers, job: Job) {
+  /**
+   * A job runs like a mutating request: one unit of work, `audit()` available, entries committed
+   * with its changes to the chain of the org it names with setAuditOrg() (else the control plane).
+   */
+  private async run(handlers: Handlers, job: Job<JobData<JobName>>) {
     const started = Date.now();
-    const result = await handlers.get(job.name as JobName)!.process(job.data, job);
+    const { requestSource, ...payload } = job.data;
+    const result = await this.audit.run({
+      actor: { kind: 'system', id: `system:${job.name}` },
+      source: requestSource ?? { requestId: null, clientIp: null, userAgent: null },
+      transactional: true,
+      chain: (org) => this.audit.chain(org),
+      work: () => handlers.get(job.name as JobName)!.process(payload as JobPayloads[JobName], job),
+    });
     this.logger.info({ job: job.name, jobId: job.id, durationMs: Date.now() - started }, 'job completed');
     return result;
   }

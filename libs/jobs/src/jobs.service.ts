@@ -1,8 +1,9 @@
 import { Inject, Injectable, OnApplicationShutdown } from '@nestjs/common';
 import { Queue } from 'bullmq';
 import { Redis } from 'ioredis';
+import { currentAuditScope } from '@coffer/audit';
 import { APP_CONFIG, AppConfig } from '@coffer/config';
-import { DEFAULT_JOB_OPTIONS, JobName, JobPayloads, JOBS, QueueName } from './job-registry';
+import { DEFAULT_JOB_OPTIONS, JobData, JobName, JobPayloads, JOBS, QueueName } from './job-registry';
 import { createRedis, queuePrefix } from './redis';
 
 /** Enqueues jobs (API and worker schedules alike) and owns the process's Redis connection. */
@@ -16,10 +17,12 @@ export class JobsService implements OnApplicationShutdown {
     this.redis.on('error', () => undefined); // readiness reports it; ioredis reconnects by itself
   }
 
+  /** A job enqueued by a request carries the request's id, IP and user agent into its audit entries. */
   async enqueue<K extends JobName>(name: K, payload: JobPayloads[K]): Promise<string> {
     const definition = JOBS[name];
     const jobId = definition.jobId(payload);
-    await this.queue(definition.queue).add(name, payload, { ...DEFAULT_JOB_OPTIONS, ...definition.options, jobId });
+    const data: JobData<K> = { ...payload, requestSource: currentAuditScope()?.source };
+    await this.queue(definition.queue).add(name, data, { ...DEFAULT_JOB_OPTIONS, ...definition.options, jobId });
     return jobId;
   }
 

@@ -1,5 +1,6 @@
 import { Controller, Delete, Get, Param } from '@nestjs/common';
 import { ApiOperation, ApiTags } from '@nestjs/swagger';
+import { AuditAction } from '@coffer/audit';
 import { CurrentOrg, OrgAccess } from '@coffer/auth';
 import { ApiErrors } from '@coffer/http';
 import type { OrgRef } from '@coffer/orgs';
@@ -20,6 +21,7 @@ export class ApiKeysController {
 
   @Delete(':keyId')
   @OrgAccess(['admin'], { platformAdmin: true })
+  @AuditAction('api_key.revoked')
   @ApiOperation({ summary: 'Revoke an API key; it fails authentication from the next request on' })
   @ApiErrors('forbidden', 'organization_not_found', 'api_key_not_found')
   async revoke(@CurrentOrg() org: OrgRef, @Param('keyId') keyId: string) {

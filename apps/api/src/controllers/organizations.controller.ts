@@ -1,5 +1,6 @@
 import { Body, Controller, Get, HttpCode, Post } from '@nestjs/common';
 import { ApiOperation, ApiTags } from '@nestjs/swagger';
+import { AuditAction } from '@coffer/audit';
 import { ALL_ROLES, CurrentOrg, OrgAccess, PlatformAdminOnly } from '@coffer/auth';
 import { ApiErrors, ApiJsonBody, ZodValidationPipe } from '@coffer/http';
 import { CreateOrganizationBody, OrgRef, OrgsService, publicOrg } from '@coffer/orgs';
@@ -12,6 +13,7 @@ export class OrganizationsController {
   @Post()
   @HttpCode(201)
   @PlatformAdminOnly()
+  @AuditAction('organization.created')
   @ApiOperation({ summary: 'Create an organization (its own database), optionally with its first admin and API key' })
   @ApiJsonBody(CreateOrganizationBody)
   @ApiErrors('forbidden', 'organization_exists', 'payload_too_large', 'invalid_json')

@@ -1,5 +1,6 @@
 import { Body, Controller, Get, HttpCode, Param, Post } from '@nestjs/common';
 import { ApiOperation, ApiTags } from '@nestjs/swagger';
+import { AuditAction, AuditRead } from '@coffer/audit';
 import { CurrentOrg, CurrentPrincipal, OrgAccess, Principal } from '@coffer/auth';
 import { ApiErrors, ApiJsonBody, AppError, ZodValidationPipe } from '@coffer/http';
 import type { OrgRef } from '@coffer/orgs';
@@ -16,6 +17,7 @@ export class UsersController {
   @Post()
   @HttpCode(201)
   @OrgAccess(['admin'], { platformAdmin: true })
+  @AuditAction('user.created')
   @ApiOperation({ summary: 'Add a user to the organization' })
   @ApiJsonBody(CreateUserBody)
   @ApiErrors('forbidden', 'organization_not_found', 'user_email_taken')
@@ -25,6 +27,7 @@ export class UsersController {
 
   @Get()
   @OrgAccess(['admin', 'security_officer'], { platformAdmin: true })
+  @AuditRead('users.listed')
   @ApiOperation({ summary: 'List the users of the organization' })
   @ApiErrors('forbidden', 'organization_not_found')
   async list(@CurrentOrg() org: OrgRef) {
@@ -33,6 +36,7 @@ export class UsersController {
 
   @Get(':userId')
   @OrgAccess(['admin', 'security_officer'], { platformAdmin: true })
+  @AuditRead('user.viewed')
   @ApiOperation({ summary: 'One user' })
   @ApiErrors('forbidden', 'organization_not_found', 'user_not_found')
   async get(@CurrentOrg() org: OrgRef, @Param('userId') userId: string) {
@@ -42,6 +46,7 @@ export class UsersController {
   @Post(':userId/disable')
   @HttpCode(200)
   @OrgAccess(['admin'], { platformAdmin: true })
+  @AuditAction('user.disabled')
   @ApiOperation({ summary: 'Disable a user; every key of theirs stops working at once' })
   @ApiErrors('forbidden', 'organization_not_found', 'user_not_found')
   async disable(@CurrentOrg() org: OrgRef, @Param('userId') userId: string) {
@@ -52,6 +57,7 @@ export class UsersController {
   @Post(':userId/api-keys')
   @HttpCode(201)
   @OrgAccess(['admin', 'security_officer', 'member'], { platformAdmin: true })
+  @AuditAction('api_key.created')
   @ApiOperation({ summary: 'Issue an API key to a user; the secret is shown only in this response' })
   @ApiJsonBody(CreateApiKeyBody)
   @ApiErrors('forbidden', 'organization_not_found', 'user_not_found', 'user_disabled')

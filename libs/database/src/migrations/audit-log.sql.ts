@@ -30,3 +30,43 @@ CREATE TRIGGER audit_log_no_update_delete BEFORE UPDATE OR DELETE ON audit_log
 CREATE TRIGGER audit_log_no_truncate BEFORE TRUNCATE ON audit_log
   FOR EACH STATEMENT EXECUTE FUNCTION coffer_reject_audit_change();
 `;
+
+/**
+ * The hash chain (libs/audit/README.md): `seq` becomes an explicit gap-free number written by
+ * the chain writer under an advisory lock, each row carries the previous row's hash and its own,
+ * and an insert that does not continue the chain is refused by the database itself, whoever
+ * sends it. Checkpoints sign the hash at a sequence number with a key the database never sees.
+ */
+export const AUDIT_CHAIN_DDL = `
+ALTER TABLE audit_log ALTER COLUMN seq DROP IDENTITY;
+ALTER TABLE audit_log ALTER COLUMN occurred_at DROP DEFAULT;
+ALTER TABLE audit_log ADD COLUMN prev_hash bytea NOT NULL, ADD COLUMN hash bytea NOT NULL;
+CREATE INDEX audit_log_action ON audit_log (action, seq);
+CREATE INDEX audit_log_actor ON audit_log ((actor->>'id'), seq);
+
+CREATE FUNCTION coffer_audit_chain_continues() RETURNS trigger LANGUAGE plpgsql AS $$
+DECLARE
+  last record;
+BEGIN
+  SELECT seq, hash INTO last FROM audit_log ORDER BY seq DESC LIMIT 1;
+  IF NEW.seq <> coalesce(last.seq, 0) + 1 OR (last.seq IS NOT NULL AND NEW.prev_hash <> last.hash) THEN
+    RAISE EXCEPTION 'audit_log insert does not continue the chain at %', NEW.seq USING ERRCODE = 'integrity_constraint_violation';
+  END IF;
+  RETURN NEW;
+END
+$$;
+CREATE TRIGGER audit_log_chain BEFORE INSERT ON audit_log
+  FOR EACH ROW EXECUTE FUNCTION coffer_audit_chain_continues();
+
+CREATE TABLE audit_checkpoints (
+  seq bigint PRIMARY KEY,
+  hash bytea NOT NULL,
+  key_name text NOT NULL,
+  signature text NOT NULL,
+  created_at timestamptz NOT NULL DEFAULT now()
+);
+CREATE TRIGGER audit_checkpoints_no_update_delete BEFORE UPDATE OR DELETE ON audit_checkpoints
+  FOR EACH ROW EXECUTE FUNCTION coffer_reject_audit_change();
+CREATE TRIGGER audit_checkpoints_no_truncate BEFORE TRUNCATE ON audit_checkpoints
+  FOR EACH STATEMENT EXECUTE FUNCTION coffer_reject_audit_change();
+`;

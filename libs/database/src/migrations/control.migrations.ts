@@ -1,6 +1,6 @@
 import { GrantSpec } from '../grants';
 import { MigrationSet } from '../migrator';
-import { AUDIT_LOG_DDL } from './audit-log.sql';
+import { AUDIT_CHAIN_DDL, AUDIT_LOG_DDL } from './audit-log.sql';
 
 /** The control-plane database: the org registry and platform-level identity. */
 export const controlMigrations: MigrationSet = {
@@ -33,6 +33,13 @@ export const controlMigrations: MigrationSet = {
         `);
       },
     },
+    {
+      version: 2,
+      name: 'audit log hash chain and checkpoints',
+      async up(db) {
+        await db.query(AUDIT_CHAIN_DDL);
+      },
+    },
   ],
 };
 
@@ -41,4 +48,5 @@ export const controlGrants: GrantSpec = {
   organizations: 'read',
   platform_admin_tokens: 'read',
   audit_log: 'append-only',
+  audit_checkpoints: 'append-only',
 };

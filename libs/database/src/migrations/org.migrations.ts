@@ -1,6 +1,6 @@
 import { GrantSpec } from '../grants';
 import { MigrationSet } from '../migrator';
-import { AUDIT_LOG_DDL } from './audit-log.sql';
+import { AUDIT_CHAIN_DDL, AUDIT_LOG_DDL } from './audit-log.sql';
 
 /**
  * Each organization's own database. Sensitive values (email, settings, key hashes) are bytea
@@ -47,6 +47,13 @@ export const orgMigrations: MigrationSet = {
         `);
       },
     },
+    {
+      version: 2,
+      name: 'audit log hash chain and checkpoints',
+      async up(db) {
+        await db.query(AUDIT_CHAIN_DDL);
+      },
+    },
   ],
 };
 
@@ -56,4 +63,5 @@ export const orgGrants: GrantSpec = {
   api_keys: 'read-write',
   org_settings: 'read-write',
   audit_log: 'append-only',
+  audit_checkpoints: 'append-only',
 };

@@ -1,0 +1,87 @@
+import { Readable } from 'node:stream';
+import { Controller, Get, Headers, Query, Res } from '@nestjs/common';
+import { ApiOperation, ApiTags } from '@nestjs/swagger';
+import type { FastifyReply } from 'fastify';
+import { AuditChain, AuditLogFilters, AuditLogQuery, AuditRead, AuditService, publicEntry } from '@coffer/audit';
+import { CurrentOrg, OrgAccess, PlatformAdminOnly } from '@coffer/auth';
+import { ApiErrors, ZodValidationPipe } from '@coffer/http';
+import type { OrgRef } from '@coffer/orgs';
+
+const NDJSON = 'application/x-ndjson';
+const EXPORT_PAGE = 500;
+
+/** An org's audit trail for its security officers and admins; the control plane's for the platform admin. */
+@ApiTags('audit')
+@Controller()
+export class AuditLogsController {
+  constructor(private readonly audit: AuditService) {}
+
+  @Get('api/v1/organizations/:org/audit-logs')
+  @OrgAccess(['admin', 'security_officer'])
+  @AuditRead('audit_log.read')
+  @ApiOperation({ summary: 'Audit entries, newest first; `Accept: application/x-ndjson` streams every match' })
+  @ApiErrors('forbidden', 'organization_not_found')
+  list(
+    @CurrentOrg() org: OrgRef,
+    @Query(new ZodValidationPipe(AuditLogQuery)) query: AuditLogFilters,
+    @Headers('accept') accept: string | undefined,
+    @Res({ passthrough: true }) reply: FastifyReply,
+  ) {
+    return this.page(this.audit.chain(org), query, accept, reply);
+  }
+
+  @Get('api/v1/organizations/:org/audit-logs/verify')
+  @OrgAccess(['admin', 'security_officer'])
+  @AuditRead('audit_log.verified')
+  @ApiOperation({ summary: "Checks the org's hash chain and signed checkpoints; names the first bad sequence number" })
+  @ApiErrors('forbidden', 'organization_not_found')
+  verify(@CurrentOrg() org: OrgRef) {
+    return this.audit.verify(this.audit.chain(org));
+  }
+
+  @Get('api/v1/admin/audit-logs')
+  @PlatformAdminOnly()
+  @AuditRead('audit_log.read')
+  @ApiOperation({ summary: "The control plane's audit entries (organizations, platform admin), newest first" })
+  @ApiErrors('forbidden')
+  listControl(
+    @Query(new ZodValidationPipe(AuditLogQuery)) query: AuditLogFilters,
+    @Headers('accept') accept: string | undefined,
+    @Res({ passthrough: true }) reply: FastifyReply,
+  ) {
+    return this.page(this.audit.chain(undefined), query, accept, reply);
+  }
+
+  @Get('api/v1/admin/audit-logs/verify')
+  @PlatformAdminOnly()
+  @AuditRead('audit_log.verified')
+  @ApiOperation({ summary: "Checks the control plane's hash chain" })
+  @ApiErrors('forbidden')
+  verifyControl() {
+    return this.audit.verify(this.audit.chain(undefined));
+  }
+
+  private async page(chain: AuditChain, query: AuditLogFilters, accept: string | undefined, reply: FastifyReply) {
+    const filters = { ...query, before: query.cursor };
+    if (accept?.includes(NDJSON)) {
+      void reply.header('content-type', `${NDJSON}; charset=utf-8`);
+      return Readable.from(this.exportLines(chain, filters));
+    }
+    const entries = await this.audit.list(chain, filters);
+    const last = entries[entries.length - 1];
+    return {
+      entries: entries.map(publicEntry),
+      nextCursor: entries.length === query.limit && last ? String(last.seq) : null,
+    };
+  }
+
+  private async *exportLines(chain: AuditChain, filters: Parameters<AuditService['list']>[1]) {
+    let before = filters.before;
+    for (;;) {
+      const entries = await this.audit.list(chain, { ...filters, before, limit: EXPORT_PAGE });
+      for (const entry of entries) yield `${JSON.stringify(publicEntry(entry))}\n`;
+      if (entries.length < EXPORT_PAGE) return;
+      before = entries[entries.length - 1].seq;
+    }
+  }
+}

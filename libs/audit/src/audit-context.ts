@@ -1,0 +1,168 @@
+import { AsyncLocalStorage } from 'node:async_hooks';
+import { randomUUID } from 'node:crypto';
+import { AppError } from '@coffer/http';
+import type { OrgRef } from '@coffer/orgs';
+import type { NewEntry } from './audit-chain';
+
+/**
+ * Dynamic values for audit entries, resolved when the request or job has finished (seed 001's
+ * `log.vars`): put one anywhere in the params of `audit()`.
+ */
+export const auditVars = {
+  ip: Symbol('audit.ip'),
+  userAgent: Symbol('audit.userAgent'),
+  requestId: Symbol('audit.requestId'),
+  /** Milliseconds since the Unix epoch when the work finished. */
+  now: Symbol('audit.now'),
+} as const;
+
+export interface AuditParams {
+  /** What happened, as `noun.verb`: `user.created`, `package.downloaded`. */
+  action: string;
+  /** What it happened to; a string is taken as `{ id }`. */
+  target?: Record<string, unknown> | string;
+  outcome?: 'success' | 'failure';
+  [field: string]: unknown;
+}
+
+/** Who acted: filled in from the authenticated principal or the job, never from the params. */
+export interface Actor {
+  id: string;
+  kind: 'user' | 'platform_admin' | 'system' | 'anonymous';
+  [field: string]: string;
+}
+
+/** Where the request came from, or the request that enqueued the job. */
+export interface RequestSource {
+  requestId: string | null;
+  clientIp: string | null;
+  userAgent: string | null;
+}
+
+/** Per request or job run (seed 001): beyond one of them the work fails and nothing commits. */
+export const AUDIT_LIMITS = { entries: 500, entryBytes: 1024 * 1024, totalBytes: 4 * 1024 * 1024 } as const;
+
+const USER_AGENT_MAX_BYTES = 512;
+
+const VAR_MARKER = '\u0000coffer-audit-var:';
+const VAR_NAMES = new Map<symbol, keyof typeof auditVars>(
+  Object.entries(auditVars).map(([name, symbol]) => [symbol, name as keyof typeof auditVars]),
+);
+
+interface PendingEntry {
+  id: string;
+  occurredAt: Date;
+  /** The params as JSON, dynamic values still as markers. */
+  json: string;
+}
+
+/** The entries one request or job run has emitted so far, with the limits' bookkeeping. */
+export class AuditScope {
+  private readonly pending: PendingEntry[] = [];
+  private bytes = 0;
+  /** The org whose chain receives the entries, when the route or job could not say up front. */
+  org?: OrgRef;
+
+  constructor(
+    readonly actor: Actor,
+    readonly source: RequestSource,
+  ) {}
+
+  get size(): number {
+    return this.pending.length;
+  }
+
+  add(params: AuditParams): void {
+    if (typeof params?.action !== 'string' || !params.action) throw new TypeError('audit() needs an action');
+    const json = JSON.stringify(params, (_key, value) => (typeof value === 'symbol' ? marker(value) : value));
+    // Measured with the dynamic values filled in: they are known already, only `now` moves.
+    const bytes = Buffer.byteLength(JSON.stringify(this.resolve(JSON.parse(json), Date.now())));
+    if (this.pending.length + 1 > AUDIT_LIMITS.entries) throw limitExceeded(`more than ${AUDIT_LIMITS.entries} audit entries`);
+    if (bytes > AUDIT_LIMITS.entryBytes) throw limitExceeded(`an audit entry over ${AUDIT_LIMITS.entryBytes} bytes`);
+    if (this.bytes + bytes > AUDIT_LIMITS.totalBytes) throw limitExceeded(`over ${AUDIT_LIMITS.totalBytes} bytes of audit entries`);
+    this.bytes += bytes;
+    this.pending.push({ id: randomUUID(), occurredAt: new Date(), json });
+  }
+
+  /** The entries, dynamic values resolved now, ready for the chain. */
+  entries(): NewEntry[] {
+    const now = Date.now();
+    return this.pending.map(({ id, occurredAt, json }) => {
+      const { action, target, outcome, ...body } = this.resolve(JSON.parse(json), now) as AuditParams;
+      return {
+        id,
+        occurredAt,
+        action,
+        outcome: outcome === 'failure' ? 'failure' : 'success',
+        actor: this.actor,
+        target: target === undefined || target === null ? null : typeof target === 'string' ? { id: target } : target,
+        ...this.source,
+        body,
+      };
+    });
+  }
+
+  private resolve(value: unknown, now: number): unknown {
+    if (typeof value === 'string' && value.startsWith(VAR_MARKER)) {
+      const name = value.slice(VAR_MARKER.length) as keyof typeof auditVars;
+      return name === 'now' ? now : name === 'ip' ? this.source.clientIp : name === 'userAgent' ? this.source.userAgent : this.source.requestId;
+    }
+    if (Array.isArray(value)) return value.map((v) => this.resolve(v, now));
+    if (value && typeof value === 'object') {
+      return Object.fromEntries(Object.entries(value).map(([k, v]) => [k, this.resolve(v, now)]));
+    }
+    return value;
+  }
+}
+
+function marker(symbol: symbol): string {
+  const name = VAR_NAMES.get(symbol);
+  if (!name) throw new TypeError(`audit(): ${String(symbol)} is not one of auditVars`);
+  return VAR_MARKER + name;
+}
+
+function limitExceeded(what: string): AppError {
+  return new AppError('audit_limit_exceeded', `the request emitted ${what}; nothing was committed`);
+}
+
+const storage = new AsyncLocalStorage<AuditScope>();
+
+export function runInAuditScope<T>(scope: AuditScope, fn: () => Promise<T>): Promise<T> {
+  return storage.run(scope, fn);
+}
+
+export function currentAuditScope(): AuditScope | undefined {
+  return storage.getStore();
+}
+
+/**
+ * Records an audit entry for the current request or job. Entries of a mutation commit in the
+ * same transaction as its change (or not at all); exceeding AUDIT_LIMITS throws
+ * `audit_limit_exceeded`, failing the work. Throws outside a request or job: an entry with no
+ * one to answer for it is a bug.
+ */
+export function audit(params: AuditParams): void {
+  const scope = storage.getStore();
+  if (!scope) throw new Error('audit() called outside a request or job');
+  scope.add(params);
+}
+
+/**
+ * Sends the current request's or job's entries to `org`'s chain: for work that learns its org
+ * only from what it reads (a job's payload, a signed link's token).
+ */
+export function setAuditOrg(org: OrgRef): void {
+  const scope = storage.getStore();
+  if (!scope) throw new Error('setAuditOrg() called outside a request or job');
+  scope.org = org;
+}
+
+/** A User-Agent cut to at most 512 bytes of UTF-8, never in the middle of a character. */
+export function truncateUserAgent(value: string | undefined): string | null {
+  if (!value) return null;
+  const bytes = Buffer.from(value, 'utf8');
+  if (bytes.length <= USER_AGENT_MAX_BYTES) return value;
+  let end = USER_AGENT_MAX_BYTES;
+  while (end > 0 && (bytes[end] & 0xc0) === 0x80) end--;
+  return bytes.subarray(0, end).toString('utf8');
+}

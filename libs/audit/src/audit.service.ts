@@ -1,0 +1,125 @@
+import { Inject, Injectable } from '@nestjs/common';
+import { UnitOfWork } from '@coffer/database';
+import { toErrorResponse } from '@coffer/http';
+import { LOGGER, Logger } from '@coffer/logging';
+import type { OrgRef } from '@coffer/orgs';
+import { ChainVerifier, VerifyResult } from './audit-chain';
+import { Actor, AuditParams, AuditScope, RequestSource, runInAuditScope } from './audit-context';
+import { AuditChain, AuditQuery, AuditRepository } from './audit.repository';
+
+export interface AuditedWork<T> {
+  actor: Actor;
+  source: RequestSource;
+  /** Mutations run in one transaction per database, committed with their audit entries. */
+  transactional: boolean;
+  /**
+   * Decided when the work is done: a job or a public route may learn its org only from what it
+   * reads, and names it with setAuditOrg().
+   */
+  chain(org: OrgRef | undefined): AuditChain;
+  /** The entry every mutation gets without the handler asking, on success and on failure. */
+  automatic?: { action: string; target(result?: unknown): Record<string, unknown> | null };
+  work(): Promise<T>;
+}
+
+/**
+ * Runs requests and jobs inside an audit scope (so `audit()` works anywhere in them) and writes
+ * what they emitted to the chain: for mutations in the same transaction as the change, so the
+ * commit blocks on the log and a failed log write undoes the change; a failed mutation gets an
+ * entry of its own, with its error code, in a transaction of its own.
+ */
+@Injectable()
+export class AuditService {
+  constructor(
+    private readonly repository: AuditRepository,
+    @Inject(LOGGER) private readonly logger: Logger,
+  ) {}
+
+  chain(org: OrgRef | undefined): AuditChain {
+    return this.repository.chain(org);
+  }
+
+  async run<T>(spec: AuditedWork<T>): Promise<T> {
+    const scope = new AuditScope(spec.actor, spec.source);
+    const unit = spec.transactional ? new UnitOfWork() : undefined;
+    let result: T;
+    try {
+      result = await runInAuditScope(scope, () => (unit ? unit.run(spec.work) : spec.work()));
+      if (spec.automatic) scope.add({ action: spec.automatic.action, target: spec.automatic.target(result) ?? undefined });
+      const chain = spec.chain(scope.org);
+      if (unit) {
+        await unit.run(() => this.repository.appendInUnit(chain, scope.entries()));
+        await unit.commit(chain.key);
+      } else if (scope.size) {
+        await this.repository.appendAlone(chain, scope.entries());
+      }
+    } catch (error) {
+      await unit?.rollback();
+      if (spec.automatic) await this.recordFailure(spec, error, scope.org);
+      throw error;
+    }
+    return result;
+  }
+
+  /** A denied or failed mutation, in its own transaction. Failing to write it fails nothing else. */
+  async recordFailure(spec: Omit<AuditedWork<unknown>, 'work' | 'transactional'>, error: unknown, org?: OrgRef): Promise<void> {
+    const { body, status } = toErrorResponse(error, spec.source.requestId ?? '');
+    const scope = new AuditScope(spec.actor, spec.source);
+    try {
+      scope.add({
+        action: spec.automatic!.action,
+        outcome: 'failure',
+        target: spec.automatic!.target() ?? undefined,
+        error: { code: body.error.code, status },
+      });
+      await this.repository.appendAlone(spec.chain(org), scope.entries());
+    } catch (failure) {
+      const e = failure as Error;
+      this.logger.error({ requestId: spec.source.requestId, err: { name: e?.name, message: e?.message } }, 'audit entry of a failed request not written');
+    }
+  }
+
+  /** Records entries outside any request or job (startup, CLI) in a transaction of their own. */
+  async record(chain: AuditChain, actor: Actor, entries: AuditParams[]): Promise<void> {
+    const scope = new AuditScope(actor, { requestId: null, clientIp: null, userAgent: null });
+    for (const entry of entries) scope.add(entry);
+    await this.repository.appendAlone(chain, scope.entries());
+  }
+
+  list(chain: AuditChain, query: AuditQuery) {
+    return this.repository.list(chain, query);
+  }
+
+  scan(chain: AuditChain) {
+    return this.repository.scan(chain);
+  }
+
+  /** Checks every entry's hash and link, then that each checkpoint matches the chain at its sequence. */
+  async verify(chain: AuditChain, checkSignature?: (data: Buffer, keyName: string, signature: string) => Promise<boolean>): Promise<VerifyResult> {
+    const verifier = new ChainVerifier(chain.id);
+    const hashes = new Map<number, Buffer>();
+    const checkpoints = await this.repository.checkpoints(chain);
+    const wanted = new Set(checkpoints.map((c) => c.seq));
+    for await (const entry of this.repository.scan(chain)) {
+      if (!verifier.next(entry)) break;
+      if (wanted.has(entry.seq)) hashes.set(entry.seq, entry.hash);
+    }
+    for (const checkpoint of checkpoints) {
+      const hash = hashes.get(checkpoint.seq);
+      if (!hash && verifier.result().valid) {
+        verifier.failAt(verifier.head.seq + 1, `checkpoint ${checkpoint.seq} signed entries that are no longer there`);
+      } else if (hash && !hash.equals(checkpoint.hash)) {
+        verifier.failAt(checkpoint.seq, `entry ${checkpoint.seq} does not match its signed checkpoint`);
+      } else if (hash && checkSignature && !(await checkSignature(checkpointData(chain.id, checkpoint.seq, checkpoint.hash), checkpoint.keyName, checkpoint.signature))) {
+        verifier.failAt(checkpoint.seq, `checkpoint ${checkpoint.seq} has an invalid signature`);
+      }
+    }
+    return verifier.result();
+  }
+}
+
+/** What a checkpoint signs: the chain, a sequence number and the hash of the chain up to it. */
+export function checkpointData(chainId: string, seq: number, hash: Buffer): Buffer {
+  return Buffer.from(`coffer-audit-checkpoint\0${chainId}\0${seq}\0${hash.toString('hex')}`);
+}
+

@@ -1,0 +1,127 @@
+import { AsyncLocalStorage } from 'node:async_hooks';
+import type { ClientBase, Pool, PoolClient } from 'pg';
+
+/**
+ * One transaction per database for the whole of a mutating request or job: every query the
+ * request's code sends through DatabaseService while the unit is active runs on that
+ * transaction, so the audit entries written at the end commit (or roll back) with the change
+ * without the handlers passing a client around. A database's transaction begins on first use.
+ */
+export class UnitOfWork {
+  private readonly open = new Map<string, Promise<PoolClient>>();
+  private savepoints = 0;
+  private finished = false;
+
+  /** The transaction's client on `pool`, begun on first use. */
+  client(key: string, pool: Pool): Promise<PoolClient> {
+    if (this.finished) throw new Error('unit of work already finished');
+    let client = this.open.get(key);
+    if (!client) {
+      client = pool.connect().then(async (c) => {
+        try {
+          await c.query('BEGIN');
+          return c;
+        } catch (error) {
+          c.release(error as Error);
+          throw error;
+        }
+      });
+      this.open.set(key, client);
+    }
+    return client;
+  }
+
+  /** What DatabaseService hands out instead of the pool while this unit is active. */
+  pool(key: string, pool: Pool): Pool {
+    const scoped: ScopedPool = {
+      [SCOPED]: { unit: this, key, pool },
+      query: (...args: unknown[]) => this.client(key, pool).then((c) => (c.query as (...a: unknown[]) => unknown)(...args)),
+      connect: () => this.client(key, pool),
+    };
+    return scoped as unknown as Pool;
+  }
+
+  /** A nested transaction() inside the unit: a savepoint, so its failure undoes only itself. */
+  async savepoint<T>(key: string, pool: Pool, fn: (client: ClientBase) => Promise<T>): Promise<T> {
+    const client = await this.client(key, pool);
+    const name = `coffer_sp_${++this.savepoints}`;
+    await client.query(`SAVEPOINT ${name}`);
+    try {
+      const result = await fn(client);
+      await client.query(`RELEASE SAVEPOINT ${name}`);
+      return result;
+    } catch (error) {
+      await client.query(`ROLLBACK TO SAVEPOINT ${name}`).catch(() => undefined);
+      throw error;
+    }
+  }
+
+  /**
+   * Commits `first` (the database holding the audit entries) before the others: should a later
+   * commit fail, the log records a change that did not fully happen, never the reverse.
+   */
+  async commit(first?: string): Promise<void> {
+    this.finished = true;
+    const keys = [...this.open.keys()].sort((a, b) => Number(b === first) - Number(a === first));
+    let failure: unknown;
+    for (const key of keys) {
+      const client = await this.open.get(key)!.catch(() => undefined);
+      if (!client) continue;
+      try {
+        if (failure) await client.query('ROLLBACK');
+        // COMMIT of a transaction a failed statement aborted answers ROLLBACK, not an error.
+        else if ((await client.query('COMMIT')).command === 'ROLLBACK') throw new Error('transaction was aborted by an earlier error');
+        client.release();
+      } catch (error) {
+        failure ??= error;
+        client.release(error as Error);
+      }
+    }
+    this.open.clear();
+    if (failure) throw failure;
+  }
+
+  async rollback(): Promise<void> {
+    this.finished = true;
+    const clients = await Promise.all([...this.open.values()].map((c) => c.catch(() => undefined)));
+    this.open.clear();
+    await Promise.all(
+      clients.map(async (client) => {
+        if (!client) return;
+        try {
+          await client.query('ROLLBACK');
+          client.release();
+        } catch (error) {
+          client.release(error as Error);
+        }
+      }),
+    );
+  }
+
+  /** Runs `fn` with this unit active for everything it awaits. */
+  run<T>(fn: () => Promise<T>): Promise<T> {
+    return storage.run(this, fn);
+  }
+
+  static current(): UnitOfWork | undefined {
+    return storage.getStore();
+  }
+
+  /** Runs `fn` with no unit active: work that must commit on its own (a failure's audit entry). */
+  static outside<T>(fn: () => Promise<T>): Promise<T> {
+    return storage.exit(fn);
+  }
+}
+
+const storage = new AsyncLocalStorage<UnitOfWork>();
+const SCOPED = Symbol('coffer.unit-of-work');
+
+interface ScopedPool {
+  [SCOPED]: { unit: UnitOfWork; key: string; pool: Pool };
+  query: (...args: unknown[]) => Promise<unknown>;
+  connect: () => Promise<PoolClient>;
+}
+
+export function scopedPoolOf(pool: Pool): ScopedPool[typeof SCOPED] | undefined {
+  return (pool as unknown as Partial<ScopedPool>)[SCOPED];
+}
