@@ -1,11 +1,15 @@
 import 'reflect-metadata';
+import { auditBenchmark } from './audit.bench';
 import { authBenchmark } from './auth.bench';
 
 /** `npm run bench`: each benchmark prints its figures and its ratio against an in-run baseline. */
 async function main() {
   const seconds = Number(process.env.BENCH_SECONDS ?? 5);
   const only = process.argv[2];
-  const benchmarks: [string, () => Promise<boolean>][] = [['auth', () => authBenchmark(seconds)]];
+  const benchmarks: [string, () => Promise<boolean>][] = [
+    ['auth', () => authBenchmark(seconds)],
+    ['audit', () => auditBenchmark(seconds)],
+  ];
   const results: boolean[] = [];
   for (const [name, run] of benchmarks) if (!only || name.includes(only)) results.push(await run());
   console.log(`benchmarks: ${results.filter(Boolean).length} of ${results.length} met their goal`);

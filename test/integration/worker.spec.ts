@@ -1,6 +1,7 @@
 import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import type { INestApplicationContext } from '@nestjs/common';
+import { AuditScope, runInAuditScope } from '@coffer/audit';
 import { JobsService } from '@coffer/jobs';
 import { createWorker } from '../../apps/worker/src/bootstrap';
 import { ExpireApiKeysSchedule } from '../../apps/worker/src/schedules/expire-api-keys.schedule';
@@ -23,7 +24,7 @@ describe('worker: the expire-api-keys sweep runs end to end (BullMQ on Redis, Po
     await api?.close();
   });
 
-  test('a key past its expiry is marked expired by the scheduled job', async () => {
+  test("a key past its expiry is marked expired by the job, audited with the enqueuing request's id, address and agent", async () => {
     const member = await addUser(api, org, 'member');
     const expiresAt = new Date(Date.now() + 1000);
     const key = await api
@@ -32,6 +33,13 @@ describe('worker: the expire-api-keys sweep runs end to end (BullMQ on Redis, Po
       .set('authorization', `Bearer ${org.adminToken}`)
       .send({ name: 'soon', expiresAt: expiresAt.toISOString() });
     assert.equal(key.status, 201);
+
+    // Enqueued from a request (before the worker's own sweep can): its entries name that request.
+    await new Promise((resolve) => setTimeout(resolve, expiresAt.getTime() - Date.now() + 50));
+    const source = { requestId: 'req-from-api', clientIp: '192.0.2.44', userAgent: 'worker-spec' };
+    await runInAuditScope(new AuditScope({ id: 'user:test', kind: 'user' }, source), () =>
+      api.app.get(JobsService).enqueue('expire-api-keys', { orgId: org.id }),
+    );
 
     worker = await createWorker(api.env.config, 10_000);
     const orgDb = await connect(api.env.config.DATABASE_APP_URL, `${api.env.config.ORG_DATABASE_PREFIX}${org.id}`);
@@ -51,6 +59,15 @@ describe('worker: the expire-api-keys sweep runs end to end (BullMQ on Redis, Po
     }
     const listed = await api.http().get(`/api/v1/organizations/${org.slug}/api-keys`).set('authorization', `Bearer ${org.adminToken}`);
     assert.equal(listed.body.apiKeys.find((k: { id: string }) => k.id === key.body.apiKey.id).status, 'expired');
+
+    const logs = await api
+      .http()
+      .get(`/api/v1/organizations/${org.slug}/audit-logs?action=api_key.expired`)
+      .set('authorization', `Bearer ${org.adminToken}`);
+    assert.deepEqual(
+      logs.body.entries.map((e: Record<string, unknown>) => [e.actor, e.target, e.requestId, e.clientIp, e.userAgent]),
+      [[{ id: 'system:expire-api-keys', kind: 'system' }, { id: key.body.apiKey.id }, ...Object.values(source)]],
+    );
   });
 
   test('a tick with nothing due enqueues nothing; the same work enqueued twice is one job', async () => {
