@@ -51,6 +51,32 @@ export const configSchema = z.object({
   BOOTSTRAP_TOKEN_FILE: z.string().min(1).default('.coffer/bootstrap-token'),
   /** Cron (6 fields, with seconds) of the sweep that marks expired API keys. */
   EXPIRE_API_KEYS_CRON: z.string().min(1).default('0 * * * * *'),
+
+  /** Where org keys live: `local` (master key + wrapped keys in PostgreSQL) or `vault` (transit). */
+  KMS_PROVIDER: z.enum(['local', 'vault']).default('local'),
+  /** local: a file holding the 256-bit master key (32 raw bytes or base64). */
+  KMS_LOCAL_MASTER_KEY_FILE: z.string().min(1).optional(),
+  /** local: the master key itself, base64 (32 bytes), when it comes from a secret store. */
+  KMS_LOCAL_MASTER_KEY: z.string().min(1).optional(),
+  KMS_VAULT_ADDR: z.url({ protocol: /^https?$/ }).optional(),
+  /** vault: a token, or an AppRole (role id + secret id) to log in with. */
+  KMS_VAULT_TOKEN: z.string().min(1).optional(),
+  KMS_VAULT_ROLE_ID: z.string().min(1).optional(),
+  KMS_VAULT_SECRET_ID: z.string().min(1).optional(),
+  KMS_VAULT_MOUNT: z
+    .string()
+    .regex(/^[A-Za-z0-9_-]+(\/[A-Za-z0-9_-]+)*$/)
+    .default('transit'),
+  /** Prepended to every key name in Vault, so one Vault can serve several installations. */
+  KMS_VAULT_KEY_PREFIX: z
+    .string()
+    .regex(/^[A-Za-z0-9_.-]*$/)
+    .default(''),
+  KMS_VAULT_TIMEOUT_MS: z.coerce.number().int().min(100).max(120_000).default(5000),
+  /** Unwrapped data keys are kept in memory at most this long and for this many uses. */
+  KMS_DEK_CACHE_MAX_AGE_SECONDS: z.coerce.number().int().min(0).max(86_400).default(300),
+  KMS_DEK_CACHE_MAX_USES: z.coerce.number().int().min(1).default(10_000),
+  KMS_DEK_CACHE_MAX_ENTRIES: z.coerce.number().int().min(0).max(1_000_000).default(1000),
 });
 
 export type AppConfig = z.infer<typeof configSchema>;
@@ -60,6 +86,9 @@ export const SECRET_KEYS: ReadonlySet<ConfigKey> = new Set<ConfigKey>([
   'DATABASE_OWNER_URL',
   'DATABASE_APP_URL',
   'REDIS_URL',
+  'KMS_LOCAL_MASTER_KEY',
+  'KMS_VAULT_TOKEN',
+  'KMS_VAULT_SECRET_ID',
 ]);
 
 export const CONFIG_KEYS = Object.keys(configSchema.shape) as ConfigKey[];

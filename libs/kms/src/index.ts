@@ -1,1 +1,6 @@
 export * from './kms-provider';
+export * from './kms-names';
+export * from './local-kms.provider';
+export * from './vault-kms.provider';
+export * from './data-key-cache';
+export * from './kms-provider.factory';

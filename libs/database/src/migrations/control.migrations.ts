@@ -40,6 +40,34 @@ export const controlMigrations: MigrationSet = {
         await db.query(AUDIT_CHAIN_DDL);
       },
     },
+    {
+      version: 3,
+      name: 'local KMS: versioned keys wrapped under the master key',
+      async up(db) {
+        // One row per key (what changes) and one per key version (never changes: the app role
+        // may only add versions, so a key's material cannot be swapped under existing data).
+        await db.query(`
+          CREATE TABLE kms_key_state (
+            name text PRIMARY KEY CHECK (name ~ '^[A-Za-z0-9_.-]{1,128}$'),
+            type text NOT NULL CHECK (type IN ('aes256-gcm96', 'ed25519')),
+            latest_version integer NOT NULL CHECK (latest_version >= 1),
+            min_decryption_version integer NOT NULL DEFAULT 1
+              CHECK (min_decryption_version BETWEEN 1 AND latest_version),
+            created_at timestamptz NOT NULL DEFAULT now()
+          );
+          CREATE TABLE kms_keys (
+            name text NOT NULL REFERENCES kms_key_state (name),
+            version integer NOT NULL CHECK (version >= 1),
+            type text NOT NULL CHECK (type IN ('aes256-gcm96', 'ed25519')),
+            -- nonce || AES-256-GCM ciphertext || tag under the master key; name, version and
+            -- type are the associated data, so a row copied to another key does not unwrap.
+            wrapped_material bytea NOT NULL,
+            created_at timestamptz NOT NULL DEFAULT now(),
+            PRIMARY KEY (name, version)
+          );
+        `);
+      },
+    },
   ],
 };
 
@@ -49,4 +77,6 @@ export const controlGrants: GrantSpec = {
   platform_admin_tokens: 'read',
   audit_log: 'append-only',
   audit_checkpoints: 'append-only',
+  kms_key_state: 'read-write',
+  kms_keys: 'append-only',
 };

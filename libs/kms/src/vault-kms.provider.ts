@@ -1,0 +1,216 @@
+import NodeVault from 'node-vault';
+import {
+  DataKey,
+  KmsHealth,
+  KmsKeyInfo,
+  KmsKeyType,
+  KmsProvider,
+  KmsRequestError,
+  KmsUnavailableError,
+  WrappedKey,
+} from './kms-provider';
+import { assertKeyName, parseWrapped } from './kms-names';
+
+export interface VaultKmsOptions {
+  address: string;
+  /** A token, or an AppRole to log in with (and log in again when the token is refused). */
+  token?: string;
+  appRole?: { roleId: string; secretId: string };
+  /** Mount path of the transit engine. */
+  mount: string;
+  /** Prepended to every key name, so one Vault can serve several installations. */
+  keyPrefix: string;
+  timeoutMs: number;
+}
+
+interface KeyData {
+  type: string;
+  latest_version: number;
+  min_decryption_version: number;
+  keys: Record<string, number | { creation_time: string }>;
+}
+
+/**
+ * Vault or OpenBao transit through node-vault. Key material never leaves Vault; data keys come
+ * from `datakey/plaintext`. node-vault's transit helpers hard-code the `transit/` mount, so the
+ * generic read/write calls are used with the configured mount.
+ *
+ * Errors: no answer (refused, reset, timeout) and 5xx (503 = sealed or standby) become
+ * KmsUnavailableError; 4xx become KmsRequestError with a message of our own, since Vault's texts
+ * and node-vault's errors (which hold the request, token header included) must not travel.
+ */
+export class VaultKmsProvider implements KmsProvider {
+  readonly kind = 'vault' as const;
+  private readonly vault: NodeVault.client;
+  private login?: Promise<void>;
+
+  constructor(private readonly options: VaultKmsOptions) {
+    if (!options.token && !options.appRole) throw new Error('the vault KMS needs a token or an AppRole');
+    this.vault = NodeVault({
+      endpoint: options.address,
+      token: options.token,
+      noCustomHTTPVerbs: true,
+      requestOptions: { timeout: options.timeoutMs },
+    });
+  }
+
+  async health(): Promise<KmsHealth> {
+    try {
+      // node-vault resolves sys/health's body whatever the status (503 sealed, 429 standby).
+      const body = await this.vault.health({ standbyok: true });
+      if (!body || typeof body.sealed !== 'boolean') return { reachable: false, sealed: false, detail: 'unexpected health answer' };
+      const detail = body.initialized === false ? 'not initialized' : body.version ? `version ${body.version}` : undefined;
+      return { reachable: true, sealed: body.sealed, detail };
+    } catch (error) {
+      return { reachable: false, sealed: false, detail: networkCode(error) ?? 'unreachable' };
+    }
+  }
+
+  async ensureKey(name: string, type: KmsKeyType = 'aes256-gcm96'): Promise<void> {
+    // Vault answers an existing key with success whatever its type, so the type is checked after.
+    await this.call('write', `keys/${this.key(name)}`, { type });
+    const key = await this.readKey(name);
+    if (key.type !== type) throw new KmsRequestError(`key ${name} exists with another type (${key.type})`, 400);
+  }
+
+  async keyInfo(name: string): Promise<KmsKeyInfo> {
+    const key = await this.readKey(name);
+    if (key.type !== 'aes256-gcm96' && key.type !== 'ed25519') {
+      throw new KmsRequestError(`key ${name} has a type Coffer does not use (${key.type})`, 400);
+    }
+    return {
+      name,
+      type: key.type,
+      latestVersion: key.latest_version,
+      minDecryptionVersion: key.min_decryption_version,
+      versions: Object.entries(key.keys)
+        .map(([version, created]) => ({
+          version: Number(version),
+          // Symmetric keys give unix seconds; asymmetric ones an object with creation_time.
+          createdAt: typeof created === 'number' ? new Date(created * 1000) : new Date(created.creation_time),
+        }))
+        .sort((a, b) => a.version - b.version),
+    };
+  }
+
+  async rotate(name: string): Promise<number> {
+    const answer = await this.call('write', `keys/${this.key(name)}/rotate`, {});
+    // Newer servers answer with the key, older ones with 204.
+    return answer?.data?.latest_version ?? (await this.readKey(name)).latest_version;
+  }
+
+  async setMinDecryptionVersion(name: string, version: number): Promise<void> {
+    if (!Number.isInteger(version) || version < 1) throw new KmsRequestError('min_decryption_version must be at least 1', 400);
+    await this.call('write', `keys/${this.key(name)}/config`, { min_decryption_version: version });
+  }
+
+  async generateDataKey(name: string): Promise<DataKey> {
+    const { data } = await this.call('write', `datakey/plaintext/${this.key(name)}`, { bits: 256 });
+    return { plaintext: Buffer.from(data.plaintext, 'base64'), wrapped: data.ciphertext, keyVersion: data.key_version };
+  }
+
+  async unwrap(name: string, wrapped: string): Promise<Buffer> {
+    parseWrapped(wrapped, 'vault');
+    const { data } = await this.call('write', `decrypt/${this.key(name)}`, { ciphertext: wrapped });
+    return Buffer.from(data.plaintext, 'base64');
+  }
+
+  async rewrap(name: string, wrapped: string): Promise<WrappedKey> {
+    parseWrapped(wrapped, 'vault');
+    const { data } = await this.call('write', `rewrap/${this.key(name)}`, { ciphertext: wrapped });
+    return { wrapped: data.ciphertext, keyVersion: data.key_version };
+  }
+
+  async sign(name: string, data: Buffer): Promise<string> {
+    const answer = await this.call('write', `sign/${this.key(name)}`, { input: data.toString('base64') });
+    return answer.data.signature;
+  }
+
+  async verify(name: string, data: Buffer, signature: string): Promise<boolean> {
+    parseWrapped(signature, 'vault');
+    const answer = await this.call('write', `verify/${this.key(name)}`, {
+      input: data.toString('base64'),
+      signature,
+    });
+    return answer.data.valid === true;
+  }
+
+  private async readKey(name: string): Promise<KeyData> {
+    const answer = await this.call('read', `keys/${this.key(name)}`);
+    return answer.data;
+  }
+
+  private key(name: string): string {
+    assertKeyName(name);
+    return `${this.options.keyPrefix}${name}`;
+  }
+
+  /** One transit request, logged in first if needed; an AppRole token refused once is renewed. */
+  private async call(verb: 'read' | 'write', path: string, body?: unknown): Promise<any> {
+    const send = () =>
+      verb === 'read'
+        ? this.vault.read(`${this.options.mount}/${path}`)
+        : this.vault.write(`${this.options.mount}/${path}`, body);
+    await this.authenticate();
+    try {
+      return await send();
+    } catch (error) {
+      if (this.options.appRole && statusOf(error) === 403) {
+        this.login = undefined;
+        await this.authenticate();
+        return send().catch((again: unknown) => Promise.reject(translate(again)));
+      }
+      throw translate(error);
+    }
+  }
+
+  private async authenticate(): Promise<void> {
+    const appRole = this.options.appRole;
+    if (this.options.token || !appRole) return;
+    this.login ??= this.vault
+      .approleLogin({ role_id: appRole.roleId, secret_id: appRole.secretId })
+      .then(() => undefined)
+      .catch((error: unknown) => {
+        this.login = undefined;
+        const translated = translate(error);
+        throw translated instanceof KmsRequestError
+          ? new KmsRequestError('Vault AppRole login failed', translated.status)
+          : translated;
+      });
+    await this.login;
+  }
+}
+
+function statusOf(error: unknown): number | undefined {
+  const response = (error as { response?: { statusCode?: unknown } } | undefined)?.response;
+  return typeof response?.statusCode === 'number' ? response.statusCode : undefined;
+}
+
+function networkCode(error: unknown): string | undefined {
+  const code = (error as { code?: unknown } | undefined)?.code;
+  return typeof code === 'string' ? code : undefined;
+}
+
+/** Vault's answer as one of our errors, with a message that carries no input and no token. */
+function translate(error: unknown): Error {
+  if (error instanceof KmsRequestError || error instanceof KmsUnavailableError) return error;
+  const status = statusOf(error);
+  if (status === undefined) {
+    // No HTTP answer: refused, reset, DNS, timeout (axios ECONNABORTED / ETIMEDOUT).
+    return new KmsUnavailableError(`KMS unavailable: Vault unreachable (${networkCode(error) ?? 'no answer'})`);
+  }
+  if (status === 503) return new KmsUnavailableError('KMS unavailable: Vault is sealed or not active (503)');
+  if (status >= 500 || status === 429 || status === 473) return new KmsUnavailableError(`KMS unavailable: Vault answered ${status}`);
+  const vaultMessage = error instanceof Error ? error.message : '';
+  if (status === 403) return new KmsRequestError('Vault denied the request: bad or expired token, or policy (403)', 403);
+  if (status === 404) return new KmsRequestError('unknown key or path in Vault (404)', 404);
+  if (/disallowed by policy/.test(vaultMessage)) {
+    return new KmsRequestError('key version is disallowed by policy (below min_decryption_version)', status);
+  }
+  if (/authentication failed|unable to decrypt|invalid ciphertext|invalid key version|could not decode/.test(vaultMessage)) {
+    return new KmsRequestError('wrapped value failed authentication (tampered, or not wrapped under this key)', status);
+  }
+  if (/not found/.test(vaultMessage)) return new KmsRequestError('unknown key in Vault', status);
+  if (/does not support/.test(vaultMessage)) return new KmsRequestError('the key type does not support this operation', status);
+  return new KmsRequestError(`Vault refused the request (${status})`, status);
+}
