@@ -1,5 +1,6 @@
 import { audit, AuditRepository, AuditService } from '@coffer/audit';
 import { DatabaseService, SchemaService, transaction } from '@coffer/database';
+import { createKmsProvider } from '@coffer/kms';
 import { createLogger } from '@coffer/logging';
 import { OrgProvisioner, OrgRef } from '@coffer/orgs';
 import { connect, createTestEnv } from '../test/support/test-env';
@@ -29,7 +30,7 @@ export async function auditBenchmark(seconds: number): Promise<boolean> {
       await owner.end();
       orgs.push(org);
     }
-    const service = new AuditService(new AuditRepository(db), createLogger('silent'));
+    const service = new AuditService(new AuditRepository(db), createLogger('silent'), createKmsProvider(env.config, db.control));
     const plain = (org: OrgRef) =>
       transaction(db.org(org.databaseName), (c) => c.query('INSERT INTO bench_rows (note) VALUES ($1)', ['a small row']));
     const audited = (org: OrgRef) =>

@@ -32,6 +32,10 @@ const secrets = existsSync(secretsPath)
   : { owner: randomBytes(24).toString('base64url'), app: randomBytes(24).toString('base64url') };
 writeFileSync(secretsPath, JSON.stringify(secrets), { mode: 0o600 });
 
+// The local KMS's master key: generated once, kept beside the secrets (back both up together).
+const masterKeyPath = join(home, 'kms-master.key');
+if (!existsSync(masterKeyPath)) writeFileSync(masterKeyPath, randomBytes(32).toString('base64'), { mode: 0o600 });
+
 const roles = { owner: env.COFFER_DB_OWNER ?? 'coffer_owner', app: env.COFFER_DB_APP ?? 'coffer_app' };
 const database = env.COFFER_DB_NAME ?? 'coffer';
 const require = createRequire(import.meta.url);
@@ -62,6 +66,7 @@ const childEnv = {
   HTTP_HOST: '127.0.0.1',
   HTTP_PORT: String(port),
   BOOTSTRAP_TOKEN_FILE: tokenFile,
+  KMS_LOCAL_MASTER_KEY_FILE: env.KMS_LOCAL_MASTER_KEY_FILE ?? masterKeyPath,
 };
 
 const children = [];

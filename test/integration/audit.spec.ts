@@ -4,6 +4,7 @@ import { Client } from 'pg';
 import { Actor, audit, AUDIT_LIMITS, AuditChain, AuditRepository, AuditService, auditVars, ChainedEntry, ChainVerifier, entryHash, fromRow } from '@coffer/audit';
 import { DatabaseService, SchemaService } from '@coffer/database';
 import { AppError } from '@coffer/http';
+import { createKmsProvider } from '@coffer/kms';
 import { createLogger } from '@coffer/logging';
 import { OrgProvisioner, OrgRef } from '@coffer/orgs';
 import { connect, createTestEnv, TestEnv } from '../support/test-env';
@@ -65,7 +66,7 @@ describe('audit trail: entries commit with the change, hash-chained, verifiable 
     await new SchemaService(env.config).migrateControlPlane();
     provisioner = new OrgProvisioner(env.config);
     db = new DatabaseService(env.config);
-    service = new AuditService(new AuditRepository(db), createLogger('silent'));
+    service = new AuditService(new AuditRepository(db), createLogger('silent'), createKmsProvider(env.config, db.control));
     ({ org, chain, owner } = await newOrg());
   });
 
@@ -214,12 +215,10 @@ describe('audit trail: entries commit with the change, hash-chained, verifiable 
       test(`${what} is reported at sequence ${seq}`, async () => {
         const target = await newOrg();
         try {
-          for (let i = 0; i < 5; i++) await mutate(target, `entry ${i}`);
-          const head = await new AuditRepository(db).head(target.chain);
-          assert.equal(head?.seq, 10);
-          // A checkpoint at 6 pins the chain's hash there, whatever is done to the rows later.
-          const six = (await entries(target.chain))[5];
-          await new AuditRepository(db).insertCheckpoint(target.chain, { seq: 6, hash: six.hash, keyName: 'test', signature: 'unsigned' });
+          // A signed checkpoint at 6 pins the chain's hash there, whatever is done to the rows later.
+          for (let i = 0; i < 3; i++) await mutate(target, `entry ${i}`);
+          assert.equal(await service.checkpoint(target.chain), 6);
+          for (let i = 3; i < 5; i++) await mutate(target, `entry ${i}`);
           assert.deepEqual(await service.verify(target.chain), { valid: true, checkedThrough: 10 });
 
           await target.owner.query('ALTER TABLE audit_log DISABLE TRIGGER USER');
@@ -235,6 +234,33 @@ describe('audit trail: entries commit with the change, hash-chained, verifiable 
           await target.owner.end();
         }
       });
+    }
+  });
+
+  test('checkpoints: signed by the chain\'s KMS key only when the head moved; a forged one is reported', async () => {
+    const target = await newOrg();
+    const repository = new AuditRepository(db);
+    try {
+      assert.equal(await service.checkpoint(target.chain), undefined, 'an empty chain has nothing to sign');
+      await mutate(target, 'one');
+      assert.equal(await service.checkpoint(target.chain), 2);
+      assert.equal(await service.checkpoint(target.chain), undefined, 'an unchanged head is not signed twice');
+      await mutate(target, 'two');
+      assert.equal(await service.checkpoint(target.chain), 4);
+      const [first] = await repository.checkpoints(target.chain);
+      assert.equal(first.keyName, `coffer-audit-${target.org.id}`);
+      assert.deepEqual(await service.verify(target.chain), { valid: true, checkedThrough: 4 });
+
+      // The owner cannot sign: a checkpoint carrying a real signature of this chain's key, made
+      // over other data, is reported.
+      await mutate(target, 'three');
+      const six = (await entries(target.chain))[5];
+      await repository.insertCheckpoint(target.chain, { seq: 6, hash: six.hash, keyName: first.keyName, signature: first.signature });
+      const result = await service.verify(target.chain);
+      assert.deepEqual([result.valid, result.firstBadSequence], [false, 6]);
+      assert.match(result.reason!, /invalid signature/);
+    } finally {
+      await target.owner.end();
     }
   });
 

@@ -4,6 +4,7 @@ import type { INestApplicationContext } from '@nestjs/common';
 import { AuditScope, runInAuditScope } from '@coffer/audit';
 import { JobsService } from '@coffer/jobs';
 import { createWorker } from '../../apps/worker/src/bootstrap';
+import { AuditCheckpointSchedule } from '../../apps/worker/src/schedules/audit-checkpoint.schedule';
 import { ExpireApiKeysSchedule } from '../../apps/worker/src/schedules/expire-api-keys.schedule';
 import { addUser, RunningApi, startApi, TestOrg } from '../support/api';
 import { connect } from '../support/test-env';
@@ -85,6 +86,29 @@ describe('worker: the expire-api-keys sweep runs end to end (BullMQ on Redis, Po
       await queue.obliterate({ force: true });
       await queue.resume();
     }
+  });
+
+  test("the checkpoint sweep signs each chain's head, and verify checks the signatures", async () => {
+    assert.equal(await worker.get(AuditCheckpointSchedule).tick(), 2, 'the control plane and one org');
+    const verify = () =>
+      api.http().get(`/api/v1/organizations/${org.slug}/audit-logs/verify`).set('authorization', `Bearer ${org.adminToken}`);
+    const orgDb = await connect(api.env.config.DATABASE_APP_URL, `${api.env.config.ORG_DATABASE_PREFIX}${org.id}`);
+    try {
+      const deadline = Date.now() + 15_000;
+      let signed: { seq: string; key_name: string }[] = [];
+      while (!signed.length && Date.now() < deadline) {
+        await new Promise((resolve) => setTimeout(resolve, 100));
+        signed = (await orgDb.query('SELECT seq, key_name FROM audit_checkpoints')).rows;
+      }
+      assert.equal(signed.length, 1);
+      assert.equal(signed[0].key_name, `coffer-audit-${org.id}`);
+      const head = (await orgDb.query('SELECT max(seq) AS seq FROM audit_log')).rows[0].seq;
+      assert.equal(signed[0].seq, head);
+    } finally {
+      await orgDb.end();
+    }
+    const result = await verify();
+    assert.equal(result.body.valid, true);
   });
 
   test('the worker refuses to start against a database newer than its code', async () => {

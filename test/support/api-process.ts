@@ -5,6 +5,7 @@ import type { AppConfig } from '@coffer/config';
 
 export const REPO_ROOT = resolve(__dirname, '../../..');
 export const API_MAIN = resolve(REPO_ROOT, 'dist/apps/api/src/main.js');
+export const WORKER_MAIN = resolve(REPO_ROOT, 'dist/apps/worker/src/main.js');
 
 export async function freePort(): Promise<number> {
   return new Promise((done) => {
@@ -50,4 +51,30 @@ export async function stopProcess(child: ChildProcess | undefined): Promise<void
   if (!child || child.exitCode !== null) return;
   child.kill('SIGTERM');
   await new Promise((r) => child.once('exit', r));
+}
+
+/** The compiled worker (main.js) as its own process; resolves once it logs that it started. */
+export async function startWorkerProcess(config: AppConfig, extraEnv: Record<string, string> = {}): Promise<ChildProcess> {
+  const env = Object.fromEntries(Object.entries(config).map(([k, v]) => [k, String(v)]));
+  const child = spawn(process.execPath, [WORKER_MAIN], {
+    cwd: REPO_ROOT,
+    env: { ...process.env, ...env, LOG_LEVEL: 'info', ...extraEnv },
+  });
+  let seen = '';
+  await new Promise<void>((started, failed) => {
+    const timer = setTimeout(() => failed(new Error(`worker did not start:\n${seen}`)), 30_000);
+    child.stdout!.on('data', (chunk: Buffer) => {
+      seen += chunk;
+      if (seen.includes('worker started')) {
+        clearTimeout(timer);
+        started();
+      }
+    });
+    child.stderr!.on('data', (chunk: Buffer) => (seen += chunk));
+    child.once('exit', (code) => {
+      clearTimeout(timer);
+      failed(new Error(`worker exited with ${code}:\n${seen}`));
+    });
+  });
+  return child;
 }

@@ -1,4 +1,5 @@
 import 'reflect-metadata';
+import { randomBytes } from 'node:crypto';
 import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -54,6 +55,7 @@ export async function createTestEnv(overrides: Partial<Record<keyof AppConfig, s
     REDIS_URL,
     REDIS_KEY_PREFIX: `coffer-test-${id}`,
     BOOTSTRAP_TOKEN_FILE: join(dir, 'bootstrap-token'),
+    KMS_LOCAL_MASTER_KEY: randomBytes(32).toString('base64'),
     ...overrides,
   });
   return {

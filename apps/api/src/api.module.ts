@@ -4,6 +4,7 @@ import { AuthModule } from '@coffer/auth';
 import { AppConfig, ConfigModule } from '@coffer/config';
 import { DatabaseModule } from '@coffer/database';
 import { JobsModule } from '@coffer/jobs';
+import { KmsModule } from '@coffer/kms';
 import { LoggingModule } from '@coffer/logging';
 import { OrgsModule } from '@coffer/orgs';
 import { ApiKeysController } from './controllers/api-keys.controller';
@@ -18,7 +19,7 @@ export class ApiModule {
   static register(config: AppConfig): DynamicModule {
     return {
       module: ApiModule,
-      imports: [ConfigModule.forRoot(config), LoggingModule, DatabaseModule, AuditModule, JobsModule, OrgsModule, AuthModule],
+      imports: [ConfigModule.forRoot(config), LoggingModule, DatabaseModule, KmsModule, AuditModule, JobsModule, OrgsModule, AuthModule],
       controllers: [HealthController, OrganizationsController, UsersController, ApiKeysController, AuditLogsController, OpenApiController],
       providers: [OpenApiDocument],
     };

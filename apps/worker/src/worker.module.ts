@@ -5,9 +5,14 @@ import { AuditModule } from '@coffer/audit';
 import { AppConfig, ConfigModule } from '@coffer/config';
 import { DatabaseModule } from '@coffer/database';
 import { JobsModule, JobWorkers } from '@coffer/jobs';
+import { KmsModule } from '@coffer/kms';
 import { LoggingModule } from '@coffer/logging';
 import { OrgsModule } from '@coffer/orgs';
+import { AuditCheckpointProcessor } from './processors/audit-checkpoint.processor';
+import { AuditDeliveryProcessor } from './processors/audit-delivery.processor';
 import { ExpireApiKeysProcessor } from './processors/expire-api-keys.processor';
+import { AuditCheckpointSchedule } from './schedules/audit-checkpoint.schedule';
+import { AuditDeliverySchedule } from './schedules/audit-delivery.schedule';
 import { ExpireApiKeysSchedule } from './schedules/expire-api-keys.schedule';
 
 @Module({})
@@ -19,13 +24,22 @@ export class WorkerModule {
         ConfigModule.forRoot(config),
         LoggingModule,
         DatabaseModule,
+        KmsModule,
         AuditModule,
         JobsModule,
         OrgsModule,
         DiscoveryModule,
         ScheduleModule.forRoot(),
       ],
-      providers: [JobWorkers, ExpireApiKeysProcessor, ExpireApiKeysSchedule],
+      providers: [
+        JobWorkers,
+        ExpireApiKeysProcessor,
+        ExpireApiKeysSchedule,
+        AuditCheckpointProcessor,
+        AuditCheckpointSchedule,
+        AuditDeliveryProcessor,
+        AuditDeliverySchedule,
+      ],
     };
   }
 }

@@ -1,6 +1,7 @@
 import { Inject, Injectable } from '@nestjs/common';
 import { UnitOfWork } from '@coffer/database';
 import { toErrorResponse } from '@coffer/http';
+import { KMS, KmsProvider } from '@coffer/kms';
 import { LOGGER, Logger } from '@coffer/logging';
 import type { OrgRef } from '@coffer/orgs';
 import { ChainVerifier, VerifyResult } from './audit-chain';
@@ -33,6 +34,7 @@ export class AuditService {
   constructor(
     private readonly repository: AuditRepository,
     @Inject(LOGGER) private readonly logger: Logger,
+    @Inject(KMS) private readonly kms: KmsProvider,
   ) {}
 
   chain(org: OrgRef | undefined): AuditChain {
@@ -94,8 +96,26 @@ export class AuditService {
     return this.repository.scan(chain);
   }
 
-  /** Checks every entry's hash and link, then that each checkpoint matches the chain at its sequence. */
-  async verify(chain: AuditChain, checkSignature?: (data: Buffer, keyName: string, signature: string) => Promise<boolean>): Promise<VerifyResult> {
+  /**
+   * Signs the chain's head if it moved since the last checkpoint, with the chain's ed25519 key
+   * in the KMS: from then on, rewriting any entry up to it is detectable even by whoever can
+   * recompute every hash. Returns the sequence number signed, if any.
+   */
+  async checkpoint(chain: AuditChain): Promise<number | undefined> {
+    const head = await this.repository.head(chain);
+    if (!head || head.seq <= (await this.repository.lastCheckpoint(chain))) return undefined;
+    const keyName = checkpointKeyName(chain.id);
+    await this.kms.ensureKey(keyName, 'ed25519');
+    const signature = await this.kms.sign(keyName, checkpointData(chain.id, head.seq, head.hash));
+    await this.repository.insertCheckpoint(chain, { seq: head.seq, hash: head.hash, keyName, signature });
+    return head.seq;
+  }
+
+  /**
+   * Checks every entry's hash and link, then that each checkpoint matches the chain at its
+   * sequence and carries a valid signature by this chain's key.
+   */
+  async verify(chain: AuditChain): Promise<VerifyResult> {
     const verifier = new ChainVerifier(chain.id);
     const hashes = new Map<number, Buffer>();
     const checkpoints = await this.repository.checkpoints(chain);
@@ -104,18 +124,23 @@ export class AuditService {
       if (!verifier.next(entry)) break;
       if (wanted.has(entry.seq)) hashes.set(entry.seq, entry.hash);
     }
-    for (const checkpoint of checkpoints) {
-      const hash = hashes.get(checkpoint.seq);
-      if (!hash && verifier.result().valid) {
-        verifier.failAt(verifier.head.seq + 1, `checkpoint ${checkpoint.seq} signed entries that are no longer there`);
-      } else if (hash && !hash.equals(checkpoint.hash)) {
-        verifier.failAt(checkpoint.seq, `entry ${checkpoint.seq} does not match its signed checkpoint`);
-      } else if (hash && checkSignature && !(await checkSignature(checkpointData(chain.id, checkpoint.seq, checkpoint.hash), checkpoint.keyName, checkpoint.signature))) {
-        verifier.failAt(checkpoint.seq, `checkpoint ${checkpoint.seq} has an invalid signature`);
+    for (const { seq, hash, keyName, signature } of checkpoints) {
+      const signed = checkpointData(chain.id, seq, hash);
+      if (keyName !== checkpointKeyName(chain.id) || !(await this.kms.verify(keyName, signed, signature))) {
+        verifier.failAt(seq, `checkpoint ${seq} has an invalid signature`);
+      } else if (!hashes.has(seq) && verifier.result().valid) {
+        verifier.failAt(verifier.head.seq + 1, `checkpoint ${seq} signed entries that are no longer there`);
+      } else if (hashes.has(seq) && !hashes.get(seq)!.equals(hash)) {
+        verifier.failAt(seq, `entry ${seq} does not match its signed checkpoint`);
       }
     }
     return verifier.result();
   }
+}
+
+/** One signing key per chain, so that one org's checkpoints cannot vouch for another's. */
+export function checkpointKeyName(chainId: string): string {
+  return `coffer-audit-${chainId}`;
 }
 
 /** What a checkpoint signs: the chain, a sequence number and the hash of the chain up to it. */

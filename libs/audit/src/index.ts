@@ -7,3 +7,6 @@ export * from './audit.interceptor';
 export * from './audit.module';
 export * from './request-audit';
 export * from './audit.dto';
+export * from './audit-delivery.dto';
+export * from './audit-delivery.repository';
+export * from './audit-delivery.service';

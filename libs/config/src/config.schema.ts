@@ -51,6 +51,13 @@ export const configSchema = z.object({
   BOOTSTRAP_TOKEN_FILE: z.string().min(1).default('.coffer/bootstrap-token'),
   /** Cron (6 fields, with seconds) of the sweep that marks expired API keys. */
   EXPIRE_API_KEYS_CRON: z.string().min(1).default('0 * * * * *'),
+  /** How long a running job's lock lasts without renewal: a crashed worker's job resumes after it. */
+  JOB_LOCK_MS: z.coerce.number().int().min(1000).max(600_000).default(30_000),
+  /** How often each audit chain's head is signed (seconds field first). */
+  AUDIT_CHECKPOINT_CRON: z.string().min(1).default('0 */5 * * * *'),
+  /** How often each org's new audit entries are shipped to its bucket, if it configured one. */
+  AUDIT_DELIVERY_CRON: z.string().min(1).default('*/30 * * * * *'),
+  AUDIT_DELIVERY_BATCH_SIZE: z.coerce.number().int().min(1).max(10000).default(1000),
 
   /** Where org keys live: `local` (master key + wrapped keys in PostgreSQL) or `vault` (transit). */
   KMS_PROVIDER: z.enum(['local', 'vault']).default('local'),

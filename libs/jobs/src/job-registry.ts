@@ -8,6 +8,9 @@ import type { RequestSource } from '@coffer/audit';
  */
 export interface JobPayloads {
   'expire-api-keys': { orgId: string };
+  /** `orgId` absent: the control plane's chain. */
+  'audit-checkpoint': { orgId?: string };
+  'audit-delivery': { orgId: string };
 }
 
 export type JobName = keyof JobPayloads;
@@ -30,6 +33,14 @@ export const JOBS: { [K in JobName]: JobDefinition<K> } = {
   'expire-api-keys': {
     queue: 'maintenance',
     jobId: ({ orgId }) => `expire-api-keys/${orgId}`,
+  },
+  'audit-checkpoint': {
+    queue: 'maintenance',
+    jobId: ({ orgId }) => `audit-checkpoint/${orgId ?? 'control'}`,
+  },
+  'audit-delivery': {
+    queue: 'maintenance',
+    jobId: ({ orgId }) => `audit-delivery/${orgId}`,
   },
 };
 

@@ -53,6 +53,9 @@ export class JobWorkers implements OnApplicationBootstrap, OnApplicationShutdown
         connection,
         prefix: queuePrefix(this.config.REDIS_KEY_PREFIX),
         concurrency: 4,
+        // A job whose worker died is handed to another once its lock lapses.
+        lockDuration: this.config.JOB_LOCK_MS,
+        stalledInterval: this.config.JOB_LOCK_MS,
       });
       worker.on('failed', (job, error) =>
         this.logger.warn({ job: job?.name, jobId: job?.id, attempt: job?.attemptsMade, err: error.message }, 'job failed'),

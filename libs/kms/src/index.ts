@@ -4,3 +4,4 @@ export * from './local-kms.provider';
 export * from './vault-kms.provider';
 export * from './data-key-cache';
 export * from './kms-provider.factory';
+export * from './kms.module';

@@ -1,10 +1,21 @@
 import { Readable } from 'node:stream';
-import { Controller, Get, Headers, Query, Res } from '@nestjs/common';
+import { Body, Controller, Delete, Get, Headers, HttpCode, Put, Query, Res } from '@nestjs/common';
 import { ApiOperation, ApiTags } from '@nestjs/swagger';
 import type { FastifyReply } from 'fastify';
-import { AuditChain, AuditLogFilters, AuditLogQuery, AuditRead, AuditService, publicEntry } from '@coffer/audit';
+import {
+  AuditAction,
+  AuditChain,
+  AuditDeliveryService,
+  AuditDestinationBody,
+  AuditDestinationInput,
+  AuditLogFilters,
+  AuditLogQuery,
+  AuditRead,
+  AuditService,
+  publicEntry,
+} from '@coffer/audit';
 import { CurrentOrg, OrgAccess, PlatformAdminOnly } from '@coffer/auth';
-import { ApiErrors, ZodValidationPipe } from '@coffer/http';
+import { ApiErrors, ApiJsonBody, ZodValidationPipe } from '@coffer/http';
 import type { OrgRef } from '@coffer/orgs';
 
 const NDJSON = 'application/x-ndjson';
@@ -14,7 +25,10 @@ const EXPORT_PAGE = 500;
 @ApiTags('audit')
 @Controller()
 export class AuditLogsController {
-  constructor(private readonly audit: AuditService) {}
+  constructor(
+    private readonly audit: AuditService,
+    private readonly delivery: AuditDeliveryService,
+  ) {}
 
   @Get('api/v1/organizations/:org/audit-logs')
   @OrgAccess(['admin', 'security_officer'])
@@ -37,6 +51,35 @@ export class AuditLogsController {
   @ApiErrors('forbidden', 'organization_not_found')
   verify(@CurrentOrg() org: OrgRef) {
     return this.audit.verify(this.audit.chain(org));
+  }
+
+  @Put('api/v1/organizations/:org/audit-logs/destination')
+  @HttpCode(204)
+  @OrgAccess(['admin', 'security_officer'])
+  @AuditAction('audit_destination.configured')
+  @ApiOperation({ summary: "Ships the org's audit log to its own S3 bucket; the credentials are stored sealed" })
+  @ApiJsonBody(AuditDestinationBody)
+  @ApiErrors('forbidden', 'organization_not_found', 'audit_destination_unreachable')
+  async configureDestination(@CurrentOrg() org: OrgRef, @Body(new ZodValidationPipe(AuditDestinationBody)) body: AuditDestinationInput) {
+    await this.delivery.configure(org, body);
+  }
+
+  @Get('api/v1/organizations/:org/audit-logs/destination')
+  @OrgAccess(['admin', 'security_officer'])
+  @ApiOperation({ summary: 'Where the audit log is delivered and how far delivery has got (never the credentials)' })
+  @ApiErrors('forbidden', 'organization_not_found', 'audit_destination_not_found')
+  describeDestination(@CurrentOrg() org: OrgRef) {
+    return this.delivery.describe(org);
+  }
+
+  @Delete('api/v1/organizations/:org/audit-logs/destination')
+  @HttpCode(204)
+  @OrgAccess(['admin', 'security_officer'])
+  @AuditAction('audit_destination.removed')
+  @ApiOperation({ summary: 'Stops delivery; what was delivered stays in the bucket' })
+  @ApiErrors('forbidden', 'organization_not_found', 'audit_destination_not_found')
+  async removeDestination(@CurrentOrg() org: OrgRef) {
+    await this.delivery.remove(org);
   }
 
   @Get('api/v1/admin/audit-logs')

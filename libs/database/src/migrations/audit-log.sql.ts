@@ -70,3 +70,34 @@ CREATE TRIGGER audit_checkpoints_no_update_delete BEFORE UPDATE OR DELETE ON aud
 CREATE TRIGGER audit_checkpoints_no_truncate BEFORE TRUNCATE ON audit_checkpoints
   FOR EACH STATEMENT EXECUTE FUNCTION coffer_reject_audit_change();
 `;
+
+/**
+ * Delivery of an org's chain to its own bucket (libs/audit/README.md). The destination's
+ * credentials are stored sealed under a data key of their own, wrapped by the org's KMS key.
+ * A batch is planned (its sequence range fixed) before anything is uploaded, so that a worker
+ * that dies mid-delivery uploads the very same objects again, byte for byte, and the digests
+ * chain without a fork.
+ */
+export const AUDIT_DELIVERY_DDL = `
+CREATE TABLE audit_destination (
+  singleton boolean PRIMARY KEY DEFAULT true CHECK (singleton),
+  endpoint text NOT NULL,
+  region text NOT NULL,
+  bucket text NOT NULL,
+  prefix text NOT NULL,
+  credentials_key text NOT NULL,
+  credentials bytea NOT NULL,
+  updated_at timestamptz NOT NULL DEFAULT now()
+);
+
+CREATE TABLE audit_deliveries (
+  batch bigint PRIMARY KEY,
+  first_seq bigint NOT NULL,
+  last_seq bigint NOT NULL,
+  planned_at timestamptz NOT NULL,
+  previous_digest_sha256 bytea,
+  digest_sha256 bytea,
+  delivered_at timestamptz,
+  CHECK (first_seq <= last_seq)
+);
+`;

@@ -1,6 +1,6 @@
 import { GrantSpec } from '../grants';
 import { MigrationSet } from '../migrator';
-import { AUDIT_CHAIN_DDL, AUDIT_LOG_DDL } from './audit-log.sql';
+import { AUDIT_CHAIN_DDL, AUDIT_DELIVERY_DDL, AUDIT_LOG_DDL } from './audit-log.sql';
 
 /**
  * Each organization's own database. Sensitive values (email, settings, key hashes) are bytea
@@ -54,6 +54,13 @@ export const orgMigrations: MigrationSet = {
         await db.query(AUDIT_CHAIN_DDL);
       },
     },
+    {
+      version: 3,
+      name: 'audit log delivery to the customer bucket',
+      async up(db) {
+        await db.query(AUDIT_DELIVERY_DDL);
+      },
+    },
   ],
 };
 
@@ -64,4 +71,6 @@ export const orgGrants: GrantSpec = {
   org_settings: 'read-write',
   audit_log: 'append-only',
   audit_checkpoints: 'append-only',
+  audit_destination: 'read-write',
+  audit_deliveries: 'read-write',
 };

@@ -1,0 +1,25 @@
+import { Inject, Injectable } from '@nestjs/common';
+import { AuditDeliveryService } from '@coffer/audit';
+import { UnitOfWork } from '@coffer/database';
+import { JobPayloads, JobProcessor, Processes } from '@coffer/jobs';
+import { LOGGER, Logger } from '@coffer/logging';
+import { OrgsService } from '@coffer/orgs';
+
+@Injectable()
+@Processes('audit-delivery')
+export class AuditDeliveryProcessor implements JobProcessor<'audit-delivery'> {
+  constructor(
+    private readonly delivery: AuditDeliveryService,
+    private readonly orgs: OrgsService,
+    @Inject(LOGGER) private readonly logger: Logger,
+  ) {}
+
+  async process({ orgId }: JobPayloads['audit-delivery']) {
+    const org = await this.orgs.resolveById(orgId);
+    if (!org) return { batches: 0 };
+    // Each batch's progress commits on its own: a delivery cut short resumes where it stopped.
+    const batches = await UnitOfWork.outside(() => this.delivery.deliver(org));
+    if (batches) this.logger.info({ org: org.slug, batches }, 'audit entries delivered');
+    return { batches };
+  }
+}

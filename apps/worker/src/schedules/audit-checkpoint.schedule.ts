@@ -1,0 +1,40 @@
+import { Inject, Injectable, OnApplicationBootstrap } from '@nestjs/common';
+import { SchedulerRegistry } from '@nestjs/schedule';
+import { CronJob } from 'cron';
+import { APP_CONFIG, AppConfig } from '@coffer/config';
+import { JobsService } from '@coffer/jobs';
+import { LOGGER, Logger } from '@coffer/logging';
+import { OrgsService } from '@coffer/orgs';
+
+/**
+ * Enqueues a checkpoint job per chain (the control plane's and each active org's). The job
+ * signs only a head that moved, so an idle chain costs a query, not a KMS call.
+ */
+@Injectable()
+export class AuditCheckpointSchedule implements OnApplicationBootstrap {
+  constructor(
+    @Inject(APP_CONFIG) private readonly config: AppConfig,
+    private readonly registry: SchedulerRegistry,
+    private readonly orgs: OrgsService,
+    private readonly jobs: JobsService,
+    @Inject(LOGGER) private readonly logger: Logger,
+  ) {}
+
+  onApplicationBootstrap(): void {
+    const job = CronJob.from({
+      cronTime: this.config.AUDIT_CHECKPOINT_CRON,
+      onTick: () => {
+        this.tick().catch((error) => this.logger.error({ err: error.message }, 'audit-checkpoint sweep failed'));
+      },
+    });
+    this.registry.addCronJob('audit-checkpoint', job);
+    job.start();
+  }
+
+  async tick(): Promise<number> {
+    await this.jobs.enqueue('audit-checkpoint', {});
+    const orgs = await this.orgs.listActive();
+    for (const org of orgs) await this.jobs.enqueue('audit-checkpoint', { orgId: org.id });
+    return orgs.length + 1;
+  }
+}

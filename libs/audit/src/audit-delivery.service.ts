@@ -1,0 +1,152 @@
+import { createHash } from 'node:crypto';
+import { gzipSync } from 'node:zlib';
+import { Inject, Injectable } from '@nestjs/common';
+import { APP_CONFIG, AppConfig } from '@coffer/config';
+import { aeadOpen, aeadSeal } from '@coffer/crypto';
+import { AppError } from '@coffer/http';
+import { KMS, KmsProvider, orgKeyName } from '@coffer/kms';
+import type { OrgRef } from '@coffer/orgs';
+import { canonicalJson } from './audit-chain';
+import { AuditDestinationInput } from './audit-delivery.dto';
+import { AuditDeliveryRepository, BucketCredentials, DeliveryBatch, StoredDestination } from './audit-delivery.repository';
+import { publicEntry } from './audit.dto';
+import { AuditRepository } from './audit.repository';
+import { checkpointKeyName } from './audit.service';
+
+/**
+ * A batch's digest (after CloudTrail's digest files): what the batch object holds, the chain's
+ * hash at its last entry, and the previous digest's SHA-256, signed by the chain's key. Every
+ * field is fixed when the batch is planned, and ed25519 signatures are deterministic, so a
+ * batch delivered twice is the same bytes twice.
+ */
+export interface AuditDigest {
+  format: 'coffer-audit-digest/1';
+  chain: string;
+  batch: number;
+  firstSeq: number;
+  lastSeq: number;
+  lastEntryHash: string;
+  object: string;
+  objectSha256: string;
+  previousDigestSha256: string | null;
+  plannedAt: string;
+  keyName: string;
+  signature: string;
+}
+
+/** Ships each org's chain to the org's own bucket, at least once, in order, resumable. */
+@Injectable()
+export class AuditDeliveryService {
+  constructor(
+    private readonly deliveries: AuditDeliveryRepository,
+    private readonly audit: AuditRepository,
+    @Inject(KMS) private readonly kms: KmsProvider,
+    @Inject(APP_CONFIG) private readonly config: AppConfig,
+  ) {}
+
+  /** Checks that the bucket answers to the credentials, then stores them sealed. */
+  async configure(org: OrgRef, input: AuditDestinationInput): Promise<void> {
+    const { accessKeyId, secretAccessKey, ...where } = input;
+    const reachable = await this.deliveries
+      .bucket(where, { accessKeyId, secretAccessKey })
+      .bucketExists(where.bucket)
+      .catch(() => false);
+    if (!reachable) {
+      throw new AppError('audit_destination_unreachable', `bucket ${where.bucket} at ${where.endpoint} does not answer to these credentials`);
+    }
+    await this.kms.ensureKey(orgKeyName(org.id));
+    const key = await this.kms.generateDataKey(orgKeyName(org.id));
+    const credentials = aeadSeal(key.plaintext, Buffer.from(JSON.stringify({ accessKeyId, secretAccessKey })), credentialsAad(org));
+    await this.deliveries.saveDestination(this.audit.chain(org), { ...where, credentialsKey: key.wrapped, credentials });
+  }
+
+  async describe(org: OrgRef) {
+    const chain = this.audit.chain(org);
+    const destination = await this.deliveries.destination(chain);
+    if (!destination) throw new AppError('audit_destination_not_found', 'no audit destination is configured');
+    const [progress, head] = await Promise.all([this.deliveries.progress(chain), this.audit.head(chain)]);
+    return {
+      endpoint: destination.endpoint,
+      region: destination.region,
+      bucket: destination.bucket,
+      prefix: destination.prefix,
+      updatedAt: destination.updatedAt.toISOString(),
+      deliveredThrough: progress.deliveredThrough,
+      lastDeliveredAt: progress.lastDeliveredAt?.toISOString() ?? null,
+      batches: progress.batches,
+      pendingEntries: (head?.seq ?? 0) - progress.deliveredThrough,
+    };
+  }
+
+  async remove(org: OrgRef): Promise<void> {
+    if (!(await this.deliveries.removeDestination(this.audit.chain(org)))) {
+      throw new AppError('audit_destination_not_found', 'no audit destination is configured');
+    }
+  }
+
+  async hasDestination(org: OrgRef): Promise<boolean> {
+    return (await this.deliveries.destination(this.audit.chain(org))) !== undefined;
+  }
+
+  /** Delivers every batch up to the chain's head; returns how many. */
+  async deliver(org: OrgRef): Promise<number> {
+    const chain = this.audit.chain(org);
+    const destination = await this.deliveries.destination(chain);
+    if (!destination) return 0;
+    const bucket = this.deliveries.bucket(destination, await this.openCredentials(org, destination));
+    let delivered = 0;
+    for (;;) {
+      const batch = await this.deliveries.nextBatch(chain, this.config.AUDIT_DELIVERY_BATCH_SIZE);
+      if (!batch) return delivered;
+      const entries = await this.deliveries.entries(chain, batch.firstSeq, batch.lastSeq);
+      const object = `${destination.prefix}${org.id}/entries/${pad(batch.firstSeq)}-${pad(batch.lastSeq)}.ndjson.gz`;
+      const body = gzipSync(entries.map((e) => `${JSON.stringify(publicEntry(e))}\n`).join(''));
+      await bucket.putObject(destination.bucket, object, body, body.length, { 'Content-Type': 'application/x-ndjson', 'Content-Encoding': 'gzip' });
+      const digest = await this.digest(chain.id, batch, object, body, entries[entries.length - 1].hash);
+      const digestBytes = Buffer.from(canonicalJson(digest));
+      await bucket.putObject(destination.bucket, `${destination.prefix}${org.id}/digests/${pad(batch.batch)}.json`, digestBytes, digestBytes.length, {
+        'Content-Type': 'application/json',
+      });
+      await this.deliveries.markDelivered(chain, batch.batch, sha256(digestBytes));
+      delivered++;
+    }
+  }
+
+  private async digest(chainId: string, batch: DeliveryBatch, object: string, body: Buffer, lastHash: Buffer): Promise<AuditDigest> {
+    const keyName = checkpointKeyName(chainId);
+    const unsigned = {
+      format: 'coffer-audit-digest/1' as const,
+      chain: chainId,
+      batch: batch.batch,
+      firstSeq: batch.firstSeq,
+      lastSeq: batch.lastSeq,
+      lastEntryHash: lastHash.toString('hex'),
+      object,
+      objectSha256: sha256(body).toString('hex'),
+      previousDigestSha256: batch.previousDigestSha256?.toString('hex') ?? null,
+      plannedAt: batch.plannedAt.toISOString(),
+      keyName,
+    };
+    await this.kms.ensureKey(keyName, 'ed25519');
+    return { ...unsigned, signature: await this.kms.sign(keyName, Buffer.from(canonicalJson(unsigned))) };
+  }
+
+  private async openCredentials(org: OrgRef, destination: StoredDestination): Promise<BucketCredentials> {
+    const key = await this.kms.unwrap(orgKeyName(org.id), destination.credentialsKey);
+    return JSON.parse(aeadOpen(key, destination.credentials, credentialsAad(org)).toString('utf8'));
+  }
+}
+
+/** Binds the sealed credentials to their org: copied into another org's row, they do not open. */
+function credentialsAad(org: OrgRef): string {
+  return `audit_destination.credentials\0${org.id}`;
+}
+
+function sha256(data: Buffer): Buffer {
+  return createHash('sha256').update(data).digest();
+}
+
+/** Fixed width, so that keys list in sequence order. */
+function pad(n: number): string {
+  return String(n).padStart(20, '0');
+}

@@ -1,0 +1,154 @@
+import { after, before, describe, test } from 'node:test';
+import assert from 'node:assert/strict';
+import type { ChildProcess } from 'node:child_process';
+import { createHash } from 'node:crypto';
+import { gunzipSync } from 'node:zlib';
+import { AuditDigest, canonicalJson, ChainedEntry, ChainVerifier } from '@coffer/audit';
+import { KMS, KmsProvider } from '@coffer/kms';
+import { startWorkerProcess } from '../support/api-process';
+import { RunningApi, startApi, TestOrg } from '../support/api';
+import { startS3, TestS3 } from '../support/s3-server';
+import { connect } from '../support/test-env';
+
+const BUCKET = 'customer-audit';
+const sha256 = (data: Buffer) => createHash('sha256').update(data).digest('hex');
+
+describe('audit delivery to the customer bucket (s3rver over HTTP; worker as a real process, killed mid-delivery)', () => {
+  let api: RunningApi;
+  let s3: TestS3;
+  let org: TestOrg;
+  let worker: ChildProcess | undefined;
+
+  before(async () => {
+    s3 = await startS3([BUCKET]);
+    api = await startApi({ AUDIT_DELIVERY_CRON: '* * * * * *', AUDIT_DELIVERY_BATCH_SIZE: '5', JOB_LOCK_MS: '2000' });
+    org = await api.createOrg();
+  });
+
+  after(async () => {
+    worker?.kill('SIGKILL');
+    await api?.close();
+    await s3?.stop();
+  });
+
+  const as = () => ({ authorization: `Bearer ${org.adminToken}` });
+  const destinationUrl = () => `/api/v1/organizations/${org.slug}/audit-logs/destination`;
+  const destination = (body: Record<string, unknown>) => api.http().put(destinationUrl()).set(as()).send(body);
+  const good = () => ({ endpoint: s3.endpoint, bucket: BUCKET, prefix: 'coffer', accessKeyId: s3.accessKeyId, secretAccessKey: s3.secretAccessKey });
+
+  test('a destination is checked before it is stored, and its credentials are stored sealed', async () => {
+    assert.equal((await api.http().get(destinationUrl()).set(as())).body.error.code, 'audit_destination_not_found');
+    const invalid = await destination({ ...good(), endpoint: 'ftp://example.com', bucket: 'A' });
+    assert.equal(invalid.status, 400);
+    assert.equal(invalid.body.error.code, 'validation_failed');
+    const missing = await destination({ ...good(), bucket: 'no-such-bucket' });
+    assert.equal(missing.status, 422);
+    assert.equal(missing.body.error.code, 'audit_destination_unreachable');
+    // s3rver checks the access key id but not SigV4 signatures, so a wrong secret goes unnoticed here.
+    const wrongKey = await destination({ ...good(), accessKeyId: 'NOT-A-KEY' });
+    assert.equal(wrongKey.body.error.code, 'audit_destination_unreachable');
+
+    assert.equal((await destination(good())).status, 204);
+    const shown = await api.http().get(destinationUrl()).set(as());
+    assert.equal(shown.status, 200);
+    assert.equal(shown.body.bucket, BUCKET);
+    assert.equal(shown.body.prefix, 'coffer/');
+    assert.ok(!JSON.stringify(shown.body).includes(s3.secretAccessKey), 'the credentials are never shown');
+
+    const owner = await connect(api.env.config.DATABASE_OWNER_URL, await orgDatabase());
+    try {
+      const { rows } = await owner.query('SELECT * FROM audit_destination');
+      assert.equal(rows.length, 1);
+      assert.ok(!rows[0].credentials.includes(Buffer.from(s3.secretAccessKey)), 'no credential in clear in PostgreSQL');
+      const logs = await owner.query(`SELECT * FROM audit_log WHERE action LIKE 'audit_destination.%'`);
+      assert.deepEqual(logs.rows.map((r) => r.outcome).sort(), ['failure', 'failure', 'failure', 'success']);
+      assert.ok(!JSON.stringify(logs.rows).includes(s3.secretAccessKey), 'no credential in the audit log');
+    } finally {
+      await owner.end();
+    }
+  });
+
+  test('after the worker is killed mid-delivery and restarted, every entry is in the bucket and the digests chain', async () => {
+    // Enough entries for dozens of 5-entry batches.
+    for (let i = 0; i < 30; i++) {
+      await Promise.all(Array.from({ length: 8 }, () => api.http().get(`/api/v1/organizations/${org.slug}/users`).set(as())));
+    }
+    const head = await headSeq();
+    assert.ok(head >= 240, `head ${head}`);
+
+    worker = await startWorkerProcess(api.env.config);
+    const digests = () => s3.objects(BUCKET).filter((o) => o.key.includes('/digests/')).length;
+    const deadline = Date.now() + 60_000;
+    while (digests() < 3 && Date.now() < deadline) await new Promise((r) => setTimeout(r, 5));
+    worker.kill('SIGKILL');
+    await new Promise((r) => worker!.once('exit', r));
+    const deliveredAtKill = digests();
+    assert.ok(deliveredAtKill >= 3 && deliveredAtKill < head / 5, `killed after ${deliveredAtKill} of ${Math.ceil(head / 5)} batches`);
+
+    worker = await startWorkerProcess(api.env.config);
+    const finished = Date.now() + 120_000;
+    let status = await api.http().get(destinationUrl()).set(as());
+    while (status.body.deliveredThrough < head && Date.now() < finished) {
+      await new Promise((r) => setTimeout(r, 200));
+      status = await api.http().get(destinationUrl()).set(as());
+    }
+    assert.ok(status.body.deliveredThrough >= head, `delivered through ${status.body.deliveredThrough} of ${head}`);
+
+    const objects = s3.objects(BUCKET);
+    const prefix = `coffer/${org.id}/`;
+    assert.ok(objects.every((o) => o.key.startsWith(prefix)), 'everything under the org prefix');
+
+    // Every sequence number at least once, and the chain re-verifies from the bucket alone.
+    const bySeq = new Map<number, ChainedEntry>();
+    for (const o of objects.filter((o) => o.key.includes('/entries/'))) {
+      for (const line of gunzipSync(o.body).toString('utf8').trim().split('\n')) {
+        const e = JSON.parse(line);
+        bySeq.set(e.seq, { ...e, occurredAt: new Date(e.occurredAt), prevHash: Buffer.from(e.prevHash, 'hex'), hash: Buffer.from(e.hash, 'hex') });
+      }
+    }
+    const verifier = new ChainVerifier(org.id);
+    for (let seq = 1; seq <= head; seq++) {
+      assert.ok(bySeq.has(seq), `entry ${seq} is in the bucket`);
+      assert.ok(verifier.next(bySeq.get(seq)!), `entry ${seq} verifies: ${JSON.stringify(verifier.result())}`);
+    }
+
+    // The digests: consecutive, each naming the previous one's hash, its object's hash, the
+    // chain's hash at its last entry, and signed by the org's audit key.
+    const kms = api.app.get<KmsProvider>(KMS);
+    const digestObjects = objects.filter((o) => o.key.includes('/digests/'));
+    let previous = null as { sha: string; lastSeq: number } | null;
+    for (const [i, o] of digestObjects.entries()) {
+      const digest = JSON.parse(o.body.toString('utf8')) as AuditDigest;
+      assert.equal(digest.batch, i + 1);
+      assert.equal(digest.previousDigestSha256, previous?.sha ?? null, `digest ${digest.batch} links to ${previous?.sha}`);
+      assert.equal(digest.firstSeq, (previous?.lastSeq ?? 0) + 1);
+      assert.equal(digest.chain, org.id);
+      const object = objects.find((x) => x.key === digest.object);
+      assert.ok(object, `digest ${digest.batch} names an object that is there`);
+      assert.equal(sha256(object.body), digest.objectSha256);
+      assert.equal(digest.lastEntryHash, bySeq.get(digest.lastSeq)!.hash.toString('hex'));
+      const { signature, ...unsigned } = digest;
+      assert.ok(await kms.verify(digest.keyName, Buffer.from(canonicalJson(unsigned)), signature), `digest ${digest.batch} signature`);
+      previous = { sha: sha256(o.body), lastSeq: digest.lastSeq };
+    }
+    assert.equal(previous?.lastSeq, status.body.deliveredThrough);
+  });
+
+  async function headSeq(): Promise<number> {
+    const owner = await connect(api.env.config.DATABASE_OWNER_URL, await orgDatabase());
+    try {
+      return Number((await owner.query('SELECT max(seq) AS seq FROM audit_log')).rows[0].seq);
+    } finally {
+      await owner.end();
+    }
+  }
+
+  async function orgDatabase(): Promise<string> {
+    const control = await connect(api.env.config.DATABASE_OWNER_URL);
+    try {
+      return (await control.query('SELECT database_name FROM organizations WHERE id = $1', [org.id])).rows[0].database_name;
+    } finally {
+      await control.end();
+    }
+  }
+});
