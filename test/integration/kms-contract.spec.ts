@@ -1,6 +1,8 @@
 import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { randomBytes } from 'node:crypto';
+import { createServer } from 'node:http';
+import { AddressInfo } from 'node:net';
 import { Pool } from 'pg';
 import { loadConfig } from '@coffer/config';
 import { randomId } from '@coffer/crypto';
@@ -288,6 +290,22 @@ describe('KMS contract: vault provider against the Vault transit double (HTTP)',
       await vault.start();
     }
     assert.deepEqual(await kms.unwrap('coffer-test-down', dek.wrapped), dek.plaintext);
+  });
+
+  test('a Vault that accepts but never answers is KmsUnavailableError after the timeout', async () => {
+    const silent = createServer(() => undefined); // holds every request open
+    await new Promise<void>((resolve) => silent.listen(0, '127.0.0.1', resolve));
+    try {
+      const port = (silent.address() as AddressInfo).port;
+      const slow = new VaultKmsProvider({ ...options(), address: `http://127.0.0.1:${port}`, timeoutMs: 300 });
+      const started = Date.now();
+      await assert.rejects(slow.generateDataKey('coffer-test-slow'), isUnavailable);
+      assert.ok(Date.now() - started < 5000, 'gave up after the configured timeout');
+      assert.equal((await slow.health()).reachable, false);
+    } finally {
+      silent.closeAllConnections();
+      await new Promise((resolve) => silent.close(resolve));
+    }
   });
 
   test('a bad token is a KmsRequestError (403) that does not echo the token', async () => {
