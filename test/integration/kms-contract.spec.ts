@@ -308,6 +308,22 @@ describe('KMS contract: vault provider against the Vault transit double (HTTP)',
     }
   });
 
+  test("node-vault's environment fallbacks (VAULT_TOKEN, VAULT_PREFIX) do not override Coffer's settings", async () => {
+    const saved = { VAULT_TOKEN: process.env.VAULT_TOKEN, VAULT_PREFIX: process.env.VAULT_PREFIX };
+    process.env.VAULT_TOKEN = 'hvs.from-the-environment';
+    process.env.VAULT_PREFIX = '/elsewhere';
+    try {
+      const viaAppRole = new VaultKmsProvider({ ...options(), token: undefined, appRole });
+      await viaAppRole.ensureKey('coffer-test-env');
+      assert.ok(vault.requests.includes('POST /v1/coffer-transit/keys/install-a-coffer-test-env'));
+    } finally {
+      for (const [name, value] of Object.entries(saved)) {
+        if (value === undefined) delete process.env[name];
+        else process.env[name] = value;
+      }
+    }
+  });
+
   test('a bad token is a KmsRequestError (403) that does not echo the token', async () => {
     const wrong = new VaultKmsProvider({ ...options(), token: 'hvs.not-the-token' });
     const error = await wrong.generateDataKey('coffer-test-any').then(
