@@ -1,6 +1,8 @@
 import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { randomBytes } from 'node:crypto';
+import { createServer } from 'node:http';
+import { AddressInfo } from 'node:net';
 import { Pool } from 'pg';
 import { loadConfig } from '@coffer/config';
 import { randomId } from '@coffer/crypto';
@@ -288,6 +290,38 @@ describe('KMS contract: vault provider against the Vault transit double (HTTP)',
       await vault.start();
     }
     assert.deepEqual(await kms.unwrap('coffer-test-down', dek.wrapped), dek.plaintext);
+  });
+
+  test('a Vault that accepts but never answers is KmsUnavailableError after the timeout', async () => {
+    const silent = createServer(() => undefined); // holds every request open
+    await new Promise<void>((resolve) => silent.listen(0, '127.0.0.1', resolve));
+    try {
+      const port = (silent.address() as AddressInfo).port;
+      const slow = new VaultKmsProvider({ ...options(), address: `http://127.0.0.1:${port}`, timeoutMs: 300 });
+      const started = Date.now();
+      await assert.rejects(slow.generateDataKey('coffer-test-slow'), isUnavailable);
+      assert.ok(Date.now() - started < 5000, 'gave up after the configured timeout');
+      assert.equal((await slow.health()).reachable, false);
+    } finally {
+      silent.closeAllConnections();
+      await new Promise((resolve) => silent.close(resolve));
+    }
+  });
+
+  test("node-vault's environment fallbacks (VAULT_TOKEN, VAULT_PREFIX) do not override Coffer's settings", async () => {
+    const saved = { VAULT_TOKEN: process.env.VAULT_TOKEN, VAULT_PREFIX: process.env.VAULT_PREFIX };
+    process.env.VAULT_TOKEN = 'hvs.from-the-environment';
+    process.env.VAULT_PREFIX = '/elsewhere';
+    try {
+      const viaAppRole = new VaultKmsProvider({ ...options(), token: undefined, appRole });
+      await viaAppRole.ensureKey('coffer-test-env');
+      assert.ok(vault.requests.includes('POST /v1/coffer-transit/keys/install-a-coffer-test-env'));
+    } finally {
+      for (const [name, value] of Object.entries(saved)) {
+        if (value === undefined) delete process.env[name];
+        else process.env[name] = value;
+      }
+    }
   });
 
   test('a bad token is a KmsRequestError (403) that does not echo the token', async () => {

@@ -133,8 +133,12 @@ export class LocalKmsProvider implements KmsProvider {
 
   async generateDataKey(name: string): Promise<DataKey> {
     const plaintext = randomBytes(32);
-    const wrapped = await this.wrapLatest(name, plaintext);
-    return { ...wrapped, plaintext };
+    try {
+      return { ...(await this.wrapLatest(name, plaintext)), plaintext };
+    } catch (error) {
+      plaintext.fill(0);
+      throw error;
+    }
   }
 
   async unwrap(name: string, wrapped: string): Promise<Buffer> {

@@ -46,12 +46,18 @@ export class VaultKmsProvider implements KmsProvider {
 
   constructor(private readonly options: VaultKmsOptions) {
     if (!options.token && !options.appRole) throw new Error('the vault KMS needs a token or an AppRole');
-    this.vault = NodeVault({
+    const settings: NodeVault.VaultOptions & { rpDefaults: { strictSSL: boolean } } = {
       endpoint: options.address,
       token: options.token,
       noCustomHTTPVerbs: true,
       requestOptions: { timeout: options.timeoutMs },
-    });
+      // node-vault falls back to VAULT_SKIP_VERIFY, which would turn TLS verification off from
+      // outside Coffer's configuration; verification is always on.
+      rpDefaults: { strictSSL: true },
+    };
+    this.vault = NodeVault(settings);
+    // Likewise VAULT_TOKEN, VAULT_PREFIX and VAULT_NAMESPACE: only Coffer's own settings count.
+    Object.assign(this.vault, { token: options.token ?? '', pathPrefix: '', namespace: undefined });
   }
 
   async health(): Promise<KmsHealth> {
@@ -142,7 +148,9 @@ export class VaultKmsProvider implements KmsProvider {
 
   private key(name: string): string {
     assertKeyName(name);
-    return `${this.options.keyPrefix}${name}`;
+    const prefixed = `${this.options.keyPrefix}${name}`;
+    assertKeyName(prefixed);
+    return prefixed;
   }
 
   /** One transit request, logged in first if needed; an AppRole token refused once is renewed. */
