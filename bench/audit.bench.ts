@@ -70,6 +70,7 @@ export async function auditBenchmark(seconds: number): Promise<boolean> {
 /** Rows per second: `clients` loops, client i writing to org i mod n, for `seconds`. */
 async function rate(write: (org: OrgRef) => Promise<unknown>, orgs: OrgRef[], clients: number, seconds: number): Promise<number> {
   const end = Date.now() + seconds * 1000;
+  const cpu = process.cpuUsage();
   let rows = 0;
   await Promise.all(
     Array.from({ length: clients }, async (_, i) => {
@@ -79,5 +80,7 @@ async function rate(write: (org: OrgRef) => Promise<unknown>, orgs: OrgRef[], cl
       }
     }),
   );
+  const used = process.cpuUsage(cpu);
+  if (process.env.BENCH_VERBOSE) console.log(`  ${rows} rows, ${((used.user + used.system) / rows).toFixed(0)} µs of this process's CPU a row`);
   return rows / seconds;
 }

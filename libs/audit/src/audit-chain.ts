@@ -39,54 +39,36 @@ export function genesisHash(chainId: string): Buffer {
   return createHash('sha256').update(`coffer-audit-genesis\0${chainId}`).digest();
 }
 
+/**
+ * `sha256(prev_hash || "<seq>\n" || canonical JSON of the entry's content)`. The database
+ * computes the same thing when it appends (coffer_audit_chain(), AUDIT_CHAIN_DDL) from the
+ * canonical text the writer sends; verify recomputes it from the row as read back.
+ */
 export function entryHash(prevHash: Buffer, entry: Omit<ChainedEntry, 'prevHash' | 'hash'>): Buffer {
-  const { seq, id, occurredAt, action, outcome, actor, target, requestId, clientIp, userAgent, body } = entry;
-  const canonical = canonicalJson({
-    seq,
-    id,
-    occurredAt: occurredAt.toISOString(),
-    action,
-    outcome,
-    actor,
-    target,
-    requestId,
-    clientIp,
-    userAgent,
-    body,
-  });
-  return createHash('sha256').update(prevHash).update(canonical).digest();
+  return createHash('sha256').update(prevHash).update(`${entry.seq}\n${canonicalContent(entry)}`).digest();
 }
 
-/**
- * Any constant will do: each chain lives in its own database, and advisory locks are per
- * database. Held to the end of the transaction, it orders appends exactly as they commit.
- */
-const CHAIN_LOCK = 0x636f66666572; // "coffer"
+function canonicalContent(entry: Omit<ChainedEntry, 'seq' | 'prevHash' | 'hash'>): string {
+  const { id, occurredAt, action, outcome, actor, target, requestId, clientIp, userAgent, body } = entry;
+  return canonicalJson({ id, occurredAt: occurredAt.toISOString(), action, outcome, actor, target, requestId, clientIp, userAgent, body });
+}
+
+const COLUMNS = ['id', 'occurred_at', 'action', 'outcome', 'actor', 'target', 'request_id', 'client_ip', 'user_agent', 'body', 'prev_hash', 'canonical'];
 
 /**
- * Appends entries to the chain on `client`, which must be inside a transaction: the lock is
- * released by its COMMIT or ROLLBACK, so no other writer sees a head that may still vanish, and
- * the sequence stays gap-free (a rolled-back append leaves nothing behind).
+ * Appends entries to the chain on `client`, inside its transaction, in one statement: the
+ * database's BEFORE INSERT trigger takes the chain's transaction-scoped lock, reads the head
+ * and assigns each row its sequence number, previous hash and hash. The lock is released by
+ * COMMIT or ROLLBACK, so writers queue, a rolled-back append leaves no gap, and no two
+ * appends can extend the same head. Every row offers the genesis hash as its `prev_hash`;
+ * the trigger keeps it only for entry 1.
  */
 export async function appendToChain(client: ClientBase, chainId: string, entries: NewEntry[]): Promise<ChainedEntry[]> {
   if (!entries.length) return [];
-  await client.query('SELECT pg_advisory_xact_lock($1)', [CHAIN_LOCK]);
-  const { rows } = await client.query<{ seq: string; hash: Buffer }>('SELECT seq, hash FROM audit_log ORDER BY seq DESC LIMIT 1');
-  let seq = rows[0] ? Number(rows[0].seq) : 0;
-  let prevHash = rows[0]?.hash ?? genesisHash(chainId);
-  const chained = entries.map((entry) => {
-    const withSeq = { ...entry, seq: ++seq };
-    const hash = entryHash(prevHash, withSeq);
-    const row = { ...withSeq, prevHash, hash };
-    prevHash = hash;
-    return row;
-  });
-  const columns = chained.map((_, i) => `(${Array.from({ length: 13 }, (_, j) => `$${i * 13 + j + 1}`).join(', ')})`);
-  await client.query(
-    `INSERT INTO audit_log (seq, id, occurred_at, action, outcome, actor, target, request_id, client_ip, user_agent, body, prev_hash, hash)
-     VALUES ${columns.join(', ')}`,
-    chained.flatMap((e) => [
-      e.seq,
+  const genesis = genesisHash(chainId);
+  const params: unknown[] = [];
+  const values = entries.map((e) => {
+    const fields = [
       e.id,
       e.occurredAt,
       e.action,
@@ -97,11 +79,16 @@ export async function appendToChain(client: ClientBase, chainId: string, entries
       e.clientIp,
       e.userAgent,
       JSON.stringify(e.body),
-      e.prevHash,
-      e.hash,
-    ]),
+      genesis,
+      canonicalContent(e),
+    ];
+    return `(${fields.map((value) => `$${params.push(value)}`).join(', ')})`;
+  });
+  const { rows: chained } = await client.query<{ seq: string; prev_hash: Buffer; hash: Buffer }>(
+    `INSERT INTO audit_log (${COLUMNS.join(', ')}) VALUES ${values.join(', ')} RETURNING seq, prev_hash, hash`,
+    params,
   );
-  return chained;
+  return entries.map((e, i) => ({ ...e, seq: Number(chained[i].seq), prevHash: chained[i].prev_hash, hash: chained[i].hash }));
 }
 
 export interface AuditRow {

@@ -32,31 +32,46 @@ CREATE TRIGGER audit_log_no_truncate BEFORE TRUNCATE ON audit_log
 `;
 
 /**
- * The hash chain (libs/audit/README.md): `seq` becomes an explicit gap-free number written by
- * the chain writer under an advisory lock, each row carries the previous row's hash and its own,
- * and an insert that does not continue the chain is refused by the database itself, whoever
- * sends it. Checkpoints sign the hash at a sequence number with a key the database never sees.
+ * The hash chain (libs/audit/README.md). The database itself places every new row: a BEFORE
+ * INSERT trigger takes a transaction-scoped advisory lock (any constant will do: a chain is a
+ * database, and advisory locks are per database), reads the head with a fresh snapshot (each
+ * statement of a volatile function takes one, so it sees every append committed while it
+ * waited), and sets the row's gap-free `seq`, its `prev_hash` (the head's hash; for entry 1,
+ * the genesis hash the writer offers) and its `hash` over the canonical text the writer sent,
+ * which is not kept. Whoever inserts, the app role included, cannot choose a row's place in
+ * the chain. Appending is one statement, and the lock is held only from it to COMMIT.
+ * Checkpoints sign the hash at a sequence number with a key the database never sees.
  */
 export const AUDIT_CHAIN_DDL = `
+DO $$ BEGIN
+  IF EXISTS (SELECT 1 FROM audit_log) THEN
+    RAISE EXCEPTION 'audit_log has entries from before the hash chain; chaining them is not supported';
+  END IF;
+END $$;
 ALTER TABLE audit_log ALTER COLUMN seq DROP IDENTITY;
 ALTER TABLE audit_log ALTER COLUMN occurred_at DROP DEFAULT;
-ALTER TABLE audit_log ADD COLUMN prev_hash bytea NOT NULL, ADD COLUMN hash bytea NOT NULL;
+ALTER TABLE audit_log ADD COLUMN prev_hash bytea NOT NULL, ADD COLUMN hash bytea NOT NULL, ADD COLUMN canonical text;
 CREATE INDEX audit_log_action ON audit_log (action, seq);
 CREATE INDEX audit_log_actor ON audit_log ((actor->>'id'), seq);
 
-CREATE FUNCTION coffer_audit_chain_continues() RETURNS trigger LANGUAGE plpgsql AS $$
+CREATE FUNCTION coffer_audit_chain() RETURNS trigger LANGUAGE plpgsql VOLATILE AS $$
 DECLARE
   last record;
 BEGIN
+  PERFORM pg_advisory_xact_lock(${0x636f66666572});
   SELECT seq, hash INTO last FROM audit_log ORDER BY seq DESC LIMIT 1;
-  IF NEW.seq <> coalesce(last.seq, 0) + 1 OR (last.seq IS NOT NULL AND NEW.prev_hash <> last.hash) THEN
-    RAISE EXCEPTION 'audit_log insert does not continue the chain at %', NEW.seq USING ERRCODE = 'integrity_constraint_violation';
+  IF NEW.canonical IS NULL THEN
+    RAISE EXCEPTION 'audit_log insert without its canonical text' USING ERRCODE = 'not_null_violation';
   END IF;
+  NEW.seq := coalesce(last.seq, 0) + 1;
+  NEW.prev_hash := coalesce(last.hash, NEW.prev_hash);
+  NEW.hash := sha256(NEW.prev_hash || convert_to(NEW.seq::text || E'\\n' || NEW.canonical, 'UTF8'));
+  NEW.canonical := NULL;
   RETURN NEW;
 END
 $$;
 CREATE TRIGGER audit_log_chain BEFORE INSERT ON audit_log
-  FOR EACH ROW EXECUTE FUNCTION coffer_audit_chain_continues();
+  FOR EACH ROW EXECUTE FUNCTION coffer_audit_chain();
 
 CREATE TABLE audit_checkpoints (
   seq bigint PRIMARY KEY,
