@@ -128,6 +128,10 @@ writeFileSync(
       apiUrl,
       adminToken,
       databaseUrls: { owner: childEnv.DATABASE_OWNER_URL, app: childEnv.DATABASE_APP_URL },
+      // What `npm run cli` needs to reach this installation's services and keys.
+      serviceEnv: Object.fromEntries(
+        ['COFFER_ENV', 'DATABASE_OWNER_URL', 'DATABASE_APP_URL', 'REDIS_URL', 'REDIS_KEY_PREFIX', 'KMS_LOCAL_MASTER_KEY_FILE'].map((k) => [k, childEnv[k]]),
+      ),
       redisUrl: redis.url,
       startedAt: new Date().toISOString(),
     },

@@ -1,0 +1,45 @@
+import 'reflect-metadata';
+process.env.COFFER_SERVICE ??= 'cli';
+import { NestFactory } from '@nestjs/core';
+import { ConfigError, loadConfig } from '@coffer/config';
+import { toErrorResponse } from '@coffer/http';
+import { CliModule } from './cli.module';
+import { COMMANDS, UsageError } from './commands';
+
+/**
+ * `coffer <command> [args]`: the admin CLI, for the container (`docker compose exec api coffer
+ * ...`) and the local start (`npm run cli -- ...`). Prints JSON on stdout; errors on stderr as
+ * the API's error body. Exit codes: 0 done, 1 failed, 2 done but the answer is bad, 64 usage.
+ */
+async function main(argv: string[]): Promise<number> {
+  const [name, ...args] = argv;
+  const command = name ? COMMANDS[name] : undefined;
+  if (!command) {
+    console.error(`usage: coffer <command>\n${Object.values(COMMANDS).map((c) => `  ${c.usage}`).join('\n')}`);
+    return 64;
+  }
+  const config = loadConfig({ ...process.env, LOG_LEVEL: process.env.LOG_LEVEL ?? 'warn' });
+  const app = await NestFactory.createApplicationContext(CliModule.register(config), { logger: false });
+  try {
+    const { output, exitCode } = await command.run(app, args);
+    console.log(JSON.stringify(output, null, 2));
+    return exitCode;
+  } catch (error) {
+    if (error instanceof UsageError) {
+      console.error(`${error.message}\nusage: coffer ${command.usage}`);
+      return 64;
+    }
+    console.error(JSON.stringify(toErrorResponse(error, 'cli').body));
+    return 1;
+  } finally {
+    await app.close();
+  }
+}
+
+main(process.argv.slice(2)).then(
+  (code) => process.exit(code),
+  (error) => {
+    console.error(error instanceof ConfigError ? error.message : `coffer: ${error?.message ?? error}`);
+    process.exit(1);
+  },
+);

@@ -1,0 +1,89 @@
+import { after, before, describe, test } from 'node:test';
+import assert from 'node:assert/strict';
+import { spawnSync } from 'node:child_process';
+import { join } from 'node:path';
+import { REPO_ROOT } from '../support/api-process';
+import { RunningApi, startApi } from '../support/api';
+
+type Entry = { action: string; outcome: string; actor: Record<string, string>; target: Record<string, string> | null; body: Record<string, unknown> };
+
+describe('admin CLI (the compiled binary, PostgreSQL): same rules and audit entries as REST', () => {
+  let api: RunningApi;
+
+  before(async () => {
+    api = await startApi();
+  });
+
+  after(async () => api?.close());
+
+  const cli = (...args: string[]) => {
+    const env = Object.fromEntries(Object.entries(api.env.config).map(([k, v]) => [k, String(v)]));
+    const result = spawnSync(process.execPath, [join(REPO_ROOT, 'scripts/cli.mjs'), ...args], {
+      cwd: REPO_ROOT,
+      env: { ...process.env, ...env, COFFER_HOME: join(REPO_ROOT, '.coffer', 'no-local-start') },
+      encoding: 'utf8',
+    });
+    return { code: result.status, out: result.stdout ? safeJson(result.stdout) : undefined, err: result.stderr };
+  };
+  const controlLog = async (query: string) =>
+    (await api.http().get(`/api/v1/admin/audit-logs${query}`).set('authorization', `Bearer ${api.adminToken}`)).body.entries as Entry[];
+
+  test('orgs:create makes a working org and leaves the entry POST /organizations leaves', async () => {
+    const rest = await api.createOrg('rest-made');
+    const made = cli('orgs:create', 'cli-made', 'Made by the CLI', 'Owner@Cli.example', 'Owner');
+    assert.equal(made.code, 0, made.err);
+    const organization = (made.out as { organization: { id: string; slug: string } }).organization;
+    assert.equal(organization.slug, 'cli-made');
+    const token = (made.out as { admin: { apiKey: { secret: string } } }).admin.apiKey.secret;
+    const users = await api.http().get('/api/v1/organizations/cli-made/users').set('authorization', `Bearer ${token}`);
+    assert.equal(users.status, 200);
+    assert.equal(users.body.users[0].email, 'owner@cli.example');
+
+    const [cliEntry, restEntry] = await controlLog('?action=organization.created&limit=2');
+    assert.deepEqual([cliEntry.target, cliEntry.outcome], [{ id: organization.id }, 'success']);
+    assert.deepEqual([restEntry.target, restEntry.outcome], [{ id: rest.id }, 'success']);
+    assert.equal(cliEntry.actor.kind, restEntry.actor.kind);
+    assert.match(cliEntry.actor.id, /^cli:/);
+  });
+
+  test('bad input exits 1 with the API error body; a duplicate is refused and audited as a failure', async () => {
+    const bad = cli('orgs:create', 'Not A Slug', 'x');
+    assert.equal(bad.code, 1);
+    assert.equal(JSON.parse(bad.err).error.code, 'validation_failed');
+    const again = cli('orgs:create', 'cli-made', 'Again');
+    assert.equal(again.code, 1);
+    assert.equal(JSON.parse(again.err).error.code, 'organization_exists');
+    const [failure] = await controlLog('?action=organization.created&outcome=failure&limit=1');
+    assert.deepEqual(failure.body.error, { code: 'organization_exists', status: 409 });
+    assert.equal(cli('no-such-command').code, 64);
+  });
+
+  test('audit:verify checks a chain like GET .../audit-logs/verify and is audited like it', async () => {
+    const verified = cli('audit:verify', 'cli-made');
+    assert.equal(verified.code, 0, verified.err);
+    assert.equal((verified.out as { valid: boolean }).valid, true);
+    const control = cli('audit:verify', '--control');
+    assert.equal(control.code, 0, control.err);
+    assert.equal(cli('audit:verify', 'no-such-org').code, 1);
+    assert.equal(cli('audit:verify').code, 64);
+    const signed = cli('audit:checkpoint', 'cli-made');
+    assert.equal(signed.code, 0, signed.err);
+    assert.ok((signed.out as { signed: number }).signed > 0);
+    assert.equal((cli('audit:verify', 'cli-made').out as { valid: boolean }).valid, true);
+  });
+
+  test('health reports PostgreSQL and the KMS', () => {
+    const health = cli('health');
+    assert.equal(health.code, 0, health.err);
+    assert.deepEqual((health.out as { postgres: string; kms: { reachable: boolean } }).postgres, 'ok');
+    assert.equal((health.out as { kms: { reachable: boolean } }).kms.reachable, true);
+  });
+});
+
+function safeJson(text: string): unknown {
+  try {
+    return JSON.parse(text);
+  } catch {
+    return text;
+  }
+}
