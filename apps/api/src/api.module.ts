@@ -6,6 +6,7 @@ import { DatabaseModule } from '@coffer/database';
 import { JobsModule } from '@coffer/jobs';
 import { LoggingModule } from '@coffer/logging';
 import { OrgsModule } from '@coffer/orgs';
+import { TlsModule } from '@coffer/tls';
 import { ApiKeysController } from './controllers/api-keys.controller';
 import { AuditLogsController } from './controllers/audit-logs.controller';
 import { HealthController } from './controllers/health.controller';
@@ -18,7 +19,7 @@ export class ApiModule {
   static register(config: AppConfig): DynamicModule {
     return {
       module: ApiModule,
-      imports: [ConfigModule.forRoot(config), LoggingModule, DatabaseModule, AuditModule, JobsModule, OrgsModule, AuthModule],
+      imports: [ConfigModule.forRoot(config), LoggingModule, DatabaseModule, AuditModule, JobsModule, OrgsModule, AuthModule, TlsModule.register(config)],
       controllers: [HealthController, OrganizationsController, UsersController, ApiKeysController, AuditLogsController, OpenApiController],
       providers: [OpenApiDocument],
     };

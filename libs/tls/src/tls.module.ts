@@ -1,0 +1,40 @@
+import { DynamicModule, Module } from '@nestjs/common';
+import { resolve } from 'node:path';
+import { AppConfig } from '@coffer/config';
+import { LOGGER, Logger } from '@coffer/logging';
+import { certificateNames } from './certificate';
+import { CERTIFICATE_SOURCE, CertificateSource, InternalCaSource, StaticFilesSource } from './certificate-source';
+import { CertificateService } from './certificate.service';
+import { ChallengeStore } from './challenge-store';
+import { PlainHttpListener } from './plain-http.listener';
+
+/** Nothing when TLS_MODE=off: the API is then served over plain HTTP by the caller. */
+@Module({})
+export class TlsModule {
+  static register(config: AppConfig): DynamicModule {
+    if (config.TLS_MODE === 'off') return { module: TlsModule };
+    return {
+      module: TlsModule,
+      providers: [
+        ChallengeStore,
+        { provide: CERTIFICATE_SOURCE, inject: [LOGGER], useFactory: (logger: Logger) => certificateSource(config, logger) },
+        CertificateService,
+        PlainHttpListener,
+      ],
+      exports: [ChallengeStore, CertificateService, PlainHttpListener],
+    };
+  }
+}
+
+function certificateSource(config: AppConfig, logger: Logger): CertificateSource {
+  switch (config.TLS_MODE) {
+    case 'files':
+      return new StaticFilesSource({ certFile: resolve(config.TLS_CERT_FILE!), keyFile: resolve(config.TLS_KEY_FILE!) });
+    case 'internal-ca':
+      return new InternalCaSource(resolve(config.TLS_DIR), certificateNames(config.TLS_DOMAINS, true), ({ created, path }) =>
+        logger.info({ path }, created === 'ca' ? 'internal CA created' : 'certificate issued by the internal CA'),
+      );
+    default:
+      throw new Error(`TLS_MODE=${config.TLS_MODE} has no certificate source`);
+  }
+}
