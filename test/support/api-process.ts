@@ -25,7 +25,7 @@ export async function startApiProcess(
   onOutput: (chunk: string) => void = () => undefined,
   extraEnv: Record<string, string> = {},
 ): Promise<{ child: ChildProcess; url: string; httpUrl: string }> {
-  const port = await freePort();
+  const port = Number(extraEnv.HTTP_PORT ?? (await freePort()));
   const httpsPort = await freePort();
   const env = Object.fromEntries(Object.entries(config).map(([k, v]) => [k, String(v)]));
   const child = spawn(process.execPath, [API_MAIN], {

@@ -30,10 +30,10 @@ export const configSchema = z.object({
 
   /**
    * Where the certificate comes from: `internal-ca` (a CA of this installation, generated under
-   * TLS_DIR), `files` (TLS_CERT_FILE/TLS_KEY_FILE), or `off` (plain HTTP only, behind a
-   * TLS-terminating proxy, or in tests).
+   * TLS_DIR), `files` (TLS_CERT_FILE/TLS_KEY_FILE), `acme` (Let's Encrypt or another ACME CA,
+   * HTTP-01 on HTTP_PORT), or `off` (plain HTTP only, behind a TLS-terminating proxy, or in tests).
    */
-  TLS_MODE: z.enum(['internal-ca', 'files', 'off']).default('internal-ca'),
+  TLS_MODE: z.enum(['internal-ca', 'files', 'acme', 'off']).default('internal-ca'),
   /** Comma-separated names the certificate is for; the first is the redirect target. */
   TLS_DOMAINS: z.string().min(1).default('localhost'),
   /** Generated keys and certificates (internal CA, ACME account and certificates), mode 0700. */
@@ -43,6 +43,11 @@ export const configSchema = z.object({
   TLS_KEY_FILE: z.string().min(1).optional(),
   /** How often the certificate files are checked for a new certificate, and renewal for its due date. */
   TLS_RELOAD_INTERVAL_MS: z.coerce.number().int().min(100).max(86_400_000).default(60_000),
+  ACME_DIRECTORY_URL: z.url({ protocol: /^https$/ }).default('https://acme-v02.api.letsencrypt.org/directory'),
+  /** Contact address of the ACME account (the CA's expiry notices). */
+  ACME_EMAIL: z.email().optional(),
+  /** Fetch our own challenge before asking the CA to (saves rate-limited failures); false offline. */
+  ACME_SELF_CHECK: bool.default(true),
 
   /** Owner role: runs migrations and provisions org databases. Never used to serve requests. */
   DATABASE_OWNER_URL: postgresUrl,
@@ -75,6 +80,9 @@ export const configSchema = z.object({
   /** Cron (6 fields, with seconds) of the sweep that marks expired API keys. */
   EXPIRE_API_KEYS_CRON: z.string().min(1).default('0 * * * * *'),
 }).superRefine((config, ctx) => {
+  if (config.TLS_MODE === 'acme' && config.TLS_DOMAINS.split(',').some((d) => /^(localhost|[\d.]+|.*:.*)$/.test(d.trim()))) {
+    ctx.addIssue({ code: 'custom', path: ['TLS_DOMAINS'], message: 'ACME needs public DNS names (not localhost or IP addresses)' });
+  }
   if (config.TLS_MODE === 'files') {
     for (const key of ['TLS_CERT_FILE', 'TLS_KEY_FILE'] as const) {
       if (!config[key]) ctx.addIssue({ code: 'custom', path: [key], message: 'required when TLS_MODE=files' });

@@ -53,3 +53,9 @@ test('TLS_MODE=files requires the certificate and key files', () => {
   assert.equal(loadConfig({ ...valid, TLS_MODE: 'files', TLS_CERT_FILE: 'a.crt', TLS_KEY_FILE: 'a.key' }).TLS_MODE, 'files');
   assert.equal(loadConfig(valid).TLS_MODE, 'internal-ca', 'HTTPS unless turned off');
 });
+
+test('TLS_MODE=acme refuses names a public CA cannot validate', () => {
+  assert.throws(() => loadConfig({ ...valid, TLS_MODE: 'acme' }), /TLS_DOMAINS: ACME needs public DNS names/);
+  assert.throws(() => loadConfig({ ...valid, TLS_MODE: 'acme', TLS_DOMAINS: 'vault.example.com,10.0.0.1' }), /TLS_DOMAINS/);
+  assert.equal(loadConfig({ ...valid, TLS_MODE: 'acme', TLS_DOMAINS: 'vault.example.com' }).ACME_SELF_CHECK, true);
+});

@@ -1,6 +1,8 @@
-import { readFile } from 'node:fs/promises';
-import { join } from 'node:path';
-import { CertificateInfo, coversNames, inspectPair, renewalDue } from './certificate';
+import { chmod, mkdir, readFile, rename, writeFile } from 'node:fs/promises';
+import { dirname, join } from 'node:path';
+import type { Logger } from 'pino';
+import type { AcmeRepository } from './acme.repository';
+import { CertificateInfo, coversNames, inspectPair, renewalAlert, renewalDue } from './certificate';
 import { CaFiles, InternalCaRepository } from './internal-ca.repository';
 import type { CertificatePair } from './tls-options';
 
@@ -13,9 +15,13 @@ export const CERTIFICATE_SOURCE = Symbol('CERTIFICATE_SOURCE');
  */
 export interface CertificateSource {
   readonly kind: string;
+  /** The pair to serve now (read after every refresh). */
   readonly files: CaFiles;
-  /** Issues or renews the pair when it is missing or due; a no-op for customer-supplied files. */
-  refresh(now?: Date): Promise<void>;
+  /**
+   * Issues or renews the pair when it is missing or due; a no-op for customer-supplied files.
+   * `start` is the call before the server listens (no ACME challenge can be answered yet).
+   */
+  refresh(phase: 'start' | 'check', now?: Date): Promise<void>;
   /** What clients should trust, when it is ours to report (the internal CA's certificate). */
   readonly caCertFile?: string;
 }
@@ -51,7 +57,7 @@ export class InternalCaSource implements CertificateSource {
     return this.repository.ca.certFile;
   }
 
-  async refresh(now = new Date()): Promise<void> {
+  async refresh(_phase: 'start' | 'check' = 'check', now = new Date()): Promise<void> {
     const newCa = await this.repository.ensureCa();
     if (newCa) this.onIssued({ created: 'ca', path: this.repository.ca.certFile });
     let current: CertificateInfo | undefined;
@@ -59,5 +65,79 @@ export class InternalCaSource implements CertificateSource {
     if (current && coversNames(current, this.names) && renewalDue(current) > now) return;
     await this.repository.issueLeaf(this.names, this.files);
     this.onIssued({ created: 'leaf', path: this.files.certFile });
+  }
+}
+
+/** Writes key then certificate, each by rename, so a reader never sees half a file. */
+export async function writePair(files: CaFiles, pair: CertificatePair): Promise<void> {
+  for (const [path, content, mode] of [[files.keyFile, pair.key, 0o600], [files.certFile, pair.cert, 0o644]] as const) {
+    await mkdir(dirname(path), { recursive: true, mode: 0o700 });
+    const tmp = `${path}.${process.pid}.tmp`;
+    await writeFile(tmp, content, { mode });
+    await chmod(tmp, mode);
+    await rename(tmp, path);
+  }
+}
+
+/**
+ * A certificate from an ACME CA (Let's Encrypt), renewed when due. Until the first one is
+ * issued, the internal CA's certificate is served so that HTTPS answers at all; the order
+ * waits for the first check, when the plain-HTTP port can answer the challenge. Failed orders
+ * back off exponentially (the CA rate-limits failures), and once the alert time of the served
+ * certificate has passed every failure is logged as an error.
+ */
+export class AcmeSource implements CertificateSource {
+  readonly kind = 'acme';
+  private readonly acmeFiles: CaFiles;
+  private usingFallback = false;
+  private failures = 0;
+  private nextAttempt = 0;
+
+  constructor(
+    dir: string,
+    private readonly names: string[],
+    private readonly acme: AcmeRepository,
+    private readonly fallback: CertificateSource,
+    private readonly retryMs: number,
+    private readonly logger: Logger,
+  ) {
+    this.acmeFiles = { certFile: join(dir, 'acme', 'cert.pem'), keyFile: join(dir, 'acme', 'key.pem') };
+  }
+
+  get files(): CaFiles {
+    return this.usingFallback ? this.fallback.files : this.acmeFiles;
+  }
+
+  get caCertFile(): string | undefined {
+    return this.usingFallback ? this.fallback.caCertFile : undefined;
+  }
+
+  async refresh(phase: 'start' | 'check', now = new Date()): Promise<void> {
+    const current = await readPair(this.acmeFiles).then(inspectPair, () => undefined);
+    const usable = current && coversNames(current, this.names) && current.notAfter > now;
+    if (usable && renewalDue(current) > now) {
+      this.usingFallback = false;
+      return;
+    }
+    if (!usable && (phase === 'start' || this.usingFallback)) {
+      await this.fallback.refresh(phase, now);
+      this.usingFallback = true;
+    }
+    if (phase === 'start' || now.getTime() < this.nextAttempt) return;
+    try {
+      await writePair(this.acmeFiles, await this.acme.order(this.names));
+      this.failures = 0;
+      this.nextAttempt = 0;
+      this.usingFallback = false;
+      this.logger.info({ names: this.names, renewal: Boolean(current) }, 'certificate issued by ACME');
+    } catch (error) {
+      this.failures += 1;
+      this.nextAttempt = now.getTime() + Math.min(this.retryMs * 2 ** this.failures, 6 * 3_600_000);
+      const failing = !usable || renewalAlert(current) <= now;
+      this.logger[failing ? 'error' : 'warn'](
+        { names: this.names, failures: this.failures, notAfter: current?.notAfter.toISOString(), err: { message: (error as Error).message } },
+        failing ? 'certificate renewal failing; the certificate expires soon' : 'certificate order failed; will retry',
+      );
+    }
   }
 }

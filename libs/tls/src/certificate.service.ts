@@ -33,7 +33,7 @@ export class CertificateService implements OnApplicationBootstrap, OnApplication
 
   async onApplicationBootstrap(): Promise<void> {
     // Without a certificate the server would accept connections and fail every handshake: stop.
-    await this.load();
+    await this.load('start');
     if (this.source.caCertFile) {
       this.logger.info({ path: this.source.caCertFile }, 'internal CA certificate; clients trust this file');
     }
@@ -47,14 +47,14 @@ export class CertificateService implements OnApplicationBootstrap, OnApplication
 
   /** One renewal-and-reload round; concurrent calls share it. Never throws. */
   check(): Promise<void> {
-    this.checking ??= this.load()
+    this.checking ??= this.load('check')
       .catch((error) => this.logger.warn({ err: { message: (error as Error).message }, source: this.source.kind }, 'certificate check failed; serving the previous certificate'))
       .finally(() => (this.checking = undefined));
     return this.checking;
   }
 
-  private async load(): Promise<void> {
-    await this.source.refresh();
+  private async load(phase: 'start' | 'check'): Promise<void> {
+    await this.source.refresh(phase);
     const pair = await readPair(this.source.files);
     if (this.served && this.served.cert === pair.cert && this.served.key === pair.key) return;
     const info = inspectPair(pair);

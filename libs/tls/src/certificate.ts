@@ -38,6 +38,12 @@ export function renewalDue(info: Pick<CertificateInfo, 'notBefore' | 'notAfter'>
   return new Date(info.notAfter.getTime() - margin);
 }
 
+/** When failing renewals become an alert: 14 days before expiry, scaled as renewalDue scales 30. */
+export function renewalAlert(info: Pick<CertificateInfo, 'notBefore' | 'notAfter'>): Date {
+  const margin = info.notAfter.getTime() - renewalDue(info).getTime();
+  return new Date(info.notAfter.getTime() - (margin * 14) / 30);
+}
+
 /** The names of TLS_DOMAINS, and loopback for clients on the machine itself. */
 export function certificateNames(domains: string, withLoopback: boolean): string[] {
   const names = domains.split(',').map((d) => d.trim().toLowerCase()).filter(Boolean);

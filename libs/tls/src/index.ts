@@ -7,3 +7,4 @@ export * from './challenge-store';
 export * from './internal-ca.repository';
 export * from './plain-http.listener';
 export * from './tls.module';
+export * from './acme.repository';

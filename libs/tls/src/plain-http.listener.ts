@@ -6,6 +6,7 @@ import { APP_CONFIG, AppConfig } from '@coffer/config';
 import { ErrorBody, ERROR_STATUS, REQUEST_ID_HEADER } from '@coffer/http';
 import { LOGGER, Logger } from '@coffer/logging';
 import { certificateNames } from './certificate';
+import { CertificateService } from './certificate.service';
 import { ChallengeStore } from './challenge-store';
 
 const CHALLENGE_PATH = /^\/\.well-known\/acme-challenge\/([A-Za-z0-9_-]+)$/;
@@ -28,6 +29,7 @@ export class PlainHttpListener implements OnApplicationShutdown {
     @Inject(APP_CONFIG) private readonly config: AppConfig,
     @Inject(LOGGER) private readonly logger: Logger,
     private readonly challenges: ChallengeStore,
+    private readonly certificates: CertificateService,
   ) {
     const names = certificateNames(config.TLS_DOMAINS, true);
     this.hosts = new Set(names);
@@ -41,6 +43,8 @@ export class PlainHttpListener implements OnApplicationShutdown {
     server.requestTimeout = 10_000;
     await new Promise<void>((resolve, reject) => server.once('error', reject).listen(port, host, () => resolve()));
     this.server = server;
+    // Challenges can be answered from now on: an ACME source waiting for its first order goes now.
+    void this.certificates.check();
     const address = server.address() as { port: number };
     return `http://${host}:${address.port}`;
   }

@@ -3,7 +3,8 @@ import { resolve } from 'node:path';
 import { AppConfig } from '@coffer/config';
 import { LOGGER, Logger } from '@coffer/logging';
 import { certificateNames } from './certificate';
-import { CERTIFICATE_SOURCE, CertificateSource, InternalCaSource, StaticFilesSource } from './certificate-source';
+import { AcmeRepository } from './acme.repository';
+import { AcmeSource, CERTIFICATE_SOURCE, CertificateSource, InternalCaSource, StaticFilesSource } from './certificate-source';
 import { CertificateService } from './certificate.service';
 import { ChallengeStore } from './challenge-store';
 import { PlainHttpListener } from './plain-http.listener';
@@ -17,7 +18,11 @@ export class TlsModule {
       module: TlsModule,
       providers: [
         ChallengeStore,
-        { provide: CERTIFICATE_SOURCE, inject: [LOGGER], useFactory: (logger: Logger) => certificateSource(config, logger) },
+        {
+          provide: CERTIFICATE_SOURCE,
+          inject: [LOGGER, ChallengeStore],
+          useFactory: (logger: Logger, challenges: ChallengeStore) => certificateSource(config, logger, challenges),
+        },
         CertificateService,
         PlainHttpListener,
       ],
@@ -26,14 +31,30 @@ export class TlsModule {
   }
 }
 
-function certificateSource(config: AppConfig, logger: Logger): CertificateSource {
+function certificateSource(config: AppConfig, logger: Logger, challenges: ChallengeStore): CertificateSource {
+  const dir = resolve(config.TLS_DIR);
+  const internalCa = () =>
+    new InternalCaSource(dir, certificateNames(config.TLS_DOMAINS, true), ({ created, path }) =>
+      logger.info({ path }, created === 'ca' ? 'internal CA created' : 'certificate issued by the internal CA'),
+    );
   switch (config.TLS_MODE) {
     case 'files':
       return new StaticFilesSource({ certFile: resolve(config.TLS_CERT_FILE!), keyFile: resolve(config.TLS_KEY_FILE!) });
     case 'internal-ca':
-      return new InternalCaSource(resolve(config.TLS_DIR), certificateNames(config.TLS_DOMAINS, true), ({ created, path }) =>
-        logger.info({ path }, created === 'ca' ? 'internal CA created' : 'certificate issued by the internal CA'),
+      return internalCa();
+    case 'acme': {
+      const acme = new AcmeRepository(
+        {
+          directoryUrl: config.ACME_DIRECTORY_URL,
+          email: config.ACME_EMAIL,
+          accountKeyFile: resolve(dir, 'acme', 'account.key'),
+          selfCheck: config.ACME_SELF_CHECK,
+        },
+        challenges,
       );
+      const names = certificateNames(config.TLS_DOMAINS, false);
+      return new AcmeSource(dir, names, acme, internalCa(), config.TLS_RELOAD_INTERVAL_MS, logger);
+    }
     default:
       throw new Error(`TLS_MODE=${config.TLS_MODE} has no certificate source`);
   }
