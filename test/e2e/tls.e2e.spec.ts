@@ -8,7 +8,9 @@ import { connect as tlsConnect } from 'node:tls';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import request from 'supertest';
-import { InternalCaRepository } from '@coffer/tls';
+import type { NestFastifyApplication } from '@nestjs/platform-fastify';
+import { ChallengeStore, InternalCaRepository, PlainHttpListener } from '@coffer/tls';
+import { createApi } from '../../apps/api/src/bootstrap';
 import { startApiProcess, stopProcess } from '../support/api-process';
 import { connect, createTestEnv, TestEnv } from '../support/test-env';
 
@@ -222,5 +224,38 @@ describe('TLS on the wire: the API process with customer certificate files (hot 
     }
     assert.equal(serial, expected);
     assert.notEqual(serial, first);
+  });
+});
+
+describe('ACME HTTP-01 on the plain-HTTP port (API in process, real HTTP client)', () => {
+  let env: TestEnv;
+  let app: NestFastifyApplication;
+  let httpUrl: string;
+  let dir: string;
+
+  before(async () => {
+    dir = mkdtempSync(join(tmpdir(), 'coffer-tls-acme-'));
+    env = await createTestEnv({ TLS_MODE: 'internal-ca', TLS_DIR: join(dir, 'tls'), HTTP_REDIRECT_TO_HTTPS: 'false' });
+    app = await createApi(env.config);
+    await app.listen({ host: '127.0.0.1', port: 0 });
+    httpUrl = await app.get(PlainHttpListener).listen('127.0.0.1', 0);
+  });
+
+  after(async () => {
+    await app?.close();
+    await env?.destroy();
+    rmSync(dir, { recursive: true, force: true });
+  });
+
+  test('serves the key authorization of a pending challenge, and nothing once it is removed', async () => {
+    const store = app.get(ChallengeStore);
+    store.set('tok-En_123', 'tok-En_123.thumbprint');
+    const res = await plainRequest(`${httpUrl}/.well-known/acme-challenge/tok-En_123`, 'GET');
+    assert.deepEqual([res.status, res.body, res.headers['content-type']], [200, 'tok-En_123.thumbprint', 'text/plain']);
+    // Even with redirects off, the challenge path is the one thing plain HTTP answers.
+    const other = await plainRequest(`${httpUrl}/.well-known/acme-challenge/tok-En_123/x`, 'GET');
+    assert.equal(other.status, 403);
+    store.delete('tok-En_123');
+    assert.equal((await plainRequest(`${httpUrl}/.well-known/acme-challenge/tok-En_123`, 'GET')).status, 404);
   });
 });

@@ -1,3 +1,4 @@
+import { X509Certificate } from 'node:crypto';
 import { chmod, mkdir, readFile, rename, writeFile } from 'node:fs/promises';
 import { dirname, join } from 'node:path';
 import type { Logger } from 'pino';
@@ -60,11 +61,26 @@ export class InternalCaSource implements CertificateSource {
   async refresh(_phase: 'start' | 'check' = 'check', now = new Date()): Promise<void> {
     const newCa = await this.repository.ensureCa();
     if (newCa) this.onIssued({ created: 'ca', path: this.repository.ca.certFile });
-    let current: CertificateInfo | undefined;
-    if (!newCa) current = await readPair(this.files).then(inspectPair, () => undefined);
+    const pair = await readPair(this.files).catch(() => undefined);
+    const signed = pair && (await this.signedByCa(pair.cert).catch(() => false));
+    const current: CertificateInfo | undefined = signed ? tryInspect(pair) : undefined;
     if (current && coversNames(current, this.names) && renewalDue(current) > now) return;
     await this.repository.issueLeaf(this.names, this.files);
     this.onIssued({ created: 'leaf', path: this.files.certFile });
+  }
+
+  /** A leaf of a replaced CA (another replica won the first start) would not verify for clients. */
+  private async signedByCa(cert: string): Promise<boolean> {
+    const ca = new X509Certificate(await readFile(this.repository.ca.certFile));
+    return new X509Certificate(cert).verify(ca.publicKey);
+  }
+}
+
+function tryInspect(pair: CertificatePair): CertificateInfo | undefined {
+  try {
+    return inspectPair(pair);
+  } catch {
+    return undefined;
   }
 }
 
