@@ -28,7 +28,7 @@ export const TLS_CONTEXT_OPTIONS: SecureContextOptions = {
   // Renegotiation only exists up to TLS 1.2 and has a history of attacks (and client-initiated
   // renegotiation is a cheap CPU DoS); compression is CRIME. OpenSSL 3 disables compression by
   // default already; the flag keeps it off whatever the build.
-  secureOptions: constants.SSL_OP_NO_RENEGOTIATION | constants.SSL_OP_NO_COMPRESSION | constants.SSL_OP_CIPHER_SERVER_PREFERENCE,
+  secureOptions: constants.SSL_OP_NO_RENEGOTIATION | constants.SSL_OP_NO_COMPRESSION,
 };
 
 /** Options for the HTTPS server at creation; the certificate arrives later through setSecureContext. */
