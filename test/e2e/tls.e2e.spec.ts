@@ -9,6 +9,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import request from 'supertest';
 import type { NestFastifyApplication } from '@nestjs/platform-fastify';
+import { JobsService } from '@coffer/jobs';
 import { ChallengeStore, InternalCaRepository, PlainHttpListener } from '@coffer/tls';
 import { createApi } from '../../apps/api/src/bootstrap';
 import { startApiProcess, stopProcess } from '../support/api-process';
@@ -227,7 +228,7 @@ describe('TLS on the wire: the API process with customer certificate files (hot 
   });
 });
 
-describe('ACME HTTP-01 on the plain-HTTP port (API in process, real HTTP client)', () => {
+describe('ACME HTTP-01 on the plain-HTTP port (API in process, Redis, real HTTP client)', () => {
   let env: TestEnv;
   let app: NestFastifyApplication;
   let httpUrl: string;
@@ -247,15 +248,18 @@ describe('ACME HTTP-01 on the plain-HTTP port (API in process, real HTTP client)
     rmSync(dir, { recursive: true, force: true });
   });
 
-  test('serves the key authorization of a pending challenge, and nothing once it is removed', async () => {
-    const store = app.get(ChallengeStore);
-    store.set('tok-En_123', 'tok-En_123.thumbprint');
+  test('serves the key authorization of a challenge pending at any replica, and nothing once it is removed', async () => {
+    // Another replica's store: its own Redis connection, the same installation (key prefix).
+    const otherReplica = new JobsService(env.config);
+    const store = new ChallengeStore(env.config, otherReplica);
+    await store.set('tok-En_123', 'tok-En_123.thumbprint');
     const res = await plainRequest(`${httpUrl}/.well-known/acme-challenge/tok-En_123`, 'GET');
     assert.deepEqual([res.status, res.body, res.headers['content-type']], [200, 'tok-En_123.thumbprint', 'text/plain']);
     // Even with redirects off, the challenge path is the one thing plain HTTP answers.
     const other = await plainRequest(`${httpUrl}/.well-known/acme-challenge/tok-En_123/x`, 'GET');
     assert.equal(other.status, 403);
-    store.delete('tok-En_123');
+    await app.get(ChallengeStore).delete('tok-En_123');
     assert.equal((await plainRequest(`${httpUrl}/.well-known/acme-challenge/tok-En_123`, 'GET')).status, 404);
+    await otherReplica.onApplicationShutdown();
   });
 });

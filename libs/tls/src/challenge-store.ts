@@ -1,23 +1,35 @@
-import { Injectable } from '@nestjs/common';
+import { Inject, Injectable } from '@nestjs/common';
+import { APP_CONFIG, AppConfig } from '@coffer/config';
+import { JobsService } from '@coffer/jobs';
+
+/** A pending challenge outlives no order: Let's Encrypt authorizations time out well within this. */
+const CHALLENGE_TTL_SECONDS = 3600;
 
 /**
  * ACME HTTP-01 key authorizations by token, written by the ACME client while an order is
- * pending and read by the plain-HTTP listener. In memory: the process that orders is the one
- * answering, as long as a load balancer sends port 80 of every replica's name to it.
+ * pending and read by the plain-HTTP listener. In Redis, shared by every replica: the CA's
+ * validation request may reach any of them through the load balancer, not only the one ordering.
  */
 @Injectable()
 export class ChallengeStore {
-  private readonly tokens = new Map<string, string>();
+  constructor(
+    @Inject(APP_CONFIG) private readonly config: AppConfig,
+    private readonly jobs: JobsService,
+  ) {}
 
-  set(token: string, keyAuthorization: string): void {
-    this.tokens.set(token, keyAuthorization);
+  async set(token: string, keyAuthorization: string): Promise<void> {
+    await this.jobs.redis.set(this.key(token), keyAuthorization, 'EX', CHALLENGE_TTL_SECONDS);
   }
 
-  get(token: string): string | undefined {
-    return this.tokens.get(token);
+  async get(token: string): Promise<string | undefined> {
+    return (await this.jobs.redis.get(this.key(token))) ?? undefined;
   }
 
-  delete(token: string): void {
-    this.tokens.delete(token);
+  async delete(token: string): Promise<void> {
+    await this.jobs.redis.del(this.key(token));
+  }
+
+  private key(token: string): string {
+    return `${this.config.REDIS_KEY_PREFIX}:acme-challenge:${token}`;
   }
 }

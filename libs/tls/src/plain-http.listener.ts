@@ -61,22 +61,26 @@ export class PlainHttpListener implements OnApplicationShutdown {
   private handle(request: IncomingMessage, response: ServerResponse): void {
     const requestId = randomUUID();
     response.setHeader(REQUEST_ID_HEADER, requestId);
+    void this.respond(request, response, requestId).then((status) =>
+      this.logger.debug({ requestId, method: request.method, status, listener: 'http' }, 'request'),
+    );
+  }
+
+  private async respond(request: IncomingMessage, response: ServerResponse, requestId: string): Promise<number> {
     const path = (request.url ?? '/').split('?')[0];
     const challenge = CHALLENGE_PATH.exec(path);
-    let status: number;
     if (challenge && (request.method === 'GET' || request.method === 'HEAD')) {
-      const keyAuthorization = this.challenges.get(challenge[1]);
-      status = keyAuthorization === undefined ? 404 : 200;
-      if (keyAuthorization === undefined) sendError(response, 'route_not_found', 'no such challenge', requestId);
-      else response.writeHead(200, { 'content-type': 'text/plain' }).end(keyAuthorization);
-    } else if (this.config.HTTP_REDIRECT_TO_HTTPS) {
-      status = 308;
-      response.writeHead(308, { location: this.httpsUrl(request), 'content-length': '0' }).end();
-    } else {
-      status = ERROR_STATUS.https_required;
-      sendError(response, 'https_required', 'this API is only served over HTTPS', requestId);
+      const keyAuthorization = await withTimeout(this.challenges.get(challenge[1]), 3000).catch(() => null);
+      if (keyAuthorization === null) return sendError(response, 'service_unavailable', 'challenge store unavailable', requestId);
+      if (keyAuthorization === undefined) return sendError(response, 'route_not_found', 'no such challenge', requestId);
+      response.writeHead(200, { 'content-type': 'text/plain' }).end(keyAuthorization);
+      return 200;
     }
-    this.logger.debug({ requestId, method: request.method, status, listener: 'http', acme: Boolean(challenge) }, 'request');
+    if (this.config.HTTP_REDIRECT_TO_HTTPS) {
+      response.writeHead(308, { location: this.httpsUrl(request), 'content-length': '0' }).end();
+      return 308;
+    }
+    return sendError(response, 'https_required', 'this API is only served over HTTPS', requestId);
   }
 
   /**
@@ -93,7 +97,15 @@ export class PlainHttpListener implements OnApplicationShutdown {
   }
 }
 
-function sendError(response: ServerResponse, code: 'route_not_found' | 'https_required', message: string, requestId: string) {
+type ListenerError = 'route_not_found' | 'https_required' | 'service_unavailable';
+
+function sendError(response: ServerResponse, code: ListenerError, message: string, requestId: string): number {
   const body: ErrorBody = { error: { code, message, requestId } };
   response.writeHead(ERROR_STATUS[code], { 'content-type': 'application/json; charset=utf-8' }).end(JSON.stringify(body));
+  return ERROR_STATUS[code];
+}
+
+/** The shared Redis connection waits through outages; a challenge fetch should not. */
+function withTimeout<T>(promise: Promise<T>, ms: number): Promise<T> {
+  return Promise.race([promise, new Promise<never>((_, reject) => setTimeout(() => reject(new Error('timeout')), ms).unref())]);
 }
