@@ -116,6 +116,7 @@ export class AcmeSource implements CertificateSource {
     private readonly fallback: CertificateSource,
     private readonly retryMs: number,
     private readonly logger: Logger,
+    private readonly lock: (work: () => Promise<void>) => Promise<boolean> = async (work) => (await work(), true),
   ) {
     this.acmeFiles = { certFile: join(dir, 'acme', 'cert.pem'), keyFile: join(dir, 'acme', 'key.pem') };
   }
@@ -141,11 +142,18 @@ export class AcmeSource implements CertificateSource {
     }
     if (phase === 'start' || now.getTime() < this.nextAttempt) return;
     try {
-      await writePair(this.acmeFiles, await this.acme.order(this.names));
+      // Another replica ordering: wait for the next check (which sees its files if TLS_DIR is shared).
+      const ordered = await this.lock(async () => {
+        // Re-read under the lock: the replica that held it may just have written a certificate.
+        const fresh = await readPair(this.acmeFiles).then(inspectPair, () => undefined);
+        if (fresh && fresh.serial !== current?.serial && coversNames(fresh, this.names) && renewalDue(fresh) > now) return;
+        await writePair(this.acmeFiles, await this.acme.order(this.names));
+        this.logger.info({ names: this.names, renewal: Boolean(current) }, 'certificate issued by ACME');
+      });
+      if (!ordered) return;
       this.failures = 0;
       this.nextAttempt = 0;
       this.usingFallback = false;
-      this.logger.info({ names: this.names, renewal: Boolean(current) }, 'certificate issued by ACME');
     } catch (error) {
       this.failures += 1;
       this.nextAttempt = now.getTime() + Math.min(this.retryMs * 2 ** this.failures, 6 * 3_600_000);

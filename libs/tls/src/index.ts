@@ -8,3 +8,4 @@ export * from './internal-ca.repository';
 export * from './plain-http.listener';
 export * from './tls.module';
 export * from './acme.repository';
+export * from './order-lock';

@@ -7,6 +7,7 @@ import { AcmeRepository } from './acme.repository';
 import { AcmeSource, CERTIFICATE_SOURCE, CertificateSource, InternalCaSource, StaticFilesSource } from './certificate-source';
 import { CertificateService } from './certificate.service';
 import { ChallengeStore } from './challenge-store';
+import { OrderLock } from './order-lock';
 import { PlainHttpListener } from './plain-http.listener';
 
 /** Nothing when TLS_MODE=off: the API is then served over plain HTTP by the caller. */
@@ -18,10 +19,11 @@ export class TlsModule {
       module: TlsModule,
       providers: [
         ChallengeStore,
+        OrderLock,
         {
           provide: CERTIFICATE_SOURCE,
-          inject: [LOGGER, ChallengeStore],
-          useFactory: (logger: Logger, challenges: ChallengeStore) => certificateSource(config, logger, challenges),
+          inject: [LOGGER, ChallengeStore, OrderLock],
+          useFactory: (logger: Logger, challenges: ChallengeStore, lock: OrderLock) => certificateSource(config, logger, challenges, lock),
         },
         CertificateService,
         PlainHttpListener,
@@ -31,7 +33,7 @@ export class TlsModule {
   }
 }
 
-function certificateSource(config: AppConfig, logger: Logger, challenges: ChallengeStore): CertificateSource {
+function certificateSource(config: AppConfig, logger: Logger, challenges: ChallengeStore, lock: OrderLock): CertificateSource {
   const dir = resolve(config.TLS_DIR);
   const internalCa = () =>
     new InternalCaSource(dir, certificateNames(config.TLS_DOMAINS, true), ({ created, path }) =>
@@ -53,7 +55,9 @@ function certificateSource(config: AppConfig, logger: Logger, challenges: Challe
         challenges,
       );
       const names = certificateNames(config.TLS_DOMAINS, false);
-      return new AcmeSource(dir, names, acme, internalCa(), config.TLS_RELOAD_INTERVAL_MS, logger);
+      // An order takes seconds; the lock outlives a stuck one by far but not a restart loop.
+      const orderLock = (work: () => Promise<void>) => lock.run('acme-order', 10 * 60_000, work);
+      return new AcmeSource(dir, names, acme, internalCa(), config.TLS_RELOAD_INTERVAL_MS, logger, orderLock);
     }
     default:
       throw new Error(`TLS_MODE=${config.TLS_MODE} has no certificate source`);
