@@ -19,7 +19,16 @@ export class ApiModule {
   static register(config: AppConfig): DynamicModule {
     return {
       module: ApiModule,
-      imports: [ConfigModule.forRoot(config), LoggingModule, DatabaseModule, AuditModule, JobsModule, OrgsModule, AuthModule, TlsModule.register(config)],
+      imports: [
+        ConfigModule.forRoot(config),
+        LoggingModule,
+        DatabaseModule,
+        AuditModule,
+        JobsModule,
+        OrgsModule,
+        AuthModule,
+        TlsModule.register(config),
+      ],
       controllers: [HealthController, OrganizationsController, UsersController, ApiKeysController, AuditLogsController, OpenApiController],
       providers: [OpenApiDocument],
     };

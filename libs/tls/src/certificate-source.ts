@@ -157,11 +157,16 @@ export class AcmeSource implements CertificateSource {
     } catch (error) {
       this.failures += 1;
       this.nextAttempt = now.getTime() + Math.min(this.retryMs * 2 ** this.failures, 6 * 3_600_000);
-      const failing = !usable || renewalAlert(current) <= now;
-      this.logger[failing ? 'error' : 'warn'](
-        { names: this.names, failures: this.failures, notAfter: current?.notAfter.toISOString(), err: { message: (error as Error).message } },
-        failing ? 'certificate renewal failing; the certificate expires soon' : 'certificate order failed; will retry',
-      );
+      const fields = {
+        names: this.names,
+        failures: this.failures,
+        notAfter: current?.notAfter.toISOString(),
+        retryAt: new Date(this.nextAttempt).toISOString(),
+        err: { message: (error as Error).message },
+      };
+      if (!usable) this.logger.error(fields, 'ACME order failing; serving the internal CA certificate meanwhile');
+      else if (renewalAlert(current) <= now) this.logger.error(fields, 'certificate renewal failing; the certificate expires soon');
+      else this.logger.warn(fields, 'certificate renewal failed; will retry');
     }
   }
 }
