@@ -112,6 +112,15 @@ function ping(url) {
   });
 }
 
+/**
+ * pebble, Let's Encrypt's ACME test server, for the ACME e2e test (Debian package `pebble`:
+ * /usr/bin/pebble and /usr/bin/pebble-challtestsrv). The test starts its own instances.
+ */
+export function ensurePebble({ log }) {
+  if (existsSync('/usr/bin/pebble') && existsSync('/usr/bin/pebble-challtestsrv')) return;
+  aptInstall('pebble', log);
+}
+
 export async function ensureRedis({ url = 'redis://127.0.0.1:6379', home, log }) {
   if (await ping(url)) return { url, started: false, stop: async () => undefined };
   log(`Redis does not answer at the configured address; starting a private one under ${home}`);

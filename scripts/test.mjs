@@ -11,7 +11,7 @@ const root = resolve(dirname(fileURLToPath(import.meta.url)), '..');
 const log = (line) => console.error(`[test] ${line}`);
 const filter = process.argv[2];
 
-const { ensureDependencies, ensurePostgres, ensureRedis } = await import('./services.mjs');
+const { ensureDependencies, ensurePebble, ensurePostgres, ensureRedis } = await import('./services.mjs');
 await ensureDependencies({ root, log });
 
 log('type-checking');
@@ -22,6 +22,7 @@ log(`built ${await build()} files`);
 const home = join(root, '.coffer', 'test-services');
 const pg = await ensurePostgres({ adminUrl: process.env.COFFER_TEST_PG_ADMIN_URL, home, log });
 const redis = await ensureRedis({ url: process.env.COFFER_TEST_REDIS_URL, home, log });
+ensurePebble({ log });
 
 const files = walk(join(root, 'dist'))
   .filter((f) => f.endsWith('.spec.js'))

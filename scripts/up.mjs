@@ -5,6 +5,7 @@
 import { spawn } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { existsSync, mkdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { get } from 'node:https';
 import { createRequire } from 'node:module';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -54,7 +55,12 @@ const roleUrl = (role, password) => {
   return url.toString();
 };
 const port = Number(env.HTTP_PORT ?? 8080);
-const apiUrl = `http://127.0.0.1:${port}`;
+const httpsPort = Number(env.HTTPS_PORT ?? 8443);
+// HTTPS with a certificate of the installation's own CA, unless TLS_MODE says otherwise.
+const tlsMode = env.TLS_MODE ?? 'internal-ca';
+const tlsDir = resolve(env.TLS_DIR ?? join(home, 'tls'));
+const caCertPath = tlsMode === 'internal-ca' ? join(tlsDir, 'ca.crt') : null;
+const apiUrl = tlsMode === 'off' ? `http://127.0.0.1:${port}` : `https://127.0.0.1:${httpsPort}`;
 const tokenFile = join(home, 'bootstrap-token');
 const childEnv = {
   ...env,
@@ -65,6 +71,9 @@ const childEnv = {
   REDIS_KEY_PREFIX: env.REDIS_KEY_PREFIX ?? 'coffer',
   HTTP_HOST: '127.0.0.1',
   HTTP_PORT: String(port),
+  HTTPS_PORT: String(httpsPort),
+  TLS_MODE: tlsMode,
+  TLS_DIR: tlsDir,
   BOOTSTRAP_TOKEN_FILE: tokenFile,
   KMS_LOCAL_MASTER_KEY_FILE: env.KMS_LOCAL_MASTER_KEY_FILE ?? masterKeyPath,
 };
@@ -104,7 +113,7 @@ process.on('SIGTERM', () => void shutdown(0));
 
 startApp('api');
 const deadline = Date.now() + 60_000;
-while (!(await fetch(`${apiUrl}/health/ready`).then((r) => r.ok, () => false))) {
+while (!(await isReady())) {
   if (stopping) await new Promise(() => undefined); // shutdown() exits
   if (Date.now() > deadline) {
     log('the API did not become ready within 60 s');
@@ -126,6 +135,7 @@ writeFileSync(
   `${JSON.stringify(
     {
       apiUrl,
+      caCertPath,
       adminToken,
       databaseUrls: { owner: childEnv.DATABASE_OWNER_URL, app: childEnv.DATABASE_APP_URL },
       // What `npm run cli` needs to reach this installation's services and keys.
@@ -141,3 +151,22 @@ writeFileSync(
   { mode: 0o600 },
 );
 log(`Coffer is running at ${apiUrl}; admin token and URLs are in ${localPath}. Ctrl-C stops it.`);
+if (caCertPath) log(`Its certificate is signed by the local CA ${caCertPath}: trust that file (curl --cacert, NODE_EXTRA_CA_CERTS).`);
+
+/** GET /health/ready; over HTTPS trusting only the CA the API reports (it exists once the API created it). */
+async function isReady() {
+  const url = `${apiUrl}/health/ready`;
+  if (apiUrl.startsWith('http:')) return fetch(url).then((r) => r.ok, () => false);
+  if (caCertPath && !existsSync(caCertPath)) return false;
+  const ca = caCertPath ? readFileSync(caCertPath) : undefined;
+  return new Promise((done) => {
+    get(url, { ca, timeout: 3000 }, (res) => {
+      res.resume();
+      done(res.statusCode === 200);
+    })
+      .once('error', () => done(false))
+      .once('timeout', function () {
+        this.destroy();
+      });
+  });
+}

@@ -4,15 +4,17 @@ import { spawn } from 'node:child_process';
 import { existsSync, mkdtempSync, readFileSync, rmSync, statSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import request from 'supertest';
 import { randomId } from '@coffer/crypto';
 import { freePort, REPO_ROOT } from '../support/api-process';
 import { deleteRedisKeys, dropDatabasesAndRoles, PG_ADMIN_URL, REDIS_URL } from '../support/test-env';
 
-test('npm run up starts API and worker, writes local.json, and stops cleanly on SIGINT', async () => {
+test('npm run up starts API (HTTPS, local CA) and worker, writes local.json, and stops cleanly on SIGINT', async () => {
   const id = randomId(4);
   const home = mkdtempSync(join(tmpdir(), 'coffer-up-'));
   const names = { owner: `coffer_t_owner_${id}`, app: `coffer_t_app_${id}`, db: `coffer_t_${id}` };
   const port = await freePort();
+  const httpsPort = await freePort();
   const up = spawn(process.execPath, ['scripts/up.mjs'], {
     cwd: REPO_ROOT,
     env: {
@@ -20,6 +22,7 @@ test('npm run up starts API and worker, writes local.json, and stops cleanly on 
       COFFER_SKIP_INSTALL: '1',
       COFFER_HOME: home,
       HTTP_PORT: String(port),
+      HTTPS_PORT: String(httpsPort),
       COFFER_DB_OWNER: names.owner,
       COFFER_DB_APP: names.app,
       COFFER_DB_NAME: names.db,
@@ -42,7 +45,9 @@ test('npm run up starts API and worker, writes local.json, and stops cleanly on 
     }
     assert.equal(statSync(localPath).mode & 0o777, 0o600);
     const local = JSON.parse(readFileSync(localPath, 'utf8'));
-    assert.equal(local.apiUrl, `http://127.0.0.1:${port}`);
+    assert.equal(local.apiUrl, `https://127.0.0.1:${httpsPort}`);
+    assert.equal(local.caCertPath, join(home, 'tls', 'ca.crt'));
+    const ca = readFileSync(local.caCertPath);
     assert.match(local.adminToken, /^coffer_pat\./);
     assert.match(local.databaseUrls.owner, new RegExp(`^postgres://${names.owner}:`));
     assert.match(local.databaseUrls.app, new RegExp(`^postgres://${names.app}:`));
@@ -50,13 +55,18 @@ test('npm run up starts API and worker, writes local.json, and stops cleanly on 
     assert.ok(!existsSync(join(home, 'bootstrap-token')), 'the token file was moved into local.json');
     assert.ok(!output.includes(local.adminToken), 'the token is never printed');
 
-    assert.equal((await fetch(`${local.apiUrl}/health/ready`)).status, 200);
-    const created = await fetch(`${local.apiUrl}/api/v1/organizations`, {
-      method: 'POST',
-      headers: { authorization: `Bearer ${local.adminToken}`, 'content-type': 'application/json' },
-      body: JSON.stringify({ slug: `t${id}`, name: 'Local start' }),
-    });
+    // The certificate verifies against the reported CA alone.
+    const ready = await request(local.apiUrl).get('/health/ready').ca(ca);
+    assert.equal(ready.status, 200);
+    assert.match(ready.headers['strict-transport-security'], /max-age=31536000/);
+    const created = await request(local.apiUrl)
+      .post('/api/v1/organizations')
+      .ca(ca)
+      .set('authorization', `Bearer ${local.adminToken}`)
+      .send({ slug: `t${id}`, name: 'Local start' });
     assert.equal(created.status, 201);
+    const plain = await fetch(`http://127.0.0.1:${port}/health/ready`, { redirect: 'manual' });
+    assert.deepEqual([plain.status, plain.headers.get('location')], [308, `https://127.0.0.1:${httpsPort}/health/ready`]);
 
     up.kill('SIGINT');
     const code = await new Promise<number | null>((resolve) => {
@@ -67,7 +77,7 @@ test('npm run up starts API and worker, writes local.json, and stops cleanly on 
       });
     });
     assert.equal(code, 0, output.slice(-2000));
-    const after = await fetch(`${local.apiUrl}/health/live`).then(
+    const after = await request(local.apiUrl).get('/health/live').ca(ca).then(
       () => 'answering',
       () => 'closed',
     );

@@ -1,4 +1,5 @@
 import { ChildProcess, spawn } from 'node:child_process';
+import { get } from 'node:https';
 import { createServer } from 'node:net';
 import { resolve } from 'node:path';
 import type { AppConfig } from '@coffer/config';
@@ -16,17 +17,21 @@ export async function freePort(): Promise<number> {
   });
 }
 
-/** The compiled API (main.js) as its own process, with `config`; resolves once it answers. */
+/**
+ * The compiled API (main.js) as its own process, with `config`; resolves once it answers.
+ * `url` is the API (HTTPS unless TLS_MODE=off), `httpUrl` the plain-HTTP port.
+ */
 export async function startApiProcess(
   config: AppConfig,
   onOutput: (chunk: string) => void = () => undefined,
   extraEnv: Record<string, string> = {},
-): Promise<{ child: ChildProcess; url: string }> {
-  const port = await freePort();
+): Promise<{ child: ChildProcess; url: string; httpUrl: string }> {
+  const port = Number(extraEnv.HTTP_PORT ?? (await freePort()));
+  const httpsPort = await freePort();
   const env = Object.fromEntries(Object.entries(config).map(([k, v]) => [k, String(v)]));
   const child = spawn(process.execPath, [API_MAIN], {
     cwd: REPO_ROOT,
-    env: { ...process.env, ...env, HTTP_PORT: String(port), ...extraEnv },
+    env: { ...process.env, ...env, HTTP_PORT: String(port), HTTPS_PORT: String(httpsPort), ...extraEnv },
   });
   let seen = '';
   const collect = (chunk: Buffer) => {
@@ -35,16 +40,28 @@ export async function startApiProcess(
   };
   child.stdout!.on('data', collect);
   child.stderr!.on('data', collect);
-  const url = `http://127.0.0.1:${port}`;
+  const httpUrl = `http://127.0.0.1:${port}`;
+  const url = config.TLS_MODE === 'off' ? httpUrl : `https://127.0.0.1:${httpsPort}`;
   const deadline = Date.now() + 30_000;
-  while (!(await fetch(`${url}/health/live`).then((r) => r.ok, () => false))) {
+  while (!(await answers(`${url}/health/live`))) {
     if (child.exitCode !== null || Date.now() > deadline) {
       child.kill('SIGKILL');
       throw new Error(`api did not start:\n${seen}`);
     }
     await new Promise((r) => setTimeout(r, 100));
   }
-  return { child, url };
+  return { child, url, httpUrl };
+}
+
+/** Whether the URL answers 200. Over HTTPS the chain is not checked here: tests that care do. */
+function answers(url: string): Promise<boolean> {
+  if (url.startsWith('http:')) return fetch(url).then((r) => r.ok, () => false);
+  return new Promise((done) => {
+    get(url, { rejectUnauthorized: false }, (res) => {
+      res.resume();
+      done(res.statusCode === 200);
+    }).once('error', () => done(false));
+  });
 }
 
 export async function stopProcess(child: ChildProcess | undefined): Promise<void> {

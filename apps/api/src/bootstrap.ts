@@ -7,23 +7,27 @@ import { SchemaService } from '@coffer/database';
 import { AllExceptionsFilter, ERROR_SCHEMA, fastifyOptions, installHttpHooks } from '@coffer/http';
 import { LOGGER, Logger, NestPinoLogger } from '@coffer/logging';
 import { OrgProvisioner, OrgsService } from '@coffer/orgs';
+import { installSecurityHeaders, TLS_SERVER_OPTIONS } from '@coffer/tls';
 import { ApiModule } from './api.module';
 import { OpenApiDocument } from './controllers/openapi.controller';
 
 /**
  * Builds the API, ready to listen: migrations (control plane, then every org) under their
  * advisory locks, the bootstrap token on first start, the OpenAPI document from the code.
- * Tests call this with their own config; main.ts adds only listen() and signals.
+ * Tests call this with their own config; main.ts adds only listen() and signals. Unless
+ * TLS_MODE=off the server is HTTPS; its certificate is loaded (TlsModule) before this returns.
  */
 export async function createApi(config: AppConfig): Promise<NestFastifyApplication> {
   if (config.MIGRATE_ON_START) await new SchemaService(config).migrateControlPlane();
 
-  const adapter = new FastifyAdapter(
-    fastifyOptions({
+  const tls = config.TLS_MODE !== 'off';
+  const adapter = new FastifyAdapter({
+    ...fastifyOptions({
       bodyLimit: config.HTTP_BODY_LIMIT_BYTES,
       trustedProxies: config.TRUSTED_PROXIES.split(',').map((s) => s.trim()).filter(Boolean),
     }),
-  );
+    ...(tls && { https: TLS_SERVER_OPTIONS }),
+  });
   const app = await NestFactory.create<NestFastifyApplication>(ApiModule.register(config), adapter, {
     bufferLogs: true,
     abortOnError: false,
@@ -32,6 +36,7 @@ export async function createApi(config: AppConfig): Promise<NestFastifyApplicati
   const logger = app.get<Logger>(LOGGER);
   app.useLogger(new NestPinoLogger(logger));
   installHttpHooks(adapter.getInstance(), logger);
+  if (tls) installSecurityHeaders(adapter.getInstance());
   app.useGlobalFilters(new AllExceptionsFilter(logger));
   app.enableShutdownHooks();
 

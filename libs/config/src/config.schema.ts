@@ -16,10 +16,38 @@ export const configSchema = z.object({
   LOG_LEVEL: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).default('info'),
 
   HTTP_HOST: z.string().min(1).default('127.0.0.1'),
+  /** Plain HTTP: ACME HTTP-01 challenges and redirects to HTTPS; the API itself when TLS_MODE=off. */
   HTTP_PORT: port.default(8080),
+  /** The API over TLS (unless TLS_MODE=off). */
+  HTTPS_PORT: port.default(8443),
+  /** The HTTPS port clients see (redirect targets), when a port mapping differs from HTTPS_PORT. */
+  HTTPS_PUBLIC_PORT: port.optional(),
+  /** Plain HTTP requests get 308 to HTTPS; false answers 403 https_required instead. */
+  HTTP_REDIRECT_TO_HTTPS: bool.default(true),
   HTTP_BODY_LIMIT_BYTES: bytes.default(1024 * 1024),
   /** Comma-separated addresses or CIDRs of reverse proxies whose X-Forwarded-For is believed. */
   TRUSTED_PROXIES: z.string().default(''),
+
+  /**
+   * Where the certificate comes from: `internal-ca` (a CA of this installation, generated under
+   * TLS_DIR), `files` (TLS_CERT_FILE/TLS_KEY_FILE), `acme` (Let's Encrypt or another ACME CA,
+   * HTTP-01 on HTTP_PORT), or `off` (plain HTTP only, behind a TLS-terminating proxy, or in tests).
+   */
+  TLS_MODE: z.enum(['internal-ca', 'files', 'acme', 'off']).default('internal-ca'),
+  /** Comma-separated names the certificate is for; the first is the redirect target. */
+  TLS_DOMAINS: z.string().min(1).default('localhost'),
+  /** Generated keys and certificates (internal CA, ACME account and certificates), mode 0700. */
+  TLS_DIR: z.string().min(1).default('.coffer/tls'),
+  /** PEM certificate chain (leaf first) and private key, for TLS_MODE=files. Re-read when they change. */
+  TLS_CERT_FILE: z.string().min(1).optional(),
+  TLS_KEY_FILE: z.string().min(1).optional(),
+  /** How often the certificate files are checked for a new certificate, and renewal for its due date. */
+  TLS_RELOAD_INTERVAL_MS: z.coerce.number().int().min(100).max(86_400_000).default(60_000),
+  ACME_DIRECTORY_URL: z.url({ protocol: /^https$/ }).default('https://acme-v02.api.letsencrypt.org/directory'),
+  /** Contact address of the ACME account (the CA's expiry notices). */
+  ACME_EMAIL: z.email().optional(),
+  /** Fetch our own challenge before asking the CA to (saves rate-limited failures); false offline. */
+  ACME_SELF_CHECK: bool.default(true),
 
   /** Owner role: runs migrations and provisions org databases. Never used to serve requests. */
   DATABASE_OWNER_URL: postgresUrl,
@@ -84,6 +112,15 @@ export const configSchema = z.object({
   KMS_DEK_CACHE_MAX_AGE_SECONDS: z.coerce.number().int().min(0).max(86_400).default(300),
   KMS_DEK_CACHE_MAX_USES: z.coerce.number().int().min(1).default(10_000),
   KMS_DEK_CACHE_MAX_ENTRIES: z.coerce.number().int().min(0).max(1_000_000).default(1000),
+}).superRefine((config, ctx) => {
+  if (config.TLS_MODE === 'acme' && config.TLS_DOMAINS.split(',').some((d) => /^(localhost|[\d.]+|.*:.*)$/.test(d.trim()))) {
+    ctx.addIssue({ code: 'custom', path: ['TLS_DOMAINS'], message: 'ACME needs public DNS names (not localhost or IP addresses)' });
+  }
+  if (config.TLS_MODE === 'files') {
+    for (const key of ['TLS_CERT_FILE', 'TLS_KEY_FILE'] as const) {
+      if (!config[key]) ctx.addIssue({ code: 'custom', path: [key], message: 'required when TLS_MODE=files' });
+    }
+  }
 });
 
 export type AppConfig = z.infer<typeof configSchema>;

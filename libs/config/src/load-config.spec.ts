@@ -43,3 +43,19 @@ test('.env.example lists exactly the variables of the schema', () => {
   const listed = [...example.matchAll(/^([A-Z][A-Z0-9_]+)=/gm)].map((m) => m[1]).sort();
   assert.deepEqual(listed, [...CONFIG_KEYS].sort());
 });
+
+test('TLS_MODE=files requires the certificate and key files', () => {
+  assert.throws(() => loadConfig({ ...valid, TLS_MODE: 'files', TLS_CERT_FILE: '/etc/coffer/tls.crt' }), (error: unknown) => {
+    assert.ok(error instanceof ConfigError);
+    assert.deepEqual(error.problems, ['TLS_KEY_FILE: required when TLS_MODE=files']);
+    return true;
+  });
+  assert.equal(loadConfig({ ...valid, TLS_MODE: 'files', TLS_CERT_FILE: 'a.crt', TLS_KEY_FILE: 'a.key' }).TLS_MODE, 'files');
+  assert.equal(loadConfig(valid).TLS_MODE, 'internal-ca', 'HTTPS unless turned off');
+});
+
+test('TLS_MODE=acme refuses names a public CA cannot validate', () => {
+  assert.throws(() => loadConfig({ ...valid, TLS_MODE: 'acme' }), /TLS_DOMAINS: ACME needs public DNS names/);
+  assert.throws(() => loadConfig({ ...valid, TLS_MODE: 'acme', TLS_DOMAINS: 'vault.example.com,10.0.0.1' }), /TLS_DOMAINS/);
+  assert.equal(loadConfig({ ...valid, TLS_MODE: 'acme', TLS_DOMAINS: 'vault.example.com' }).ACME_SELF_CHECK, true);
+});

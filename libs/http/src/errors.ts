@@ -10,6 +10,7 @@ export const ERROR_STATUS = {
   bad_request: 400,
   unauthenticated: 401,
   forbidden: 403,
+  https_required: 403,
   route_not_found: 404,
   organization_not_found: 404,
   user_not_found: 404,
