@@ -42,6 +42,7 @@ const database = env.COFFER_DB_NAME ?? 'coffer';
 const require = createRequire(import.meta.url);
 const { Client } = require('pg');
 const { ensureRoles } = require(join(root, 'dist/libs/database/src/roles.js'));
+const { CONFIG_KEYS } = require(join(root, 'dist/libs/config/src/config.schema.js'));
 const admin = new Client({ connectionString: pg.adminUrl });
 await admin.connect();
 await ensureRoles(admin, { owner: { name: roles.owner, password: secrets.owner }, app: { name: roles.app, password: secrets.app } });
@@ -139,9 +140,7 @@ writeFileSync(
       adminToken,
       databaseUrls: { owner: childEnv.DATABASE_OWNER_URL, app: childEnv.DATABASE_APP_URL },
       // What `npm run cli` needs to reach this installation's services and keys.
-      serviceEnv: Object.fromEntries(
-        ['COFFER_ENV', 'DATABASE_OWNER_URL', 'DATABASE_APP_URL', 'REDIS_URL', 'REDIS_KEY_PREFIX', 'KMS_LOCAL_MASTER_KEY_FILE'].map((k) => [k, childEnv[k]]),
-      ),
+      serviceEnv: Object.fromEntries(CONFIG_KEYS.filter((k) => childEnv[k] !== undefined).map((k) => [k, childEnv[k]])),
       redisUrl: redis.url,
       startedAt: new Date().toISOString(),
     },

@@ -1,10 +1,11 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { spawn } from 'node:child_process';
+import { spawn, spawnSync } from 'node:child_process';
 import { existsSync, mkdtempSync, readFileSync, rmSync, statSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import request from 'supertest';
+import { CONFIG_KEYS } from '@coffer/config';
 import { randomId } from '@coffer/crypto';
 import { freePort, REPO_ROOT } from '../support/api-process';
 import { deleteRedisKeys, dropDatabasesAndRoles, PG_ADMIN_URL, REDIS_URL } from '../support/test-env';
@@ -67,6 +68,16 @@ test('npm run up starts API (HTTPS, local CA) and worker, writes local.json, and
     assert.equal(created.status, 201);
     const plain = await fetch(`http://127.0.0.1:${port}/health/ready`, { redirect: 'manual' });
     assert.deepEqual([plain.status, plain.headers.get('location')], [308, `https://127.0.0.1:${httpsPort}/health/ready`]);
+
+    // The admin CLI finds this installation through local.json alone.
+    const cliEnv = Object.fromEntries(Object.entries(process.env).filter(([k]) => !CONFIG_KEYS.includes(k as never)));
+    const cli = spawnSync(process.execPath, ['scripts/cli.mjs', 'audit:verify', `t${id}`], {
+      cwd: REPO_ROOT,
+      env: { ...cliEnv, COFFER_HOME: home },
+      encoding: 'utf8',
+    });
+    assert.equal(cli.status, 0, cli.stderr);
+    assert.equal(JSON.parse(cli.stdout).valid, true);
 
     up.kill('SIGINT');
     const code = await new Promise<number | null>((resolve) => {
