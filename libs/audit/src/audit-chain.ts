@@ -1,5 +1,5 @@
 import { createHash } from 'node:crypto';
-import type { ClientBase } from 'pg';
+import { escapeLiteral, type ClientBase } from 'pg';
 
 /** One row of an audit chain, as stored and as hashed. */
 export interface ChainedEntry {
@@ -56,37 +56,45 @@ function canonicalContent(entry: Omit<ChainedEntry, 'seq' | 'prevHash' | 'hash'>
 const COLUMNS = ['id', 'occurred_at', 'action', 'outcome', 'actor', 'target', 'request_id', 'client_ip', 'user_agent', 'body', 'prev_hash', 'canonical'];
 
 /**
- * Appends entries to the chain on `client`, inside its transaction, in one statement: the
- * database's BEFORE INSERT trigger takes the chain's transaction-scoped lock, reads the head
- * and assigns each row its sequence number, previous hash and hash. The lock is released by
- * COMMIT or ROLLBACK, so writers queue, a rolled-back append leaves no gap, and no two
- * appends can extend the same head. Every row offers the genesis hash as its `prev_hash`;
- * the trigger keeps it only for entry 1.
+ * The one statement that appends entries to the chain: the database's BEFORE INSERT trigger
+ * takes the chain's transaction-scoped lock, reads the head and assigns each row its sequence
+ * number, previous hash and hash. The lock is released by COMMIT or ROLLBACK, so writers
+ * queue, a rolled-back append leaves no gap, and no two appends can extend the same head. Every
+ * row offers the genesis hash as its `prev_hash`; the trigger keeps it only for entry 1.
+ *
+ * Values are inlined as escaped literals (pg's escapeLiteral, with explicit casts) rather than
+ * bound, so that the statement can travel in one simple-protocol message with its COMMIT: the
+ * chain's lock is then held only while the database works, never across a round trip to a
+ * busy Node process (UnitOfWork.commit). That round trip was most of the lock's hold time.
  */
+export function appendStatement(chainId: string, entries: NewEntry[]): string {
+  const genesis = `'\\x${genesisHash(chainId).toString('hex')}'::bytea`;
+  const text = (value: string | null) => (value === null ? 'NULL' : escapeLiteral(value));
+  const json = (value: unknown) => `${value === null ? 'NULL' : escapeLiteral(JSON.stringify(value))}::jsonb`;
+  const values = entries.map((e) =>
+    [
+      `${text(e.id)}::uuid`,
+      `${text(e.occurredAt.toISOString())}::timestamptz`,
+      text(e.action),
+      text(e.outcome),
+      json(e.actor),
+      json(e.target),
+      text(e.requestId),
+      text(e.clientIp),
+      text(e.userAgent),
+      json(e.body),
+      genesis,
+      text(canonicalContent(e)),
+    ].join(', '),
+  );
+  return `INSERT INTO audit_log (${COLUMNS.join(', ')}) VALUES (${values.join('), (')})`;
+}
+
+/** Appends entries on `client`, inside its transaction, and returns them as chained. */
 export async function appendToChain(client: ClientBase, chainId: string, entries: NewEntry[]): Promise<ChainedEntry[]> {
   if (!entries.length) return [];
-  const genesis = genesisHash(chainId);
-  const params: unknown[] = [];
-  const values = entries.map((e) => {
-    const fields = [
-      e.id,
-      e.occurredAt,
-      e.action,
-      e.outcome,
-      JSON.stringify(e.actor),
-      e.target === null ? null : JSON.stringify(e.target),
-      e.requestId,
-      e.clientIp,
-      e.userAgent,
-      JSON.stringify(e.body),
-      genesis,
-      canonicalContent(e),
-    ];
-    return `(${fields.map((value) => `$${params.push(value)}`).join(', ')})`;
-  });
   const { rows: chained } = await client.query<{ seq: string; prev_hash: Buffer; hash: Buffer }>(
-    `INSERT INTO audit_log (${COLUMNS.join(', ')}) VALUES ${values.join(', ')} RETURNING seq, prev_hash, hash`,
-    params,
+    `${appendStatement(chainId, entries)} RETURNING seq, prev_hash, hash`,
   );
   return entries.map((e, i) => ({ ...e, seq: Number(chained[i].seq), prevHash: chained[i].prev_hash, hash: chained[i].hash }));
 }

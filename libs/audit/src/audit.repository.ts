@@ -1,8 +1,8 @@
 import { Injectable } from '@nestjs/common';
 import type { ClientBase, Pool } from 'pg';
-import { CONTROL, DatabaseService, transaction, UnitOfWork } from '@coffer/database';
+import { CONTROL, DatabaseService, UnitOfWork } from '@coffer/database';
 import type { OrgRef } from '@coffer/orgs';
-import { appendToChain, AuditRow, ChainedEntry, fromRow, NewEntry } from './audit-chain';
+import { appendStatement, AuditRow, ChainedEntry, fromRow, NewEntry } from './audit-chain';
 
 /** Which chain an entry belongs to: an org's (in its database) or the control plane's. */
 export interface AuditChain {
@@ -33,15 +33,14 @@ export class AuditRepository {
     return { id: org.id, key: org.databaseName, pool: () => this.db.org(org.databaseName, org.databaseServer) };
   }
 
-  /** Inside the active unit of work: the entries commit with the change. */
-  async appendInUnit(chain: AuditChain, entries: NewEntry[]): Promise<void> {
-    const client = await chain.pool().connect(); // the unit's transaction; released by its commit
-    await appendToChain(client, chain.id, entries);
+  /** The statement that appends `entries`, for the unit of work to send with its COMMIT. */
+  appendStatement(chain: AuditChain, entries: NewEntry[]): string | undefined {
+    return entries.length ? appendStatement(chain.id, entries) : undefined;
   }
 
-  /** In a transaction of their own (a failure's entry, a read's entries). */
-  appendAlone(chain: AuditChain, entries: NewEntry[]): Promise<unknown> {
-    return UnitOfWork.outside(() => transaction(chain.pool(), (client) => appendToChain(client, chain.id, entries)));
+  /** In a transaction of their own (a failure's entry, a read's entries): one statement. */
+  async appendAlone(chain: AuditChain, entries: NewEntry[]): Promise<void> {
+    if (entries.length) await UnitOfWork.outside(() => chain.pool().query(appendStatement(chain.id, entries)));
   }
 
   /** Newest first. Paging by sequence number stays stable while entries are appended. */

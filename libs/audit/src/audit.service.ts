@@ -50,8 +50,7 @@ export class AuditService {
       if (spec.automatic) scope.add({ action: spec.automatic.action, target: spec.automatic.target(result) ?? undefined });
       const chain = spec.chain(scope.org);
       if (unit) {
-        await unit.run(() => this.repository.appendInUnit(chain, scope.entries()));
-        await unit.commit(chain.key);
+        await unit.commit({ key: chain.key, pool: chain.pool(), closing: this.repository.appendStatement(chain, scope.entries()) });
       } else if (scope.size) {
         await this.repository.appendAlone(chain, scope.entries());
       }

@@ -59,18 +59,20 @@ export class UnitOfWork {
   /**
    * Commits `first` (the database holding the audit entries) before the others: should a later
    * commit fail, the log records a change that did not fully happen, never the reverse.
+   * `first.closing`, a statement of literals (the audit append), travels in the same message
+   * as that COMMIT, so whatever lock it takes is held only while the database works.
    */
-  async commit(first?: string): Promise<void> {
+  async commit(first?: { key: string; pool: Pool; closing?: string }): Promise<void> {
+    if (first?.closing) void this.client(first.key, first.pool).catch(() => undefined);
     this.finished = true;
-    const keys = [...this.open.keys()].sort((a, b) => Number(b === first) - Number(a === first));
+    const keys = [...this.open.keys()].sort((a, b) => Number(b === first?.key) - Number(a === first?.key));
     let failure: unknown;
     for (const key of keys) {
-      const client = await this.open.get(key)!.catch(() => undefined);
+      const client = await this.open.get(key)!.catch((error) => void (failure ??= error));
       if (!client) continue;
       try {
         if (failure) await client.query('ROLLBACK');
-        // COMMIT of a transaction a failed statement aborted answers ROLLBACK, not an error.
-        else if ((await client.query('COMMIT')).command === 'ROLLBACK') throw new Error('transaction was aborted by an earlier error');
+        else await commitWith(client, key === first?.key ? first.closing : undefined);
         client.release();
       } catch (error) {
         failure ??= error;
@@ -114,6 +116,14 @@ export class UnitOfWork {
 }
 
 const storage = new AsyncLocalStorage<UnitOfWork>();
+
+async function commitWith(client: PoolClient, closing?: string): Promise<void> {
+  // A multi-statement simple query answers one result per statement. COMMIT of a transaction
+  // that a failed statement aborted answers ROLLBACK, not an error.
+  const results = await client.query(closing ? `${closing};\nCOMMIT` : 'COMMIT');
+  const last = Array.isArray(results) ? results[results.length - 1] : results;
+  if (last.command === 'ROLLBACK') throw new Error('transaction was aborted by an earlier error');
+}
 const SCOPED = Symbol('coffer.unit-of-work');
 
 interface ScopedPool {
