@@ -8,7 +8,7 @@ import { KMS, KmsProvider } from '@coffer/kms';
 import { startWorkerProcess } from '../support/api-process';
 import { RunningApi, startApi, TestOrg } from '../support/api';
 import { startS3, TestS3 } from '../support/s3-server';
-import { connect } from '../support/test-env';
+import { connectToOrgAsOwner } from '../support/test-env';
 
 const BUCKET = 'customer-audit';
 const sha256 = (data: Buffer) => createHash('sha256').update(data).digest('hex');
@@ -55,7 +55,7 @@ describe('audit delivery to the customer bucket (s3rver over HTTP; worker as a r
     assert.equal(shown.body.prefix, 'coffer/');
     assert.ok(!JSON.stringify(shown.body).includes(s3.secretAccessKey), 'the credentials are never shown');
 
-    const owner = await connect(api.env.config.DATABASE_OWNER_URL, await orgDatabase());
+    const owner = await connectToOrgAsOwner(api.env, org.id);
     try {
       const { rows } = await owner.query('SELECT * FROM audit_destination');
       assert.equal(rows.length, 1);
@@ -135,7 +135,7 @@ describe('audit delivery to the customer bucket (s3rver over HTTP; worker as a r
   });
 
   async function headSeq(): Promise<number> {
-    const owner = await connect(api.env.config.DATABASE_OWNER_URL, await orgDatabase());
+    const owner = await connectToOrgAsOwner(api.env, org.id);
     try {
       return Number((await owner.query('SELECT max(seq) AS seq FROM audit_log')).rows[0].seq);
     } finally {
@@ -143,12 +143,4 @@ describe('audit delivery to the customer bucket (s3rver over HTTP; worker as a r
     }
   }
 
-  async function orgDatabase(): Promise<string> {
-    const control = await connect(api.env.config.DATABASE_OWNER_URL);
-    try {
-      return (await control.query('SELECT database_name FROM organizations WHERE id = $1', [org.id])).rows[0].database_name;
-    } finally {
-      await control.end();
-    }
-  }
 });

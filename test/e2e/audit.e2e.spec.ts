@@ -1,6 +1,6 @@
 import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
-import { connect } from '../support/test-env';
+import { connectToOrgAsOwner } from '../support/test-env';
 import { addUser, RunningApi, startApi, TestOrg } from '../support/api';
 
 type Entry = {
@@ -137,7 +137,7 @@ describe('audit trail over HTTP: automatic entries, query, export and verify (Fa
     assert.equal(ok.body.valid, true);
     assert.ok(ok.body.checkedThrough > 5);
 
-    const client = await connect(api.env.config.DATABASE_OWNER_URL, await orgDatabase());
+    const client = await connectToOrgAsOwner(api.env, org.id);
     try {
       await client.query('ALTER TABLE audit_log DISABLE TRIGGER USER');
       await client.query(`UPDATE audit_log SET client_ip = '10.0.0.1' WHERE seq = 3`);
@@ -170,16 +170,6 @@ describe('audit trail over HTTP: automatic entries, query, export and verify (Fa
     assert.ok(Buffer.byteLength(listed.userAgent!) <= 512 && Buffer.byteLength(listed.userAgent!) >= 511);
     assert.ok(agent.startsWith(listed.userAgent!));
   });
-
-  async function orgDatabase(): Promise<string> {
-    const control = await connect(api.env.config.DATABASE_OWNER_URL);
-    try {
-      const { rows } = await control.query('SELECT database_name FROM organizations WHERE id = $1', [org.id]);
-      return rows[0].database_name;
-    } finally {
-      await control.end();
-    }
-  }
 });
 
 describe('audit trail: the client address behind a proxy (Fastify, PostgreSQL, Redis)', () => {

@@ -108,3 +108,14 @@ export async function connect(url: string, database?: string): Promise<Client> {
   await client.connect();
   return client;
 }
+
+/** The owner role's connection to an org's database: for tests that play the database owner. */
+export async function connectToOrgAsOwner(env: TestEnv, orgId: string): Promise<Client> {
+  const control = await connect(env.config.DATABASE_OWNER_URL);
+  try {
+    const { rows } = await control.query('SELECT database_name FROM organizations WHERE id = $1', [orgId]);
+    return await connect(env.config.DATABASE_OWNER_URL, rows[0].database_name);
+  } finally {
+    await control.end();
+  }
+}

@@ -1,10 +1,10 @@
 import { Inject, Injectable, OnApplicationBootstrap } from '@nestjs/common';
 import { SchedulerRegistry } from '@nestjs/schedule';
-import { CronJob } from 'cron';
 import { APP_CONFIG, AppConfig } from '@coffer/config';
 import { JobsService } from '@coffer/jobs';
 import { LOGGER, Logger } from '@coffer/logging';
 import { OrgsService } from '@coffer/orgs';
+import { startSweep } from './sweep';
 
 /**
  * Enqueues a checkpoint job per chain (the control plane's and each active org's). The job
@@ -21,14 +21,7 @@ export class AuditCheckpointSchedule implements OnApplicationBootstrap {
   ) {}
 
   onApplicationBootstrap(): void {
-    const job = CronJob.from({
-      cronTime: this.config.AUDIT_CHECKPOINT_CRON,
-      onTick: () => {
-        this.tick().catch((error) => this.logger.error({ err: error.message }, 'audit-checkpoint sweep failed'));
-      },
-    });
-    this.registry.addCronJob('audit-checkpoint', job);
-    job.start();
+    startSweep(this.registry, this.logger, 'audit-checkpoint', this.config.AUDIT_CHECKPOINT_CRON, () => this.tick());
   }
 
   async tick(): Promise<number> {

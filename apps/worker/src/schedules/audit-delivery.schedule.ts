@@ -1,11 +1,11 @@
 import { Inject, Injectable, OnApplicationBootstrap } from '@nestjs/common';
 import { SchedulerRegistry } from '@nestjs/schedule';
-import { CronJob } from 'cron';
 import { AuditDeliveryService } from '@coffer/audit';
 import { APP_CONFIG, AppConfig } from '@coffer/config';
 import { JobsService } from '@coffer/jobs';
 import { LOGGER, Logger } from '@coffer/logging';
 import { OrgsService } from '@coffer/orgs';
+import { startSweep } from './sweep';
 
 /** Enqueues a delivery job for each org that has a destination; the job finds what is new. */
 @Injectable()
@@ -20,14 +20,7 @@ export class AuditDeliverySchedule implements OnApplicationBootstrap {
   ) {}
 
   onApplicationBootstrap(): void {
-    const job = CronJob.from({
-      cronTime: this.config.AUDIT_DELIVERY_CRON,
-      onTick: () => {
-        this.tick().catch((error) => this.logger.error({ err: error.message }, 'audit-delivery sweep failed'));
-      },
-    });
-    this.registry.addCronJob('audit-delivery', job);
-    job.start();
+    startSweep(this.registry, this.logger, 'audit-delivery', this.config.AUDIT_DELIVERY_CRON, () => this.tick());
   }
 
   async tick(): Promise<number> {

@@ -1,10 +1,10 @@
 import { Inject, Injectable, OnApplicationBootstrap } from '@nestjs/common';
 import { SchedulerRegistry } from '@nestjs/schedule';
-import { CronJob } from 'cron';
 import { APP_CONFIG, AppConfig } from '@coffer/config';
 import { JobsService } from '@coffer/jobs';
 import { LOGGER, Logger } from '@coffer/logging';
 import { OrgsService } from '@coffer/orgs';
+import { startSweep } from './sweep';
 import { ApiKeysService } from '@coffer/users';
 
 /**
@@ -24,14 +24,7 @@ export class ExpireApiKeysSchedule implements OnApplicationBootstrap {
   ) {}
 
   onApplicationBootstrap(): void {
-    const job = CronJob.from({
-      cronTime: this.config.EXPIRE_API_KEYS_CRON,
-      onTick: () => {
-        this.tick().catch((error) => this.logger.error({ err: error.message }, 'expire-api-keys sweep failed'));
-      },
-    });
-    this.registry.addCronJob('expire-api-keys', job);
-    job.start();
+    startSweep(this.registry, this.logger, 'expire-api-keys', this.config.EXPIRE_API_KEYS_CRON, () => this.tick());
   }
 
   async tick(): Promise<number> {
