@@ -72,6 +72,25 @@ describe('admin CLI (the compiled binary, PostgreSQL): same rules and audit entr
     assert.equal((cli('audit:verify', 'cli-made').out as { valid: boolean }).valid, true);
   });
 
+  test('keys:rotate rotates like POST .../keys/rotate and leaves the same entries', async () => {
+    const org = await api.createOrg('cli-keys');
+    const rest = await api.http().post('/api/v1/organizations/cli-keys/keys/rotate').set('authorization', `Bearer ${org.adminToken}`);
+    assert.equal(rest.status, 200);
+    const rotated = cli('keys:rotate', 'cli-keys');
+    assert.equal(rotated.code, 0, rotated.err);
+    assert.deepEqual([(rotated.out as { previousVersion: number }).previousVersion, (rotated.out as { version: number }).version], [2, 3]);
+    assert.equal(cli('keys:rotate').code, 64);
+    const log = async (action: string) =>
+      (await api.http().get(`/api/v1/organizations/cli-keys/audit-logs?action=${action}`).set('authorization', `Bearer ${org.adminToken}`))
+        .body.entries as Entry[];
+    const [cliRequest, restRequest] = await log('kms.key.rotation_requested');
+    assert.deepEqual(cliRequest.target, restRequest.target);
+    assert.match(cliRequest.actor.id, /^cli:/);
+    const [cliRotated, restRotated] = await log('kms.key.rotated');
+    assert.deepEqual([cliRotated.body.version, restRotated.body.version], [3, 2]);
+    assert.deepEqual(cliRotated.target, restRotated.target);
+  });
+
   test('health reports PostgreSQL and the KMS', () => {
     const health = cli('health');
     assert.equal(health.code, 0, health.err);

@@ -4,6 +4,7 @@ import { AuthModule } from '@coffer/auth';
 import { AppConfig, ConfigModule } from '@coffer/config';
 import { DatabaseModule } from '@coffer/database';
 import { JobsModule } from '@coffer/jobs';
+import { KeysModule } from '@coffer/keys';
 import { KmsModule } from '@coffer/kms';
 import { LoggingModule } from '@coffer/logging';
 import { OrgsModule } from '@coffer/orgs';
@@ -11,6 +12,7 @@ import { TlsModule } from '@coffer/tls';
 import { ApiKeysController } from './controllers/api-keys.controller';
 import { AuditLogsController } from './controllers/audit-logs.controller';
 import { HealthController } from './controllers/health.controller';
+import { KeysController } from './controllers/keys.controller';
 import { OpenApiController, OpenApiDocument } from './controllers/openapi.controller';
 import { OrganizationsController } from './controllers/organizations.controller';
 import { UsersController } from './controllers/users.controller';
@@ -28,10 +30,11 @@ export class ApiModule {
         AuditModule,
         JobsModule,
         OrgsModule,
+        KeysModule,
         AuthModule,
         TlsModule.register(config),
       ],
-      controllers: [HealthController, OrganizationsController, UsersController, ApiKeysController, AuditLogsController, OpenApiController],
+      controllers: [HealthController, OrganizationsController, UsersController, ApiKeysController, AuditLogsController, KeysController, OpenApiController],
       providers: [OpenApiDocument],
     };
   }

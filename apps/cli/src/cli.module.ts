@@ -2,17 +2,19 @@ import { DynamicModule, Module } from '@nestjs/common';
 import { AuditModule } from '@coffer/audit';
 import { AppConfig, ConfigModule } from '@coffer/config';
 import { DatabaseModule } from '@coffer/database';
+import { JobsModule } from '@coffer/jobs';
+import { KeysModule } from '@coffer/keys';
 import { KmsModule } from '@coffer/kms';
 import { LoggingModule } from '@coffer/logging';
 import { OrgsModule } from '@coffer/orgs';
 
-/** What the admin CLI needs: the same services as the API, without HTTP, Redis or the worker. */
+/** What the admin CLI needs: the same services as the API, without HTTP or the worker. */
 @Module({})
 export class CliModule {
   static register(config: AppConfig): DynamicModule {
     return {
       module: CliModule,
-      imports: [ConfigModule.forRoot(config), LoggingModule, DatabaseModule, KmsModule, AuditModule, OrgsModule],
+      imports: [ConfigModule.forRoot(config), LoggingModule, DatabaseModule, KmsModule, AuditModule, OrgsModule, JobsModule, KeysModule],
     };
   }
 }

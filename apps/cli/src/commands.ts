@@ -2,6 +2,7 @@ import { randomUUID } from 'node:crypto';
 import { hostname, userInfo } from 'node:os';
 import type { INestApplicationContext } from '@nestjs/common';
 import { Actor, AuditService, AuditedWork } from '@coffer/audit';
+import { KeyRotationService } from '@coffer/keys';
 import { KMS, KmsProvider } from '@coffer/kms';
 import { CreateOrganizationBody, OrgsService, publicOrg } from '@coffer/orgs';
 import { DatabaseService } from '@coffer/database';
@@ -74,6 +75,20 @@ export const COMMANDS: Record<string, { usage: string; run: Command }> = {
         work: () => app.get(AuditService).verify(chain),
       });
       return { output: result, exitCode: result.valid ? 0 : 2 };
+    },
+  },
+  'keys:rotate': {
+    usage: 'keys:rotate <org-slug>',
+    async run(app, [slug]) {
+      if (!slug) throw new UsageError('name an organization slug');
+      const org = await app.get(OrgsService).resolve(slug);
+      const result = await audited(app, {
+        transactional: true,
+        chain: () => app.get(AuditService).chain(org),
+        automatic: { action: 'kms.key.rotation_requested', target: () => ({ org: slug, orgId: org.id }) },
+        work: () => app.get(KeyRotationService).rotate(org, 'manual'),
+      });
+      return { output: result, exitCode: 0 };
     },
   },
   'audit:checkpoint': {

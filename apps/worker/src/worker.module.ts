@@ -5,15 +5,19 @@ import { AuditModule } from '@coffer/audit';
 import { AppConfig, ConfigModule } from '@coffer/config';
 import { DatabaseModule } from '@coffer/database';
 import { JobsModule, JobWorkers } from '@coffer/jobs';
+import { KeysModule } from '@coffer/keys';
 import { KmsModule } from '@coffer/kms';
 import { LoggingModule } from '@coffer/logging';
 import { OrgsModule } from '@coffer/orgs';
 import { AuditCheckpointProcessor } from './processors/audit-checkpoint.processor';
 import { AuditDeliveryProcessor } from './processors/audit-delivery.processor';
 import { ExpireApiKeysProcessor } from './processors/expire-api-keys.processor';
+import { RewrapKeysProcessor } from './processors/rewrap-keys.processor';
+import { RotateKeyProcessor } from './processors/rotate-key.processor';
 import { AuditCheckpointSchedule } from './schedules/audit-checkpoint.schedule';
 import { AuditDeliverySchedule } from './schedules/audit-delivery.schedule';
 import { ExpireApiKeysSchedule } from './schedules/expire-api-keys.schedule';
+import { KeyRotationSchedule } from './schedules/key-rotation.schedule';
 
 @Module({})
 export class WorkerModule {
@@ -28,6 +32,7 @@ export class WorkerModule {
         AuditModule,
         JobsModule,
         OrgsModule,
+        KeysModule,
         DiscoveryModule,
         ScheduleModule.forRoot(),
       ],
@@ -39,6 +44,9 @@ export class WorkerModule {
         AuditCheckpointSchedule,
         AuditDeliveryProcessor,
         AuditDeliverySchedule,
+        RotateKeyProcessor,
+        RewrapKeysProcessor,
+        KeyRotationSchedule,
       ],
     };
   }

@@ -112,6 +112,13 @@ export const configSchema = z.object({
   KMS_DEK_CACHE_MAX_AGE_SECONDS: z.coerce.number().int().min(0).max(86_400).default(300),
   KMS_DEK_CACHE_MAX_USES: z.coerce.number().int().min(1).default(10_000),
   KMS_DEK_CACHE_MAX_ENTRIES: z.coerce.number().int().min(0).max(1_000_000).default(1000),
+  /** Each org key gets a new version this often; the worker's sweep finds keys that are due. */
+  KEY_ROTATION_DAYS: z.coerce.number().int().min(1).max(3650).default(90),
+  KEY_ROTATION_CRON: z.string().min(1).default('0 7 * * * *'),
+  /** Wrapped data keys moved to a key's latest version per batch of the rewrap job. */
+  KEY_REWRAP_BATCH_SIZE: z.coerce.number().int().min(1).max(10_000).default(500),
+  /** Once rewrap leaves nothing on older versions, retire them (min_decryption_version). */
+  KEY_RETIRE_OLD_VERSIONS: bool.default(false),
 }).superRefine((config, ctx) => {
   if (config.TLS_MODE === 'acme' && config.TLS_DOMAINS.split(',').some((d) => /^(localhost|[\d.]+|.*:.*)$/.test(d.trim()))) {
     ctx.addIssue({ code: 'custom', path: ['TLS_DOMAINS'], message: 'ACME needs public DNS names (not localhost or IP addresses)' });

@@ -78,9 +78,13 @@ export function installHttpHooks(fastify: FastifyInstance, logger: Logger): void
   );
 }
 
+const KMS_RETRY_AFTER_SECONDS = 30;
+
 function sendError(error: unknown, request: FastifyRequest, reply: FastifyReply, logger: Logger) {
   const { status, body } = toErrorResponse(error, request.id);
   if (status >= 500) logUnexpected(logger, error, request.id);
+  // The KMS health probe retries with backoff; a client need not come back sooner.
+  if (body.error.code === 'kms_unavailable') void reply.header('retry-after', String(KMS_RETRY_AFTER_SECONDS));
   void reply.status(status).header('content-type', 'application/json; charset=utf-8').send(body);
 }
 

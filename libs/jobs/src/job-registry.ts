@@ -11,6 +11,10 @@ export interface JobPayloads {
   /** `orgId` absent: the control plane's chain. */
   'audit-checkpoint': { orgId?: string };
   'audit-delivery': { orgId: string };
+  /** Rotates the org's key if its latest version is still `fromVersion` (the sweep found it due). */
+  'rotate-key': { orgId: string; fromVersion: number };
+  /** Moves the org's stored data keys to the key's latest version (`version` names the run). */
+  'rewrap-keys': { orgId: string; version: number };
 }
 
 export type JobName = keyof JobPayloads;
@@ -41,6 +45,14 @@ export const JOBS: { [K in JobName]: JobDefinition<K> } = {
   'audit-delivery': {
     queue: 'maintenance',
     jobId: ({ orgId }) => `audit-delivery/${orgId}`,
+  },
+  'rotate-key': {
+    queue: 'maintenance',
+    jobId: ({ orgId, fromVersion }) => `rotate-key/${orgId}/${fromVersion}`,
+  },
+  'rewrap-keys': {
+    queue: 'maintenance',
+    jobId: ({ orgId, version }) => `rewrap-keys/${orgId}/${version}`,
   },
 };
 

@@ -68,6 +68,29 @@ export const controlMigrations: MigrationSet = {
         `);
       },
     },
+    {
+      version: 4,
+      name: 'org key rotation schedule and rewrap progress',
+      async up(db) {
+        // The due date lives here, not in the KMS, so that the worker's sweep finds due keys with
+        // one query and a missed tick heals itself (DESIGN.md §1).
+        await db.query(`
+          CREATE TABLE org_keys (
+            org_id text PRIMARY KEY REFERENCES organizations (id),
+            key_name text NOT NULL UNIQUE,
+            latest_version integer NOT NULL DEFAULT 1,
+            last_rotated_at timestamptz,
+            next_rotation_at timestamptz NOT NULL,
+            -- Rewrap: stored data keys still wrapped under an older version, as last counted.
+            rewrap_remaining integer NOT NULL DEFAULT 0,
+            rewrap_completed_at timestamptz,
+            -- Versions below this no longer decrypt (KEY_RETIRE_OLD_VERSIONS); 1 = none retired.
+            min_decryption_version integer NOT NULL DEFAULT 1
+          );
+          CREATE INDEX org_keys_due ON org_keys (next_rotation_at);
+        `);
+      },
+    },
   ],
 };
 
@@ -79,4 +102,5 @@ export const controlGrants: GrantSpec = {
   audit_checkpoints: 'append-only',
   kms_key_state: 'read-write',
   kms_keys: 'append-only',
+  org_keys: 'read-write',
 };

@@ -74,3 +74,13 @@ export const orgGrants: GrantSpec = {
   audit_destination: 'read-write',
   audit_deliveries: 'read-write',
 };
+
+/**
+ * Every column of an org database that holds a data key wrapped by the org's KMS key
+ * (`<kind>:v<N>:...`), with the column that identifies its row. Key rotation counts and
+ * rewraps what is listed here, so a new table keeping wrapped keys must be added here too.
+ */
+export const orgWrappedKeyColumns: readonly { table: string; column: string; rowId: string }[] = [
+  { table: 'audit_destination', column: 'credentials_key', rowId: 'singleton' },
+];
+

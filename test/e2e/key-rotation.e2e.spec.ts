@@ -1,0 +1,180 @@
+import { after, before, describe, test } from 'node:test';
+import assert from 'node:assert/strict';
+import type { INestApplicationContext } from '@nestjs/common';
+import { KMS, KmsProvider, orgKeyName } from '@coffer/kms';
+import { createWorker } from '../../apps/worker/src/bootstrap';
+import { KeyRotationSchedule } from '../../apps/worker/src/schedules/key-rotation.schedule';
+import { addUser, RunningApi, startApi, TestOrg } from '../support/api';
+import { startS3, TestS3 } from '../support/s3-server';
+import { connect, connectToOrgAsOwner } from '../support/test-env';
+import { VaultTransitDouble } from '../support/vault-transit-double';
+
+const BUCKET = 'customer-audit';
+
+describe('org key rotation and rewrap (API and worker on PostgreSQL and Redis; Vault transit double and s3rver over HTTP)', () => {
+  let vault: VaultTransitDouble;
+  let s3: TestS3;
+  let api: RunningApi;
+  let org: TestOrg;
+  let officer: { token: string };
+  let worker: INestApplicationContext;
+
+  before(async () => {
+    vault = new VaultTransitDouble();
+    await vault.start();
+    s3 = await startS3([BUCKET]);
+    api = await startApi({ KMS_PROVIDER: 'vault', KMS_VAULT_ADDR: vault.address, KMS_VAULT_TOKEN: vault.token, KMS_DEK_CACHE_MAX_AGE_SECONDS: '0' });
+    org = await api.createOrg();
+    officer = await addUser(api, org, 'security_officer');
+    // A stored data key to rewrap: the audit destination's credentials are sealed under one.
+    const put = await api
+      .http()
+      .put(`/api/v1/organizations/${org.slug}/audit-logs/destination`)
+      .set(as(org.adminToken))
+      .send({ endpoint: s3.endpoint, bucket: BUCKET, prefix: 'coffer', accessKeyId: s3.accessKeyId, secretAccessKey: s3.secretAccessKey });
+    assert.equal(put.status, 204);
+  });
+
+  after(async () => {
+    await worker?.close();
+    await api?.close();
+    await s3?.stop();
+    await vault?.stop();
+  });
+
+  const as = (token: string) => ({ authorization: `Bearer ${token}` });
+  const keys = () => api.http().get(`/api/v1/organizations/${org.slug}/keys`).set(as(officer.token));
+  const rotate = (token = officer.token) => api.http().post(`/api/v1/organizations/${org.slug}/keys/rotate`).set(as(token));
+  const entries = async (action: string) =>
+    (await api.http().get(`/api/v1/organizations/${org.slug}/audit-logs?action=${action}`).set(as(org.adminToken))).body.entries as {
+      outcome: string;
+      actor: Record<string, string>;
+      body: Record<string, unknown>;
+    }[];
+  const storedWrappedKey = async () => {
+    const owner = await connectToOrgAsOwner(api.env, org.id);
+    try {
+      return (await owner.query('SELECT credentials_key FROM audit_destination')).rows[0].credentials_key as string;
+    } finally {
+      await owner.end();
+    }
+  };
+  const controlAsOwner = async (sql: string) => {
+    const owner = await connect(api.env.config.DATABASE_OWNER_URL);
+    try {
+      await owner.query(sql, [org.id]);
+    } finally {
+      await owner.end();
+    }
+  };
+  const until = async <T>(what: string, probe: () => Promise<T | undefined>): Promise<T> => {
+    const deadline = Date.now() + 20_000;
+    for (;;) {
+      const value = await probe();
+      if (value !== undefined) return value;
+      if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
+      await new Promise((resolve) => setTimeout(resolve, 200));
+    }
+  };
+
+  test('GET keys shows version 1, the stored data keys it wraps and a rotation 90 days after provisioning', async () => {
+    const res = await keys();
+    assert.equal(res.status, 200);
+    assert.equal(res.body.keyName, orgKeyName(org.id));
+    assert.equal(res.body.provider, 'vault');
+    assert.equal(res.body.latestVersion, 1);
+    assert.deepEqual(
+      res.body.versions.map((v: { version: number; wrappedDataKeys: number }) => [v.version, v.wrappedDataKeys]),
+      [[1, 1]],
+    );
+    const days = (Date.parse(res.body.nextRotationAt) - Date.now()) / 86_400_000;
+    assert.ok(days > 89.9 && days <= 90, `next rotation in ${days} days`);
+    assert.equal(res.body.lastRotatedAt, null);
+  });
+
+  test('only admins and security officers may rotate; a rotation adds a version and is audited with both versions', async () => {
+    const member = await addUser(api, org, 'member');
+    assert.equal((await rotate(member.token)).status, 403);
+    const res = await rotate();
+    assert.equal(res.status, 200);
+    assert.deepEqual([res.body.previousVersion, res.body.version], [1, 2]);
+    const after = await keys();
+    assert.equal(after.body.latestVersion, 2);
+    assert.ok(Date.parse(after.body.lastRotatedAt) > Date.now() - 60_000, 'last_rotated moved');
+    const [rotated] = await entries('kms.key.rotated');
+    assert.deepEqual([rotated.body.previousVersion, rotated.body.version, rotated.body.reason], [1, 2, 'manual']);
+    assert.equal(rotated.actor.kind, 'user');
+    const requests = await entries('kms.key.rotation_requested');
+    assert.deepEqual(requests.map((e) => e.outcome).sort(), ['failure', 'success'], "the member's refusal is audited too");
+  });
+
+  test("the worker's rewrap job moves the stored data key to the new version without changing it", async () => {
+    const before = await storedWrappedKey();
+    assert.match(before, /^vault:v1:/);
+    worker = await createWorker({ ...api.env.config, KEY_RETIRE_OLD_VERSIONS: true }, 10_000);
+    const done = await until('the rewrap', async () => {
+      const res = await keys();
+      return res.body.rewrap.remaining === 0 && res.body.versions[1]?.wrappedDataKeys === 1 ? res.body : undefined;
+    });
+    assert.equal(done.versions[0].wrappedDataKeys, 0, 'nothing left on version 1');
+    const after = await storedWrappedKey();
+    assert.match(after, /^vault:v2:/);
+    const kms = api.app.get<KmsProvider>(KMS);
+    assert.ok((await kms.unwrap(orgKeyName(org.id), before)).equals(await kms.unwrap(orgKeyName(org.id), after)), 'same data key');
+    const [rewrapped] = await entries('kms.keys.rewrapped');
+    assert.deepEqual([rewrapped.body.version, rewrapped.body.rewrapped, rewrapped.body.remaining], [2, 1, 0]);
+    assert.equal(rewrapped.actor.id, 'system:rewrap-keys');
+    const shown = await api.http().get(`/api/v1/organizations/${org.slug}/audit-logs/destination`).set(as(org.adminToken));
+    assert.equal(shown.status, 200, 'the destination still reads');
+    assert.equal(done.minDecryptionVersion, 1, 'old versions are not retired before the grace period');
+  });
+
+  test('a key past its next rotation is rotated once by the sweep, however often it ticks', async () => {
+    await controlAsOwner(`UPDATE org_keys SET next_rotation_at = now() - interval '1 minute' WHERE org_id = $1`);
+    const schedule = worker.get(KeyRotationSchedule);
+    const first = await schedule.tick();
+    assert.ok(first.rotations >= 1);
+    await schedule.tick();
+    const res = await until('the scheduled rotation', async () => {
+      const r = await keys();
+      return r.body.latestVersion === 3 && r.body.rewrap.remaining === 0 ? r.body : undefined;
+    });
+    assert.ok(Date.parse(res.nextRotationAt) > Date.now() + 89 * 86_400_000);
+    await new Promise((resolve) => setTimeout(resolve, 500));
+    assert.equal((await keys()).body.latestVersion, 3, 'rotated once');
+    const scheduled = (await entries('kms.key.rotated')).filter((e) => e.body.reason === 'scheduled');
+    assert.equal(scheduled.length, 1);
+    assert.equal(scheduled[0].actor.id, 'system:rotate-key');
+  });
+
+  test('with KEY_RETIRE_OLD_VERSIONS, versions are retired once the rewrap is complete and the grace has passed', async () => {
+    await controlAsOwner(`UPDATE org_keys SET last_rotated_at = now() - interval '2 days' WHERE org_id = $1`);
+    assert.equal((await worker.get(KeyRotationSchedule).tick()).rewraps, 1);
+    const res = await until('the retirement', async () => {
+      const r = await keys();
+      return r.body.minDecryptionVersion === 3 ? r.body : undefined;
+    });
+    assert.equal(res.versions.find((v: { version: number }) => v.version === 3).wrappedDataKeys, 1);
+    const [retired] = await entries('kms.key.old_versions_retired');
+    assert.equal(retired.body.minDecryptionVersion, 3);
+    assert.equal((await api.http().get(`/api/v1/organizations/${org.slug}/audit-logs/destination`).set(as(org.adminToken))).status, 200);
+  });
+
+  test('a sealed KMS: reading or rotating the key answers 503 kms_unavailable with Retry-After, and the refusal is audited', async () => {
+    vault.seal();
+    try {
+      const read = await keys();
+      assert.equal(read.status, 503);
+      assert.equal(read.body.error.code, 'kms_unavailable');
+      assert.ok(Number(read.headers['retry-after']) > 0);
+      const res = await rotate();
+      assert.equal(res.status, 503);
+      assert.equal(res.body.error.code, 'kms_unavailable');
+      assert.ok(!JSON.stringify(res.body).includes('sealed'), "Vault's own message is not passed on");
+    } finally {
+      vault.unseal();
+    }
+    const failures = (await entries('kms.key.rotation_requested')).filter((e) => e.outcome === 'failure');
+    assert.ok(failures.some((e) => (e.body.error as { code: string }).code === 'kms_unavailable'));
+  });
+});
