@@ -57,6 +57,7 @@ const roleUrl = (role, password) => {
 };
 const port = Number(env.HTTP_PORT ?? 8080);
 const httpsPort = Number(env.HTTPS_PORT ?? 8443);
+const metricsPort = Number(env.METRICS_PORT ?? 9464);
 // HTTPS with a certificate of the installation's own CA, unless TLS_MODE says otherwise.
 const tlsMode = env.TLS_MODE ?? 'internal-ca';
 const tlsDir = resolve(env.TLS_DIR ?? join(home, 'tls'));
@@ -73,6 +74,8 @@ const childEnv = {
   HTTP_HOST: '127.0.0.1',
   HTTP_PORT: String(port),
   HTTPS_PORT: String(httpsPort),
+  METRICS_HOST: '127.0.0.1',
+  METRICS_PORT: String(metricsPort),
   TLS_MODE: tlsMode,
   TLS_DIR: tlsDir,
   BOOTSTRAP_TOKEN_FILE: tokenFile,
@@ -137,6 +140,7 @@ writeFileSync(
     {
       apiUrl,
       caCertPath,
+      metricsUrl: `http://127.0.0.1:${metricsPort}/metrics`,
       adminToken,
       databaseUrls: { owner: childEnv.DATABASE_OWNER_URL, app: childEnv.DATABASE_APP_URL },
       // What `npm run cli` needs to reach this installation's services and keys.

@@ -16,6 +16,7 @@ test('npm run up starts API (HTTPS, local CA) and worker, writes local.json, and
   const names = { owner: `coffer_t_owner_${id}`, app: `coffer_t_app_${id}`, db: `coffer_t_${id}` };
   const port = await freePort();
   const httpsPort = await freePort();
+  const metricsPort = await freePort();
   const up = spawn(process.execPath, ['scripts/up.mjs'], {
     cwd: REPO_ROOT,
     env: {
@@ -24,6 +25,7 @@ test('npm run up starts API (HTTPS, local CA) and worker, writes local.json, and
       COFFER_HOME: home,
       HTTP_PORT: String(port),
       HTTPS_PORT: String(httpsPort),
+      METRICS_PORT: String(metricsPort),
       COFFER_DB_OWNER: names.owner,
       COFFER_DB_APP: names.app,
       COFFER_DB_NAME: names.db,
@@ -68,6 +70,8 @@ test('npm run up starts API (HTTPS, local CA) and worker, writes local.json, and
     assert.equal(created.status, 201);
     const plain = await fetch(`http://127.0.0.1:${port}/health/ready`, { redirect: 'manual' });
     assert.deepEqual([plain.status, plain.headers.get('location')], [308, `https://127.0.0.1:${httpsPort}/health/ready`]);
+    assert.equal(local.metricsUrl, `http://127.0.0.1:${metricsPort}/metrics`);
+    assert.match(await (await fetch(local.metricsUrl)).text(), /^coffer_kms_up 1$/m);
 
     // The admin CLI finds this installation through local.json alone.
     const cliEnv = Object.fromEntries(Object.entries(process.env).filter(([k]) => !CONFIG_KEYS.includes(k as never)));

@@ -49,6 +49,7 @@ export async function createTestEnv(overrides: Partial<Record<keyof AppConfig, s
     COFFER_ENV: 'test',
     LOG_LEVEL: process.env.TEST_LOG_LEVEL ?? 'silent',
     HTTP_PORT: '0',
+    METRICS_PORT: '0',
     // Plain HTTP unless a test is about transport (test/e2e/tls.e2e.spec.ts).
     TLS_MODE: 'off',
     DATABASE_OWNER_URL: roleUrl(ownerRole, passwords.owner),

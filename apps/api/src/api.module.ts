@@ -7,6 +7,7 @@ import { JobsModule } from '@coffer/jobs';
 import { KeysModule } from '@coffer/keys';
 import { KmsModule } from '@coffer/kms';
 import { LoggingModule } from '@coffer/logging';
+import { MetricsModule } from '@coffer/metrics';
 import { OrgsModule } from '@coffer/orgs';
 import { TlsModule } from '@coffer/tls';
 import { ApiKeysController } from './controllers/api-keys.controller';
@@ -31,6 +32,7 @@ export class ApiModule {
         JobsModule,
         OrgsModule,
         KeysModule,
+        MetricsModule,
         AuthModule,
         TlsModule.register(config),
       ],

@@ -6,6 +6,7 @@ import { AppConfig } from '@coffer/config';
 import { SchemaService } from '@coffer/database';
 import { AllExceptionsFilter, ERROR_SCHEMA, fastifyOptions, installHttpHooks } from '@coffer/http';
 import { LOGGER, Logger, NestPinoLogger } from '@coffer/logging';
+import { MetricsService } from '@coffer/metrics';
 import { OrgProvisioner, OrgsService } from '@coffer/orgs';
 import { installSecurityHeaders, TLS_SERVER_OPTIONS } from '@coffer/tls';
 import { ApiModule } from './api.module';
@@ -36,6 +37,7 @@ export async function createApi(config: AppConfig): Promise<NestFastifyApplicati
   const logger = app.get<Logger>(LOGGER);
   app.useLogger(new NestPinoLogger(logger));
   installHttpHooks(adapter.getInstance(), logger);
+  app.get(MetricsService).install(adapter.getInstance());
   if (tls) installSecurityHeaders(adapter.getInstance());
   app.useGlobalFilters(new AllExceptionsFilter(logger));
   app.enableShutdownHooks();

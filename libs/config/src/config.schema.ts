@@ -113,6 +113,9 @@ export const configSchema = z.object({
   KMS_DEK_CACHE_MAX_USES: z.coerce.number().int().min(1).default(10_000),
   KMS_DEK_CACHE_MAX_ENTRIES: z.coerce.number().int().min(0).max(1_000_000).default(1000),
   /** Each org key gets a new version this often; the worker's sweep finds keys that are due. */
+  /** Prometheus metrics, plain HTTP on their own port: keep it off the public network. */
+  METRICS_HOST: z.string().min(1).default('127.0.0.1'),
+  METRICS_PORT: port.default(9464),
   KEY_ROTATION_DAYS: z.coerce.number().int().min(1).max(3650).default(90),
   KEY_ROTATION_CRON: z.string().min(1).default('0 7 * * * *'),
   /** Wrapped data keys moved to a key's latest version per batch of the rewrap job. */

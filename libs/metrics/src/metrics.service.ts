@@ -1,0 +1,184 @@
+import { createServer, Server } from 'node:http';
+import type { AddressInfo } from 'node:net';
+import { Inject, Injectable, OnApplicationBootstrap, OnApplicationShutdown } from '@nestjs/common';
+import { ModuleRef } from '@nestjs/core';
+import type { FastifyInstance } from 'fastify';
+import { collectDefaultMetrics, Gauge, Histogram, Registry } from 'prom-client';
+import { AuditDeliveryService } from '@coffer/audit';
+import { APP_CONFIG, AppConfig } from '@coffer/config';
+import { JobsService, QUEUE_NAMES } from '@coffer/jobs';
+import { KeyRotationRepository } from '@coffer/keys';
+import { KMS, KmsProvider } from '@coffer/kms';
+import { LOGGER, Logger } from '@coffer/logging';
+import { OrgsService } from '@coffer/orgs';
+import { CertificateService } from '@coffer/tls';
+
+/** Per-org figures cost a query per org: a scrape within this long reuses the last ones. */
+const PER_ORG_CACHE_MS = 15_000;
+
+/**
+ * Prometheus metrics on their own listener (METRICS_HOST:METRICS_PORT, plain HTTP, never
+ * published: in deploy/compose it sits on the internal network only), so that scraping needs no
+ * API credential and the public port serves no operational detail. Values are read from live
+ * state at scrape time; nothing here is a constant.
+ */
+@Injectable()
+export class MetricsService implements OnApplicationBootstrap, OnApplicationShutdown {
+  readonly registry = new Registry();
+  private server?: Server;
+  private perOrg?: { at: number; values: Promise<PerOrg[]> };
+
+  private readonly requestDuration = new Histogram({
+    name: 'coffer_http_request_duration_seconds',
+    help: 'API request latency by route template and status',
+    labelNames: ['method', 'route', 'status'],
+    buckets: [0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30],
+    registers: [this.registry],
+  });
+
+  constructor(
+    @Inject(APP_CONFIG) private readonly config: AppConfig,
+    @Inject(LOGGER) private readonly logger: Logger,
+    @Inject(KMS) private readonly kms: KmsProvider,
+    private readonly orgs: OrgsService,
+    private readonly keys: KeyRotationRepository,
+    private readonly delivery: AuditDeliveryService,
+    private readonly jobs: JobsService,
+    private readonly moduleRef: ModuleRef,
+  ) {
+    collectDefaultMetrics({ register: this.registry, prefix: 'coffer_' });
+    const self = this;
+    new Gauge({
+      name: 'coffer_kms_up',
+      help: '1 when the KMS answers and is unsealed, else 0',
+      registers: [this.registry],
+      async collect() {
+        const health = await self.kms.health();
+        this.set(health.reachable && !health.sealed ? 1 : 0);
+      },
+    });
+    new Gauge({
+      name: 'coffer_tls_certificate_expiry_seconds',
+      help: 'Seconds until the served certificate expires',
+      registers: [this.registry],
+      collect() {
+        this.reset();
+        const current = self.certificates()?.current;
+        if (current) this.set((current.notAfter.getTime() - Date.now()) / 1000);
+      },
+    });
+    new Gauge({
+      name: 'coffer_queue_jobs',
+      help: 'Background jobs by queue and state',
+      labelNames: ['queue', 'state'],
+      registers: [this.registry],
+      async collect() {
+        this.reset();
+        for (const queue of QUEUE_NAMES) {
+          const counts = await self.jobs.queue(queue).getJobCounts('waiting', 'active', 'delayed', 'failed');
+          for (const [state, n] of Object.entries(counts)) this.set({ queue, state }, n);
+        }
+      },
+    });
+    const perOrgGauge = (name: string, help: string, value: (o: PerOrg) => number | undefined) =>
+      new Gauge({
+        name,
+        help,
+        labelNames: ['org'],
+        registers: [this.registry],
+        async collect() {
+          this.reset();
+          for (const o of await self.perOrgValues()) {
+            const v = value(o);
+            if (v !== undefined) this.set({ org: o.slug }, v);
+          }
+        },
+      });
+    perOrgGauge('coffer_org_key_age_seconds', "Age of the org key's latest version", (o) => o.keyAgeSeconds);
+    perOrgGauge('coffer_org_key_rewrap_remaining', 'Stored data keys still wrapped under an older key version', (o) => o.rewrapRemaining);
+    perOrgGauge('coffer_audit_delivery_pending_entries', 'Audit entries not yet delivered to the org bucket', (o) => o.deliveryPending);
+    perOrgGauge('coffer_audit_delivery_last_success_timestamp_seconds', 'When a batch was last delivered', (o) => o.lastDeliveredAt);
+  }
+
+  /** The TLS module's, when the API serves HTTPS (TLS_MODE=off has none). */
+  private certificates(): CertificateService | undefined {
+    try {
+      return this.moduleRef.get(CertificateService, { strict: false });
+    } catch {
+      return undefined;
+    }
+  }
+
+  /** Fastify onResponse: the request's latency under its route template (never the raw URL). */
+  install(fastify: FastifyInstance): void {
+    fastify.addHook('onResponse', async (request, reply) => {
+      const route = request.routeOptions.url ?? 'unmatched';
+      this.requestDuration.observe({ method: request.method, route, status: String(reply.statusCode) }, reply.elapsedTime / 1000);
+    });
+  }
+
+  get port(): number | undefined {
+    return (this.server?.address() as AddressInfo | null)?.port;
+  }
+
+  async onApplicationBootstrap(): Promise<void> {
+    this.server = createServer((request, response) => {
+      if (request.method !== 'GET' || request.url !== '/metrics') {
+        response.writeHead(404, { 'content-type': 'text/plain' }).end('not found\n');
+        return;
+      }
+      this.registry.metrics().then(
+        (text) => response.writeHead(200, { 'content-type': this.registry.contentType }).end(text),
+        (error: Error) => {
+          this.logger.error({ err: error.message }, 'metrics collection failed');
+          response.writeHead(500, { 'content-type': 'text/plain' }).end('collection failed\n');
+        },
+      );
+    });
+    await new Promise<void>((resolve, reject) => {
+      this.server!.once('error', reject).listen(this.config.METRICS_PORT, this.config.METRICS_HOST, resolve);
+    });
+    this.logger.info({ host: this.config.METRICS_HOST, port: this.port }, 'metrics listening');
+  }
+
+  async onApplicationShutdown(): Promise<void> {
+    const server = this.server;
+    if (!server) return;
+    server.closeAllConnections();
+    await new Promise<void>((resolve) => server.close(() => resolve()));
+  }
+
+  private perOrgValues(): Promise<PerOrg[]> {
+    if (!this.perOrg || Date.now() - this.perOrg.at > PER_ORG_CACHE_MS) {
+      const values = this.collectPerOrg();
+      this.perOrg = { at: Date.now(), values };
+      values.catch(() => (this.perOrg = undefined));
+    }
+    return this.perOrg.values;
+  }
+
+  private async collectPerOrg(): Promise<PerOrg[]> {
+    const result: PerOrg[] = [];
+    for (const org of await this.orgs.listActive()) {
+      const key = await this.keys.state(org.id);
+      const delivery = (await this.delivery.hasDestination(org)) ? await this.delivery.describe(org) : undefined;
+      const keyCreatedAt = key?.lastRotatedAt ?? org.provisionedAt;
+      result.push({
+        slug: org.slug,
+        keyAgeSeconds: keyCreatedAt ? (Date.now() - keyCreatedAt.getTime()) / 1000 : undefined,
+        rewrapRemaining: key?.rewrapRemaining,
+        deliveryPending: delivery?.pendingEntries,
+        lastDeliveredAt: delivery?.lastDeliveredAt ? Date.parse(delivery.lastDeliveredAt) / 1000 : undefined,
+      });
+    }
+    return result;
+  }
+}
+
+interface PerOrg {
+  slug: string;
+  keyAgeSeconds?: number;
+  rewrapRemaining?: number;
+  deliveryPending?: number;
+  lastDeliveredAt?: number;
+}

@@ -1,0 +1,81 @@
+import { after, before, describe, test } from 'node:test';
+import assert from 'node:assert/strict';
+import { MetricsService } from '@coffer/metrics';
+import { RunningApi, startApi, TestOrg } from '../support/api';
+import { startS3, TestS3 } from '../support/s3-server';
+import { VaultTransitDouble } from '../support/vault-transit-double';
+
+describe('Prometheus metrics on their own port (API on PostgreSQL and Redis; Vault transit double and s3rver over HTTP)', () => {
+  let vault: VaultTransitDouble;
+  let s3: TestS3;
+  let api: RunningApi;
+  let org: TestOrg;
+
+  before(async () => {
+    vault = new VaultTransitDouble();
+    await vault.start();
+    s3 = await startS3(['audit']);
+    api = await startApi({ KMS_PROVIDER: 'vault', KMS_VAULT_ADDR: vault.address, KMS_VAULT_TOKEN: vault.token });
+    org = await api.createOrg();
+    const put = await api
+      .http()
+      .put(`/api/v1/organizations/${org.slug}/audit-logs/destination`)
+      .set('authorization', `Bearer ${org.adminToken}`)
+      .send({ endpoint: s3.endpoint, bucket: 'audit', prefix: 'p', accessKeyId: s3.accessKeyId, secretAccessKey: s3.secretAccessKey });
+    assert.equal(put.status, 204);
+  });
+
+  after(async () => {
+    await api?.close();
+    await s3?.stop();
+    await vault?.stop();
+  });
+
+  const metricsUrl = () => `http://127.0.0.1:${api.app.get(MetricsService).port}`;
+  const scrape = async () => {
+    const res = await fetch(`${metricsUrl()}/metrics`);
+    assert.equal(res.status, 200);
+    assert.match(res.headers.get('content-type')!, /^text\/plain; version=0\.0\.4/);
+    return res.text();
+  };
+  const value = (text: string, series: string) => {
+    const line = text.split('\n').find((l) => l.startsWith(`${series} `));
+    return line === undefined ? undefined : Number(line.slice(series.length + 1));
+  };
+
+  test('every line is Prometheus text; latency is labelled by route template, never by the raw URL', async () => {
+    await api.http().get(`/api/v1/organizations/${org.slug}/users`).set('authorization', `Bearer ${org.adminToken}`);
+    const text = await scrape();
+    for (const line of text.split('\n').filter(Boolean)) {
+      assert.match(line, /^(# (HELP|TYPE) \w+ .+|\w+(\{[^}]*\})? -?[\d.e+-]+|\w+(\{[^}]*\})? (NaN|[+-]Inf))$/, line);
+    }
+    const count = value(text, 'coffer_http_request_duration_seconds_count{method="GET",route="/api/v1/organizations/:org/users",status="200"}');
+    assert.ok(count && count >= 1);
+    assert.ok(!text.includes(org.slug + '/users'), 'no raw URL');
+  });
+
+  test('KMS reachability follows the Vault: 1, 0 while sealed, 1 again', async () => {
+    assert.equal(value(await scrape(), 'coffer_kms_up'), 1);
+    vault.seal();
+    try {
+      assert.equal(value(await scrape(), 'coffer_kms_up'), 0);
+    } finally {
+      vault.unseal();
+    }
+    assert.equal(value(await scrape(), 'coffer_kms_up'), 1);
+  });
+
+  test('per-org key age, audit delivery backlog and queue depths come from live state', async () => {
+    const text = await scrape();
+    const age = value(text, `coffer_org_key_age_seconds{org="${org.slug}"}`);
+    assert.ok(age !== undefined && age >= 0 && age < 120, `key age ${age}`);
+    const pending = value(text, `coffer_audit_delivery_pending_entries{org="${org.slug}"}`);
+    assert.ok(pending !== undefined && pending >= 2, `nothing delivered yet: ${pending} entries pending`);
+    assert.notEqual(value(text, 'coffer_queue_jobs{queue="maintenance",state="waiting"}'), undefined);
+  });
+
+  test('the metrics port serves nothing else, and the API port does not serve metrics', async () => {
+    assert.equal((await fetch(`${metricsUrl()}/api/v1/organizations`)).status, 404);
+    assert.equal((await api.http().get('/metrics')).status, 404);
+  });
+});
