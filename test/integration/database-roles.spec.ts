@@ -3,19 +3,21 @@ import assert from 'node:assert/strict';
 import { createHash, randomUUID } from 'node:crypto';
 import { Client } from 'pg';
 import { appendToChain } from '@coffer/audit';
-import { OrgProvisioner } from '@coffer/orgs';
 import { SchemaService } from '@coffer/database';
+import { testProvisioner, TestProvisioner } from '../support/provisioner';
 import { connect, createTestEnv, TestEnv } from '../support/test-env';
 
 describe('database roles: the app role cannot rewrite the audit trail (PostgreSQL)', () => {
   let env: TestEnv;
   let orgDatabase: string;
   let app: Client;
+  let provisioning: TestProvisioner;
 
   before(async () => {
     env = await createTestEnv();
     await new SchemaService(env.config).migrateControlPlane();
-    const provisioner = new OrgProvisioner(env.config);
+    provisioning = testProvisioner(env);
+    const { provisioner } = provisioning;
     const { org } = await provisioner.register('roles', 'Roles');
     await provisioner.provision(org);
     orgDatabase = org.databaseName;
@@ -28,6 +30,7 @@ describe('database roles: the app role cannot rewrite the audit trail (PostgreSQ
   });
 
   after(async () => {
+    await provisioning?.close();
     await app?.end();
     await env?.destroy();
   });

@@ -25,7 +25,9 @@ export const ERROR_STATUS = {
   audit_destination_unreachable: 422,
   internal_error: 500,
   audit_limit_exceeded: 500,
+  field_decryption_failed: 500,
   service_unavailable: 503,
+  kms_unavailable: 503,
 } as const;
 
 export type ErrorCode = keyof typeof ERROR_STATUS;

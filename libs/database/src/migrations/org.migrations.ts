@@ -61,6 +61,23 @@ export const orgMigrations: MigrationSet = {
         await db.query(AUDIT_DELIVERY_DDL);
       },
     },
+    {
+      version: 4,
+      name: 'field keys: the wrapped data keys of encrypted fields and the blind index',
+      async up(db) {
+        // Only wrapped keys (`vault:vN:...`/`local:vN:...`); the org's KMS key unwraps them.
+        await db.query(`
+          CREATE TABLE field_keys (
+            id integer PRIMARY KEY CHECK (id > 0),
+            purpose text NOT NULL CHECK (purpose IN ('field', 'index')),
+            wrapped text NOT NULL,
+            kms_key_version integer NOT NULL,
+            created_at timestamptz NOT NULL DEFAULT now()
+          );
+          CREATE UNIQUE INDEX field_keys_one_index_key ON field_keys (purpose) WHERE purpose = 'index';
+        `);
+      },
+    },
   ],
 };
 
@@ -73,4 +90,6 @@ export const orgGrants: GrantSpec = {
   audit_checkpoints: 'append-only',
   audit_destination: 'read-write',
   audit_deliveries: 'read-write',
+  // Written at provisioning by the owner: the app role cannot drop or swap a key under data.
+  field_keys: 'read',
 };

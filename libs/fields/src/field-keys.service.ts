@@ -1,0 +1,94 @@
+import { Inject, Injectable } from '@nestjs/common';
+import type { ClientBase } from 'pg';
+import { currentAuditScope } from '@coffer/audit';
+import { EncryptedFieldCodec, FieldCodec } from '@coffer/crypto';
+import { KMS, KmsProvider, KmsRequestError, orgKeyName } from '@coffer/kms';
+import type { OrgRef } from '@coffer/orgs';
+import { FieldKeysRepository, FieldKeyPurpose, insertFieldKey, listFieldKeys, WrappedFieldKey } from './field-keys.repository';
+import { sealLegacyRows } from './sealed-columns';
+
+/**
+ * Wrapped keys change only when a key is added or rewrapped; an old wrapping keeps unwrapping
+ * until its KMS version is retired, so a minute-old copy is safe and saves a query per request.
+ */
+const WRAPPED_TTL_MS = 60_000;
+
+/**
+ * The org's field codec: its field DEK and blind-index key, stored only wrapped (field_keys)
+ * and unwrapped through the process's data-key cache (KMS), so steady-state requests make no
+ * KMS call. A KMS outage with the keys not cached surfaces as 503 kms_unavailable.
+ */
+@Injectable()
+export class FieldKeysService {
+  private readonly wrapped = new Map<string, { keys: WrappedFieldKey[]; at: number }>();
+
+  constructor(
+    private readonly repository: FieldKeysRepository,
+    @Inject(KMS) private readonly kms: KmsProvider,
+  ) {}
+
+  async codec(org: OrgRef): Promise<FieldCodec> {
+    const hit = this.wrapped.get(org.id);
+    let keys = hit && Date.now() - hit.at < WRAPPED_TTL_MS ? hit.keys : undefined;
+    if (!keys) {
+      keys = await this.repository.list(org);
+      if (this.wrapped.size >= 10_000) this.wrapped.clear();
+      this.wrapped.set(org.id, { keys, at: Date.now() });
+    }
+    return this.unwrap(org, keys);
+  }
+
+  /**
+   * Provisioning's key step, as the owner under the org database's migration lock: the org's
+   * KMS key, its field and index keys, then every row written before encryption sealed.
+   * Idempotent; each key it creates is audited in the current scope (the provisioning request,
+   * the CLI command or the API start).
+   */
+  async prepare(owner: ClientBase, org: OrgRef): Promise<{ sealedRows: number }> {
+    const keyName = orgKeyName(org.id);
+    await this.ensureOrgKey(org, keyName);
+    let keys = await listFieldKeys(owner);
+    for (const purpose of ['field', 'index'] as FieldKeyPurpose[]) {
+      if (keys.some((k) => k.purpose === purpose)) continue;
+      const dek = await this.kms.generateDataKey(keyName);
+      dek.plaintext.fill(0);
+      await insertFieldKey(owner, { purpose, wrapped: dek.wrapped, kmsKeyVersion: dek.keyVersion });
+      auditKeyOperation({ action: 'kms.data_key.created', target: { orgId: org.id, keyName }, keyName, keyVersion: dek.keyVersion, purpose });
+    }
+    keys = await listFieldKeys(owner);
+    this.wrapped.delete(org.id);
+    return { sealedRows: await sealLegacyRows(owner, await this.unwrap(org, keys)) };
+  }
+
+  private async ensureOrgKey(org: OrgRef, keyName: string): Promise<void> {
+    try {
+      await this.kms.keyInfo(keyName);
+      return;
+    } catch (error) {
+      // Unavailable stops provisioning; refused means the key is not there yet.
+      if (!(error instanceof KmsRequestError)) throw error;
+    }
+    await this.kms.ensureKey(keyName);
+    const { latestVersion } = await this.kms.keyInfo(keyName);
+    auditKeyOperation({ action: 'kms.key.created', target: { orgId: org.id, keyName }, keyName, keyVersion: latestVersion });
+  }
+
+  private async unwrap(org: OrgRef, keys: WrappedFieldKey[]): Promise<FieldCodec> {
+    const keyName = orgKeyName(org.id);
+    const fieldKeys = keys.filter((k) => k.purpose === 'field');
+    const index = keys.find((k) => k.purpose === 'index');
+    if (!fieldKeys.length || !index) throw new Error(`organization ${org.id} has no field keys; provisioning did not finish`);
+    const byId = new Map<number, Buffer>();
+    for (const key of fieldKeys) byId.set(key.id, await this.kms.unwrap(keyName, key.wrapped));
+    const current = fieldKeys[fieldKeys.length - 1];
+    return new EncryptedFieldCodec({ current: { id: current.id, key: byId.get(current.id)! }, byId, indexKey: await this.kms.unwrap(keyName, index.wrapped) });
+  }
+}
+
+/**
+ * Key operations are audited where they happen. Every production caller of provisioning runs
+ * in an audit scope; outside one (a test driving the provisioner) there is no one to record.
+ */
+function auditKeyOperation(entry: { action: string; target: Record<string, unknown>; [field: string]: unknown }): void {
+  currentAuditScope()?.add(entry);
+}
