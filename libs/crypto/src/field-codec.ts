@@ -6,7 +6,8 @@ import { aeadOpen, aeadSeal } from './aead';
  * How a sensitive column is stored: a bytea whose first byte names the format, plus (for
  * lookups) a separate index column. Format 0 is plaintext UTF-8 with an unkeyed index, as
  * written before field encryption; format 1 is AES-256-GCM under the org's field DEK with
- * table/column/row as associated data, and a keyed blind index (see libs/crypto/README.md).
+ * table/column/row as associated data, and a keyed blind index (libs/fields/README.md says
+ * where the keys come from and why the index key is its own).
  */
 export interface FieldCodec {
   seal(plaintext: string, context: FieldContext): Buffer;
