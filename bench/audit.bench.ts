@@ -1,6 +1,5 @@
-import { audit, AuditRepository, AuditService } from '@coffer/audit';
+import { audit } from '@coffer/audit';
 import { SchemaService, transaction } from '@coffer/database';
-import { createLogger } from '@coffer/logging';
 import type { OrgRef } from '@coffer/orgs';
 import { testProvisioner } from '../test/support/provisioner';
 import { connect, createTestEnv } from '../test/support/test-env';
@@ -30,7 +29,7 @@ export async function auditBenchmark(seconds: number): Promise<boolean> {
       await owner.end();
       orgs.push(org);
     }
-    const service = new AuditService(new AuditRepository(db), createLogger('silent'), provisioning.kms);
+    const service = provisioning.audit;
     const plain = (org: OrgRef) =>
       transaction(db.org(org.databaseName), (c) => c.query('INSERT INTO bench_rows (note) VALUES ($1)', ['a small row']));
     const audited = (org: OrgRef) =>

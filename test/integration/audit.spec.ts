@@ -4,7 +4,6 @@ import { Client } from 'pg';
 import { Actor, audit, AUDIT_LIMITS, AuditChain, AuditRepository, AuditService, auditVars, ChainedEntry, ChainVerifier, entryHash, fromRow } from '@coffer/audit';
 import { DatabaseService, SchemaService } from '@coffer/database';
 import { AppError } from '@coffer/http';
-import { createLogger } from '@coffer/logging';
 import { OrgProvisioner, OrgRef } from '@coffer/orgs';
 import { testProvisioner } from '../support/provisioner';
 import { connect, createTestEnv, TestEnv } from '../support/test-env';
@@ -66,7 +65,7 @@ describe('audit trail: entries commit with the change, hash-chained, verifiable 
     await new SchemaService(env.config).migrateControlPlane();
     const provisioning = testProvisioner(env);
     ({ provisioner, db } = provisioning);
-    service = new AuditService(new AuditRepository(db), createLogger('silent'), provisioning.kms);
+    service = provisioning.audit;
     ({ org, chain, owner } = await newOrg());
   });
 

@@ -1,6 +1,8 @@
+import { AuditRepository, AuditService } from '@coffer/audit';
 import { DatabaseService } from '@coffer/database';
 import { FieldKeysRepository, FieldKeysService } from '@coffer/fields';
 import { CachingKmsProvider, createKmsProvider } from '@coffer/kms';
+import { createLogger } from '@coffer/logging';
 import { OrgProvisioner } from '@coffer/orgs';
 import type { TestEnv } from './test-env';
 
@@ -9,6 +11,7 @@ export interface TestProvisioner {
   fieldKeys: FieldKeysService;
   kms: CachingKmsProvider;
   db: DatabaseService;
+  audit: AuditService;
   close(): Promise<void>;
 }
 
@@ -20,6 +23,7 @@ export interface TestProvisioner {
 export function testProvisioner(env: TestEnv): TestProvisioner {
   const db = new DatabaseService(env.config);
   const kms = createKmsProvider(env.config, db.control);
-  const fieldKeys = new FieldKeysService(new FieldKeysRepository(db), kms);
-  return { provisioner: new OrgProvisioner(env.config, fieldKeys), fieldKeys, kms, db, close: () => db.onApplicationShutdown() };
+  const audit = new AuditService(new AuditRepository(db), createLogger('silent'), kms);
+  const fieldKeys = new FieldKeysService(new FieldKeysRepository(db), kms, audit);
+  return { provisioner: new OrgProvisioner(env.config, fieldKeys), fieldKeys, kms, db, audit, close: () => db.onApplicationShutdown() };
 }

@@ -1,7 +1,6 @@
 import { NestFactory } from '@nestjs/core';
 import { FastifyAdapter, NestFastifyApplication } from '@nestjs/platform-fastify';
 import { DocumentBuilder, SwaggerModule } from '@nestjs/swagger';
-import { AuditService } from '@coffer/audit';
 import { PlatformTokensService } from '@coffer/auth';
 import { AppConfig } from '@coffer/config';
 import { SchemaService } from '@coffer/database';
@@ -42,15 +41,7 @@ export async function createApi(config: AppConfig): Promise<NestFastifyApplicati
   app.enableShutdownHooks();
 
   if (config.MIGRATE_ON_START) {
-    // Org migrations can create KMS keys and seal old rows: audited on the control plane's chain.
-    const auditService = app.get(AuditService);
-    await auditService.run({
-      actor: { kind: 'system', id: 'system:api-start' },
-      source: { requestId: null, clientIp: null, userAgent: null },
-      transactional: false,
-      chain: () => auditService.chain(undefined),
-      work: async () => app.get(OrgProvisioner).migrateAll(await app.get(OrgsService).list()),
-    });
+    await app.get(OrgProvisioner).migrateAll(await app.get(OrgsService).list());
     const tokenFile = await app.get(PlatformTokensService).bootstrap();
     if (tokenFile) {
       logger.warn({ path: tokenFile }, 'platform admin bootstrap token created; read it from this file once, store it safely, delete the file');

@@ -1,6 +1,6 @@
 import { Inject, Injectable } from '@nestjs/common';
 import type { ClientBase } from 'pg';
-import { currentAuditScope } from '@coffer/audit';
+import { Actor, AuditParams, AuditService, currentAuditScope } from '@coffer/audit';
 import { EncryptedFieldCodec, FieldCodec } from '@coffer/crypto';
 import { KMS, KmsProvider, KmsRequestError, orgKeyName } from '@coffer/kms';
 import type { OrgRef } from '@coffer/orgs';
@@ -25,6 +25,7 @@ export class FieldKeysService {
   constructor(
     private readonly repository: FieldKeysRepository,
     @Inject(KMS) private readonly kms: KmsProvider,
+    private readonly audit: AuditService,
   ) {}
 
   async codec(org: OrgRef): Promise<FieldCodec> {
@@ -41,8 +42,7 @@ export class FieldKeysService {
   /**
    * Provisioning's key step, as the owner under the org database's migration lock: the org's
    * KMS key, its field and index keys, then every row written before encryption sealed.
-   * Idempotent; each key it creates is audited in the current scope (the provisioning request,
-   * the CLI command or the API start).
+   * Idempotent; each key it creates is audited at once (auditKeyOperation).
    */
   async prepare(owner: ClientBase, org: OrgRef): Promise<{ sealedRows: number }> {
     const keyName = orgKeyName(org.id);
@@ -53,7 +53,7 @@ export class FieldKeysService {
       const dek = await this.kms.generateDataKey(keyName);
       dek.plaintext.fill(0);
       await insertFieldKey(owner, { purpose, wrapped: dek.wrapped, kmsKeyVersion: dek.keyVersion });
-      auditKeyOperation({ action: 'kms.data_key.created', target: { orgId: org.id, keyName }, keyName, keyVersion: dek.keyVersion, purpose });
+      await this.auditKeyOperation({ action: 'kms.data_key.created', target: { orgId: org.id, keyName }, keyName, keyVersion: dek.keyVersion, purpose });
     }
     keys = await listFieldKeys(owner);
     this.wrapped.delete(org.id);
@@ -70,7 +70,18 @@ export class FieldKeysService {
     }
     await this.kms.ensureKey(keyName);
     const { latestVersion } = await this.kms.keyInfo(keyName);
-    auditKeyOperation({ action: 'kms.key.created', target: { orgId: org.id, keyName }, keyName, keyVersion: latestVersion });
+    await this.auditKeyOperation({ action: 'kms.key.created', target: { orgId: org.id, keyName }, keyName, keyVersion: latestVersion });
+  }
+
+  /**
+   * On the control plane's chain (where org creation is recorded), with the actor and request
+   * of the current scope if there is one (the org-creation request, the CLI command), in a
+   * transaction of its own: the KMS key exists whether or not the request goes on to commit,
+   * and a retry finds it and records nothing, so the entry must not roll back with the request.
+   */
+  private async auditKeyOperation(entry: AuditParams): Promise<void> {
+    const scope = currentAuditScope();
+    await this.audit.record(this.audit.chain(undefined), scope?.actor ?? PROVISIONING, [entry], scope?.source);
   }
 
   private async unwrap(org: OrgRef, keys: WrappedFieldKey[]): Promise<FieldCodec> {
@@ -85,10 +96,4 @@ export class FieldKeysService {
   }
 }
 
-/**
- * Key operations are audited where they happen. Every production caller of provisioning runs
- * in an audit scope; outside one (a test driving the provisioner) there is no one to record.
- */
-function auditKeyOperation(entry: { action: string; target: Record<string, unknown>; [field: string]: unknown }): void {
-  currentAuditScope()?.add(entry);
-}
+const PROVISIONING: Actor = { kind: 'system', id: 'system:org-provisioning' };
