@@ -223,6 +223,8 @@ describe('encrypted fields: emails, API key hashes and settings sealed per org (
       await second.get(OrgProvisioner).provision(ref);
       const again = await asOwner(api.env, ref, async (owner) => (await owner.query(`SELECT id, email, email_index FROM users ORDER BY id`)).rows);
       assert.deepEqual(again, stored.all);
+      const keys = await asOwner(api.env, ref, async (owner) => (await owner.query('SELECT purpose FROM field_keys ORDER BY id')).rows);
+      assert.deepEqual(keys, [{ purpose: 'field' }, { purpose: 'index' }], 'no second set of keys');
 
       // In batches: five more legacy rows, two per transaction, all sealed.
       const ids = Array.from({ length: 5 }, () => randomId());

@@ -64,6 +64,15 @@ describe('database roles: the app role cannot rewrite the audit trail (PostgreSQ
     assert.ok(count.rows[0].n >= 1);
   });
 
+  test('the app role reads the wrapped field keys but cannot add, change or delete one', async () => {
+    const { rows } = await app.query<{ purpose: string; wrapped: string }>('SELECT purpose, wrapped FROM field_keys ORDER BY id');
+    assert.deepEqual(rows.map((r) => r.purpose), ['field', 'index']);
+    assert.ok(rows.every((r) => /^local:v1:/.test(r.wrapped)), 'stored wrapped only');
+    await rejected(`UPDATE field_keys SET wrapped = 'local:v1:AAAA'`, /permission denied/);
+    await rejected('DELETE FROM field_keys', /permission denied/);
+    await rejected(`INSERT INTO field_keys (id, purpose, wrapped, kms_key_version) VALUES (9, 'field', 'x', 1)`, /permission denied/);
+  });
+
   test('the database places every insert in the chain itself: the app role cannot choose seq or hashes', async () => {
     const head = (await app.query<{ hash: Buffer }>('SELECT hash FROM audit_log WHERE seq = 1')).rows[0].hash;
     const { rows } = await app.query<{ seq: string; prev_hash: Buffer; hash: Buffer }>(
