@@ -130,13 +130,10 @@ describe('encrypted fields: emails, API key hashes and settings sealed per org (
 
   test('emails are found and kept unique through a keyed blind index, different in every org', async () => {
     const email = `Shared-${randomId(3)}@example.org`;
-    const first = await api.http().post(`/api/v1/organizations/${org.slug}/users`).set(as(org.adminToken)).send({ email, displayName: 'S', role: 'member' });
+    const users = `/api/v1/organizations/${org.slug}/users`;
+    const first = await api.http().post(users).set(as(org.adminToken)).send({ email, displayName: 'S', role: 'member' });
     assert.equal(first.status, 201);
-    const again = await api
-      .http()
-      .post(`/api/v1/organizations/${org.slug}/users`)
-      .set(as(org.adminToken))
-      .send({ email: `  ${email.toUpperCase()} `, displayName: 'S2', role: 'member' });
+    const again = await api.http().post(users).set(as(org.adminToken)).send({ email: `  ${email.toUpperCase()} `, displayName: 'S2', role: 'member' });
     assert.equal(again.status, 409);
     assert.equal(again.body.error.code, 'user_email_taken');
 
@@ -169,7 +166,8 @@ describe('encrypted fields: emails, API key hashes and settings sealed per org (
     const info = await api.app.get<CachingKmsProvider>(KMS).keyInfo(keyName);
     assert.equal(info.latestVersion, 1);
     const log = await api.http().get('/api/v1/admin/audit-logs?limit=50').set(as(api.adminToken));
-    const mine = (log.body.entries as { action: string; requestId: string; body: Record<string, unknown> }[]).filter((e) => e.requestId === requestId);
+    type Entry = { action: string; requestId: string; body: Record<string, unknown> };
+    const mine = (log.body.entries as Entry[]).filter((e) => e.requestId === requestId);
     const created = mine.find((e) => e.action === 'kms.key.created');
     assert.deepEqual(created?.body, { keyName, keyVersion: 1 });
     assert.deepEqual(
@@ -180,7 +178,13 @@ describe('encrypted fields: emails, API key hashes and settings sealed per org (
   });
 
   test('rows written before encryption (format 0) are sealed at the next API start, in batches, and still read', async () => {
-    const legacy = { id: randomId(), email: `legacy-${randomId(3)}@example.org`, keyId: randomId(), secret: generateSecret(), setting: `legacy-${randomId()}` };
+    const legacy = {
+      id: randomId(),
+      email: `legacy-${randomId(3)}@example.org`,
+      keyId: randomId(),
+      secret: generateSecret(),
+      setting: `legacy-${randomId()}`,
+    };
     const plain = new PlaintextFieldCodec();
     const plant = (owner: Awaited<ReturnType<typeof connect>>, id: string, email: string) =>
       owner.query(`INSERT INTO users (id, email, email_index, display_name, role) VALUES ($1, $2, $3, 'Legacy', 'member')`, [
@@ -190,11 +194,19 @@ describe('encrypted fields: emails, API key hashes and settings sealed per org (
       ]);
     await asOwner(api.env, ref, async (owner) => {
       await plant(owner, legacy.id, legacy.email);
-      await owner.query(`INSERT INTO api_keys (id, user_id, name, secret_hash) VALUES ($1, $2, 'legacy', $3)`, [legacy.keyId, legacy.id, hashSecret(legacy.secret)]);
-      await owner.query(`INSERT INTO org_settings (key, value) VALUES ('legacy.setting', $1)`, [plain.seal(legacy.setting, { ...ORG_SETTING_VALUE, rowId: 'legacy.setting' })]);
+      // API key hashes were stored bare (32 bytes, no format byte).
+      await owner.query(`INSERT INTO api_keys (id, user_id, name, secret_hash) VALUES ($1, $2, 'legacy', $3)`, [
+        legacy.keyId,
+        legacy.id,
+        hashSecret(legacy.secret),
+      ]);
+      await owner.query(`INSERT INTO org_settings (key, value) VALUES ('legacy.setting', $1)`, [
+        plain.seal(legacy.setting, { ...ORG_SETTING_VALUE, rowId: 'legacy.setting' }),
+      ]);
     });
     const before = dumpOrg(api.env, ref.databaseName);
-    assert.ok(leaks(before, legacy.email) && leaks(before, legacy.setting) && leaks(before, hashSecret(legacy.secret)), 'planted rows are in clear');
+    const planted = [legacy.email, legacy.setting, hashSecret(legacy.secret)];
+    assert.ok(planted.every((value) => leaks(before, value)), 'the planted rows are in clear: the leak check sees bytea');
 
     // Another API process starts: its org migrations seal what it finds.
     const second: NestFastifyApplication = await createApi(api.env.config);
@@ -202,10 +214,11 @@ describe('encrypted fields: emails, API key hashes and settings sealed per org (
       await second.listen({ host: '127.0.0.1', port: 0 });
       const url = await second.getUrl();
       const after = dumpOrg(api.env, ref.databaseName);
-      assert.equal(leaks(after, legacy.email) || leaks(after, legacy.setting) || leaks(after, hashSecret(legacy.secret)), false);
+      assert.equal(planted.some((value) => leaks(after, value)), false);
       const stored = await asOwner(api.env, ref, async (owner) => ({
         email: (await owner.query('SELECT get_byte(email, 0) AS f FROM users WHERE id = $1', [legacy.id])).rows[0].f,
-        hash: (await owner.query('SELECT length(secret_hash) AS n, get_byte(secret_hash, 0) AS f FROM api_keys WHERE id = $1', [legacy.keyId])).rows[0],
+        hash: (await owner.query('SELECT length(secret_hash) AS n, get_byte(secret_hash, 0) AS f FROM api_keys WHERE id = $1', [legacy.keyId]))
+          .rows[0],
         setting: (await owner.query(`SELECT get_byte(value, 0) AS f FROM org_settings WHERE key = 'legacy.setting'`)).rows[0].f,
         all: (await owner.query(`SELECT id, email, email_index FROM users ORDER BY id`)).rows,
       }));
@@ -215,7 +228,10 @@ describe('encrypted fields: emails, API key hashes and settings sealed per org (
       assert.equal((await request(url).get(`/api/v1/organizations/${org.slug}`).set(as(token))).status, 200, 'the old key still authenticates');
       const user = await request(url).get(`/api/v1/organizations/${org.slug}/users/${legacy.id}`).set(as(org.adminToken));
       assert.equal(user.body.user.email, legacy.email);
-      const duplicate = await request(url).post(`/api/v1/organizations/${org.slug}/users`).set(as(org.adminToken)).send({ email: legacy.email, displayName: 'D', role: 'member' });
+      const duplicate = await request(url)
+        .post(`/api/v1/organizations/${org.slug}/users`)
+        .set(as(org.adminToken))
+        .send({ email: legacy.email, displayName: 'D', role: 'member' });
       assert.equal(duplicate.body.error?.code, 'user_email_taken', 'the re-computed index still guards uniqueness');
       assert.equal(await second.get(OrgSettingsRepository).get(ref, 'legacy.setting'), legacy.setting);
 

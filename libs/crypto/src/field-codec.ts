@@ -113,7 +113,8 @@ export class EncryptedFieldCodec extends StringFieldCodec {
    * equal indexes within a column, and nothing is comparable across columns or orgs.
    */
   index(normalized: string, context: Omit<FieldContext, 'rowId'>): Buffer {
-    const columnKey = Buffer.from(hkdfSync('sha256', this.keys.indexKey, Buffer.alloc(0), `coffer-blind-index:${context.table}.${context.column}`, 32));
+    const info = `coffer-blind-index:${context.table}.${context.column}`;
+    const columnKey = Buffer.from(hkdfSync('sha256', this.keys.indexKey, Buffer.alloc(0), info, 32));
     try {
       return createHmac('sha256', columnKey).update(normalized, 'utf8').digest();
     } finally {

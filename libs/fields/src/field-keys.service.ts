@@ -53,7 +53,13 @@ export class FieldKeysService {
       const dek = await this.kms.generateDataKey(keyName);
       dek.plaintext.fill(0);
       await insertFieldKey(owner, { purpose, wrapped: dek.wrapped, kmsKeyVersion: dek.keyVersion });
-      await this.auditKeyOperation({ action: 'kms.data_key.created', target: { orgId: org.id, keyName }, keyName, keyVersion: dek.keyVersion, purpose });
+      await this.auditKeyOperation({
+        action: 'kms.data_key.created',
+        target: { orgId: org.id, keyName },
+        keyName,
+        keyVersion: dek.keyVersion,
+        purpose,
+      });
     }
     keys = await listFieldKeys(owner);
     this.wrapped.delete(org.id);
@@ -92,7 +98,8 @@ export class FieldKeysService {
     const byId = new Map<number, Buffer>();
     for (const key of fieldKeys) byId.set(key.id, await this.kms.unwrap(keyName, key.wrapped));
     const current = fieldKeys[fieldKeys.length - 1];
-    return new EncryptedFieldCodec({ current: { id: current.id, key: byId.get(current.id)! }, byId, indexKey: await this.kms.unwrap(keyName, index.wrapped) });
+    const indexKey = await this.kms.unwrap(keyName, index.wrapped);
+    return new EncryptedFieldCodec({ current: { id: current.id, key: byId.get(current.id)! }, byId, indexKey });
   }
 }
 
