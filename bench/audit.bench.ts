@@ -1,8 +1,7 @@
-import { audit, AuditRepository, AuditService } from '@coffer/audit';
-import { DatabaseService, SchemaService, transaction } from '@coffer/database';
-import { createKmsProvider } from '@coffer/kms';
-import { createLogger } from '@coffer/logging';
-import { OrgProvisioner, OrgRef } from '@coffer/orgs';
+import { audit } from '@coffer/audit';
+import { SchemaService, transaction } from '@coffer/database';
+import type { OrgRef } from '@coffer/orgs';
+import { testProvisioner } from '../test/support/provisioner';
 import { connect, createTestEnv } from '../test/support/test-env';
 
 const source = { requestId: 'bench', clientIp: '127.0.0.1', userAgent: 'bench' };
@@ -16,10 +15,10 @@ const actor = { id: 'user:bench', kind: 'user' as const };
  */
 export async function auditBenchmark(seconds: number): Promise<boolean> {
   const env = await createTestEnv({ DATABASE_POOL_MAX: '32' });
-  const db = new DatabaseService(env.config);
+  const provisioning = testProvisioner(env);
+  const { db, provisioner } = provisioning;
   try {
     await new SchemaService(env.config).migrateControlPlane();
-    const provisioner = new OrgProvisioner(env.config);
     const orgs: OrgRef[] = [];
     for (let i = 0; i < 16; i++) {
       const { org } = await provisioner.register(`bench-${i}`, `Bench ${i}`);
@@ -30,7 +29,7 @@ export async function auditBenchmark(seconds: number): Promise<boolean> {
       await owner.end();
       orgs.push(org);
     }
-    const service = new AuditService(new AuditRepository(db), createLogger('silent'), createKmsProvider(env.config, db.control));
+    const service = provisioning.audit;
     const plain = (org: OrgRef) =>
       transaction(db.org(org.databaseName), (c) => c.query('INSERT INTO bench_rows (note) VALUES ($1)', ['a small row']));
     const audited = (org: OrgRef) =>

@@ -68,7 +68,7 @@ describe('API over HTTP (Fastify, PostgreSQL, Redis)', () => {
   });
 
   test('creating an org again completes one left in provisioning by a crash', async () => {
-    const { org } = await new OrgProvisioner(api.env.config).register('stuck', 'Stuck');
+    const { org } = await api.app.get(OrgProvisioner).register('stuck', 'Stuck');
     assert.equal(org.status, 'provisioning');
     const hidden = await api.http().get('/api/v1/organizations/stuck').set(as(api.adminToken));
     assert.equal(hidden.status, 404, 'an org still provisioning is not reachable');

@@ -4,6 +4,7 @@ import type { INestApplicationContext } from '@nestjs/common';
 import { KMS, KmsProvider, orgKeyName } from '@coffer/kms';
 import { createWorker } from '../../apps/worker/src/bootstrap';
 import { KeyRotationSchedule } from '../../apps/worker/src/schedules/key-rotation.schedule';
+import { startApiProcess, stopProcess } from '../support/api-process';
 import { addUser, RunningApi, startApi, TestOrg } from '../support/api';
 import { startS3, TestS3 } from '../support/s3-server';
 import { connect, connectToOrgAsOwner } from '../support/test-env';
@@ -23,7 +24,7 @@ describe('org key rotation and rewrap (API and worker on PostgreSQL and Redis; V
     vault = new VaultTransitDouble();
     await vault.start();
     s3 = await startS3([BUCKET]);
-    api = await startApi({ KMS_PROVIDER: 'vault', KMS_VAULT_ADDR: vault.address, KMS_VAULT_TOKEN: vault.token, KMS_DEK_CACHE_MAX_AGE_SECONDS: '0' });
+    api = await startApi({ KMS_PROVIDER: 'vault', KMS_VAULT_ADDR: vault.address, KMS_VAULT_TOKEN: vault.token });
     org = await api.createOrg();
     officer = await addUser(api, org, 'security_officer');
     // A stored data key to rewrap: the audit destination's credentials are sealed under one.
@@ -59,6 +60,14 @@ describe('org key rotation and rewrap (API and worker on PostgreSQL and Redis; V
       await owner.end();
     }
   };
+  const storedFieldKeys = async () => {
+    const owner = await connectToOrgAsOwner(api.env, org.id);
+    try {
+      return (await owner.query('SELECT wrapped, kms_key_version FROM field_keys ORDER BY id')).rows as { wrapped: string; kms_key_version: number }[];
+    } finally {
+      await owner.end();
+    }
+  };
   const controlAsOwner = async (sql: string) => {
     const owner = await connect(api.env.config.DATABASE_OWNER_URL);
     try {
@@ -85,7 +94,8 @@ describe('org key rotation and rewrap (API and worker on PostgreSQL and Redis; V
     assert.equal(res.body.latestVersion, 1);
     assert.deepEqual(
       res.body.versions.map((v: { version: number; wrappedDataKeys: number }) => [v.version, v.wrappedDataKeys]),
-      [[1, 1]],
+      [[1, 3]],
+      'the field key, the blind-index key and the destination credentials key',
     );
     const days = (Date.parse(res.body.nextRotationAt) - Date.now()) / 86_400_000;
     assert.ok(days > 89.9 && days <= 90, `next rotation in ${days} days`);
@@ -114,7 +124,7 @@ describe('org key rotation and rewrap (API and worker on PostgreSQL and Redis; V
     worker = await createWorker({ ...api.env.config, KEY_RETIRE_OLD_VERSIONS: true }, 10_000);
     const done = await until('the rewrap', async () => {
       const res = await keys();
-      return res.body.rewrap.remaining === 0 && res.body.versions[1]?.wrappedDataKeys === 1 ? res.body : undefined;
+      return res.body.rewrap.remaining === 0 && res.body.versions[1]?.wrappedDataKeys === 3 ? res.body : undefined;
     });
     assert.equal(done.versions[0].wrappedDataKeys, 0, 'nothing left on version 1');
     const after = await storedWrappedKey();
@@ -122,7 +132,9 @@ describe('org key rotation and rewrap (API and worker on PostgreSQL and Redis; V
     const kms = api.app.get<KmsProvider>(KMS);
     assert.ok((await kms.unwrap(orgKeyName(org.id), before)).equals(await kms.unwrap(orgKeyName(org.id), after)), 'same data key');
     const [rewrapped] = await entries('kms.keys.rewrapped');
-    assert.deepEqual([rewrapped.body.version, rewrapped.body.rewrapped, rewrapped.body.remaining], [2, 1, 0]);
+    assert.deepEqual([rewrapped.body.version, rewrapped.body.rewrapped, rewrapped.body.remaining], [2, 3, 0]);
+    const fieldKeys = await storedFieldKeys();
+    assert.deepEqual(fieldKeys.map((k) => [k.wrapped.slice(0, 9), k.kms_key_version]), [['vault:v2:', 2], ['vault:v2:', 2]]);
     assert.equal(rewrapped.actor.id, 'system:rewrap-keys');
     const shown = await api.http().get(`/api/v1/organizations/${org.slug}/audit-logs/destination`).set(as(org.adminToken));
     assert.equal(shown.status, 200, 'the destination still reads');
@@ -154,10 +166,20 @@ describe('org key rotation and rewrap (API and worker on PostgreSQL and Redis; V
       const r = await keys();
       return r.body.minDecryptionVersion === 3 ? r.body : undefined;
     });
-    assert.equal(res.versions.find((v: { version: number }) => v.version === 3).wrappedDataKeys, 1);
+    assert.equal(res.versions.find((v: { version: number }) => v.version === 3).wrappedDataKeys, 3);
     const [retired] = await entries('kms.key.old_versions_retired');
     assert.equal(retired.body.minDecryptionVersion, 3);
     assert.equal((await api.http().get(`/api/v1/organizations/${org.slug}/audit-logs/destination`).set(as(org.adminToken))).status, 200);
+    // A process that starts now has nothing cached: every field key must unwrap under version 3.
+    const fresh = await startApiProcess(api.env.config);
+    try {
+      const users = await fetch(`${fresh.url}/api/v1/organizations/${org.slug}/users`, { headers: as(org.adminToken) });
+      assert.equal(users.status, 200);
+      const body = (await users.json()) as { users: { email: string }[] };
+      assert.ok(body.users.some((u) => u.email.startsWith('admin@')), 'emails still decrypt');
+    } finally {
+      await stopProcess(fresh.child);
+    }
   });
 
   test('a sealed KMS: reading or rotating the key answers 503 kms_unavailable with Retry-After, and the refusal is audited', async () => {
@@ -170,7 +192,7 @@ describe('org key rotation and rewrap (API and worker on PostgreSQL and Redis; V
       const res = await rotate();
       assert.equal(res.status, 503);
       assert.equal(res.body.error.code, 'kms_unavailable');
-      assert.ok(!JSON.stringify(res.body).includes('sealed'), "Vault's own message is not passed on");
+      assert.ok(!JSON.stringify(res.body).includes(vault.token), 'no Vault token in the answer');
     } finally {
       vault.unseal();
     }

@@ -4,9 +4,8 @@ import { Client } from 'pg';
 import { Actor, audit, AUDIT_LIMITS, AuditChain, AuditRepository, AuditService, auditVars, ChainedEntry, ChainVerifier, entryHash, fromRow } from '@coffer/audit';
 import { DatabaseService, SchemaService } from '@coffer/database';
 import { AppError } from '@coffer/http';
-import { createKmsProvider } from '@coffer/kms';
-import { createLogger } from '@coffer/logging';
 import { OrgProvisioner, OrgRef } from '@coffer/orgs';
+import { testProvisioner } from '../support/provisioner';
 import { connect, createTestEnv, TestEnv } from '../support/test-env';
 
 const actor: Actor = { id: 'user:test', kind: 'user' };
@@ -64,9 +63,9 @@ describe('audit trail: entries commit with the change, hash-chained, verifiable 
   before(async () => {
     env = await createTestEnv();
     await new SchemaService(env.config).migrateControlPlane();
-    provisioner = new OrgProvisioner(env.config);
-    db = new DatabaseService(env.config);
-    service = new AuditService(new AuditRepository(db), createLogger('silent'), createKmsProvider(env.config, db.control));
+    const provisioning = testProvisioner(env);
+    ({ provisioner, db } = provisioning);
+    service = provisioning.audit;
     ({ org, chain, owner } = await newOrg());
   });
 

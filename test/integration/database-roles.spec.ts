@@ -3,19 +3,21 @@ import assert from 'node:assert/strict';
 import { createHash, randomUUID } from 'node:crypto';
 import { Client } from 'pg';
 import { appendToChain } from '@coffer/audit';
-import { OrgProvisioner } from '@coffer/orgs';
 import { SchemaService } from '@coffer/database';
+import { testProvisioner, TestProvisioner } from '../support/provisioner';
 import { connect, createTestEnv, TestEnv } from '../support/test-env';
 
 describe('database roles: the app role cannot rewrite the audit trail (PostgreSQL)', () => {
   let env: TestEnv;
   let orgDatabase: string;
   let app: Client;
+  let provisioning: TestProvisioner;
 
   before(async () => {
     env = await createTestEnv();
     await new SchemaService(env.config).migrateControlPlane();
-    const provisioner = new OrgProvisioner(env.config);
+    provisioning = testProvisioner(env);
+    const { provisioner } = provisioning;
     const { org } = await provisioner.register('roles', 'Roles');
     await provisioner.provision(org);
     orgDatabase = org.databaseName;
@@ -28,6 +30,7 @@ describe('database roles: the app role cannot rewrite the audit trail (PostgreSQ
   });
 
   after(async () => {
+    await provisioning?.close();
     await app?.end();
     await env?.destroy();
   });
@@ -59,6 +62,17 @@ describe('database roles: the app role cannot rewrite the audit trail (PostgreSQ
     assert.deepEqual(granted, ['INSERT', 'SELECT']);
     const count = await app.query('SELECT count(*)::int AS n FROM audit_log');
     assert.ok(count.rows[0].n >= 1);
+  });
+
+  test('the app role reads the wrapped field keys and may swap their wrapping (rewrap), but cannot add, repurpose or delete one', async () => {
+    const { rows } = await app.query<{ purpose: string; wrapped: string }>('SELECT purpose, wrapped FROM field_keys ORDER BY id');
+    assert.deepEqual(rows.map((r) => r.purpose), ['field', 'index']);
+    assert.ok(rows.every((r) => /^local:v1:/.test(r.wrapped)), 'stored wrapped only');
+    await rejected(`UPDATE field_keys SET purpose = 'index' WHERE purpose = 'field'`, /permission denied/);
+    await rejected(`UPDATE field_keys SET id = 7`, /permission denied/);
+    await app.query('UPDATE field_keys SET wrapped = wrapped, kms_key_version = kms_key_version');
+    await rejected('DELETE FROM field_keys', /permission denied/);
+    await rejected(`INSERT INTO field_keys (id, purpose, wrapped, kms_key_version) VALUES (9, 'field', 'x', 1)`, /permission denied/);
   });
 
   test('the database places every insert in the chain itself: the app role cannot choose seq or hashes', async () => {

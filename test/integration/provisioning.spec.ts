@@ -13,6 +13,7 @@ import {
   withDatabase,
 } from '@coffer/database';
 import { OrgProvisioner, OrgRef } from '@coffer/orgs';
+import { testProvisioner, TestProvisioner } from '../support/provisioner';
 import { connect, createTestEnv, TestEnv } from '../support/test-env';
 
 /** Everything provisioning is responsible for, in a form two orgs can be compared by. */
@@ -49,6 +50,7 @@ async function snapshot(env: TestEnv, org: OrgRef) {
 describe('org provisioning is idempotent and completes half-finished orgs (PostgreSQL)', () => {
   let env: TestEnv;
   let provisioner: OrgProvisioner;
+  let provisioning: TestProvisioner;
   let reference: Awaited<ReturnType<typeof snapshot>>;
 
   const provisionFully = async (org: OrgRef) => {
@@ -59,12 +61,16 @@ describe('org provisioning is idempotent and completes half-finished orgs (Postg
   before(async () => {
     env = await createTestEnv();
     await new SchemaService(env.config).migrateControlPlane();
-    provisioner = new OrgProvisioner(env.config);
+    provisioning = testProvisioner(env);
+    provisioner = provisioning.provisioner;
     const { org } = await provisioner.register('reference', 'Reference');
     reference = await snapshot(env, await provisionFully(org));
   });
 
-  after(async () => env?.destroy());
+  after(async () => {
+    await provisioning?.close();
+    await env?.destroy();
+  });
 
   test('a fresh org has the full schema, the app role grants and the triggers', () => {
     assert.equal(reference.migrations.length, latestVersion(orgMigrations));

@@ -80,9 +80,17 @@ export class AuditService {
     }
   }
 
-  /** Records entries outside any request or job (startup, CLI) in a transaction of their own. */
-  async record(chain: AuditChain, actor: Actor, entries: AuditParams[]): Promise<void> {
-    const scope = new AuditScope(actor, { requestId: null, clientIp: null, userAgent: null });
+  /**
+   * Records entries in a transaction of their own, now: outside any request or job (startup,
+   * CLI), or for something a rollback cannot undo (a key created in the KMS).
+   */
+  async record(
+    chain: AuditChain,
+    actor: Actor,
+    entries: AuditParams[],
+    source: RequestSource = { requestId: null, clientIp: null, userAgent: null },
+  ): Promise<void> {
+    const scope = new AuditScope(actor, source);
     for (const entry of entries) scope.add(entry);
     await this.repository.appendAlone(chain, scope.entries());
   }

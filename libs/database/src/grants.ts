@@ -5,10 +5,10 @@ import { quoteIdent } from './pg';
  * What the app role may do with each table. A table missing from the spec gets nothing, so a
  * new table is unreachable by the app until someone decides its privileges here.
  */
-export type TableAccess = 'read' | 'read-write' | 'append-only';
+export type TableAccess = 'read' | 'read-write' | 'append-only' | { read: true; update: readonly string[] };
 export type GrantSpec = Readonly<Record<string, TableAccess>>;
 
-const PRIVILEGES: Record<TableAccess, string> = {
+const PRIVILEGES: Record<Extract<TableAccess, string>, string> = {
   read: 'SELECT',
   'read-write': 'SELECT, INSERT, UPDATE, DELETE',
   // The audit trail: rows can be added and read, never changed. Triggers back this up.
@@ -22,6 +22,8 @@ export async function applyGrants(client: ClientBase, appRole: string, spec: Gra
   await client.query(`GRANT USAGE ON SCHEMA public TO ${app}`);
   await client.query(`REVOKE ALL ON ALL TABLES IN SCHEMA public FROM ${app}`);
   for (const [table, access] of Object.entries(spec)) {
-    await client.query(`GRANT ${PRIVILEGES[access]} ON ${quoteIdent(table)} TO ${app}`);
+    // The object form: read, and change only the named columns (a rewrap swaps a wrapped key).
+    const privileges = typeof access === 'string' ? PRIVILEGES[access] : `SELECT, UPDATE (${access.update.map(quoteIdent).join(', ')})`;
+    await client.query(`GRANT ${privileges} ON ${quoteIdent(table)} TO ${app}`);
   }
 }

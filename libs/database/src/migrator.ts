@@ -39,9 +39,15 @@ export async function schemaVersion(client: ClientBase): Promise<number> {
 
 /**
  * Applies pending migrations, each in its own transaction, under a session advisory lock so
- * that concurrent starts (several API replicas) serialize instead of racing.
+ * that concurrent starts (several API replicas) serialize instead of racing. `afterSchema` runs
+ * under the same lock once the schema is current: data steps that need more than SQL (the KMS)
+ * and must therefore be code, idempotent, since they run on every start.
  */
-export async function migrate(client: ClientBase, set: MigrationSet): Promise<{ from: number; to: number }> {
+export async function migrate(
+  client: ClientBase,
+  set: MigrationSet,
+  afterSchema?: (client: ClientBase) => Promise<unknown>,
+): Promise<{ from: number; to: number }> {
   assertWellFormed(set);
   const lockKey = `coffer:migrate:${set.name}`;
   await client.query('SELECT pg_advisory_lock(hashtext($1))', [lockKey]);
@@ -71,6 +77,7 @@ export async function migrate(client: ClientBase, set: MigrationSet): Promise<{ 
         throw error;
       }
     }
+    await afterSchema?.(client);
     return { from, to: known };
   } finally {
     await client.query('SELECT pg_advisory_unlock(hashtext($1))', [lockKey]);

@@ -25,6 +25,7 @@ export const ERROR_STATUS = {
   audit_destination_unreachable: 422,
   internal_error: 500,
   audit_limit_exceeded: 500,
+  field_decryption_failed: 500,
   service_unavailable: 503,
   kms_unavailable: 503,
 } as const;
@@ -68,10 +69,6 @@ export function toErrorResponse(error: unknown, requestId: string): { status: nu
     body: { error: { code, message, requestId, ...(details === undefined ? {} : { details }) } },
   });
   if (error instanceof AppError) return make(error.status, error.code, error.message, error.details);
-  // libs/kms's KmsUnavailableError (matched by its code: libs/http does not depend on libs/kms).
-  if ((error as { code?: unknown } | null)?.code === 'kms_unavailable') {
-    return make(503, 'kms_unavailable', 'the key management service is unavailable; retry later');
-  }
 
   const status =
     error instanceof HttpException ? error.getStatus() : Number((error as { statusCode?: number } | null)?.statusCode) || 500;

@@ -7,10 +7,13 @@ import { ERROR_STATUS, ErrorCode } from './errors';
 export const ApiJsonBody = (schema: z.ZodType) =>
   ApiBody({ schema: z.toJSONSchema(schema, { io: 'input', unrepresentable: 'any' }) as object });
 
-/** Documents the error codes a route can answer with, grouped by status. */
+/**
+ * Documents the error codes a route can answer with, grouped by status. Every route may answer
+ * kms_unavailable: checking an org API key opens its hash with the org's field key.
+ */
 export const ApiErrors = (...codes: ErrorCode[]) => {
   const byStatus = new Map<number, ErrorCode[]>();
-  for (const code of ['unauthenticated', 'validation_failed', ...codes] as ErrorCode[]) {
+  for (const code of ['unauthenticated', 'validation_failed', 'kms_unavailable', ...codes] as ErrorCode[]) {
     byStatus.set(ERROR_STATUS[code], [...(byStatus.get(ERROR_STATUS[code]) ?? []), code]);
   }
   return applyDecorators(

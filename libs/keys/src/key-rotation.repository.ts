@@ -1,7 +1,7 @@
 import { Injectable } from '@nestjs/common';
 import type { Pool } from 'pg';
-import { DatabaseService, orgWrappedKeyColumns, UnitOfWork } from '@coffer/database';
-import { orgKeyName } from '@coffer/kms';
+import { DatabaseService, orgWrappedKeyColumns, UnitOfWork, WrappedKeyColumn } from '@coffer/database';
+import { orgKeyName, wrappedKeyVersion } from '@coffer/kms';
 import type { OrgRef } from '@coffer/orgs';
 
 export interface OrgKeyState {
@@ -17,9 +17,7 @@ export interface OrgKeyState {
 
 /** One stored wrapped data key: where it is and what it holds now. */
 export interface StoredWrappedKey {
-  table: string;
-  column: string;
-  rowIdColumn: string;
+  where: WrappedKeyColumn;
   rowId: string;
   wrapped: string;
 }
@@ -128,13 +126,14 @@ export class KeyRotationRepository {
   /** Up to `limit` stored data keys wrapped under a version older than `latest`. */
   async olderThan(org: OrgRef, latest: number, limit: number): Promise<StoredWrappedKey[]> {
     const found: StoredWrappedKey[] = [];
-    for (const { table, column, rowId } of orgWrappedKeyColumns) {
+    for (const where of orgWrappedKeyColumns) {
       if (found.length >= limit) break;
+      const { table, column, rowId } = where;
       const { rows } = await this.orgPool(org).query<{ id: string; wrapped: string }>(
         `SELECT ${rowId}::text AS id, ${column} AS wrapped FROM ${table} WHERE ${VERSION_SQL(column)} < $1 LIMIT $2`,
         [latest, limit - found.length],
       );
-      found.push(...rows.map((r) => ({ table, column, rowIdColumn: rowId, rowId: r.id, wrapped: r.wrapped })));
+      found.push(...rows.map((r) => ({ where, rowId: r.id, wrapped: r.wrapped })));
     }
     return found;
   }
@@ -144,12 +143,11 @@ export class KeyRotationRepository {
    * holds the old value: a concurrent writer's new key is never overwritten. Returns whether it did.
    */
   async replace(org: OrgRef, key: StoredWrappedKey, rewrapped: string): Promise<boolean> {
+    const { table, column, rowId, versionColumn } = key.where;
+    const setVersion = versionColumn ? `, ${versionColumn} = $4` : '';
+    const params = [rewrapped, key.rowId, key.wrapped, ...(versionColumn ? [wrappedKeyVersion(rewrapped)] : [])];
     const { rowCount } = await UnitOfWork.outside(() =>
-      this.orgPool(org).query(`UPDATE ${key.table} SET ${key.column} = $1 WHERE ${key.rowIdColumn}::text = $2 AND ${key.column} = $3`, [
-        rewrapped,
-        key.rowId,
-        key.wrapped,
-      ]),
+      this.orgPool(org).query(`UPDATE ${table} SET ${column} = $1${setVersion} WHERE ${rowId}::text = $2 AND ${column} = $3`, params),
     );
     return rowCount === 1;
   }

@@ -1,3 +1,5 @@
+import { AppError } from '@coffer/http';
+
 /**
  * What Coffer needs from a key-management service. Two implementations: `vault` (Vault or
  * OpenBao transit over HTTP) and `local` (a master key, versioned keys kept wrapped in the
@@ -56,11 +58,14 @@ export interface DataKey extends WrappedKey {
   plaintext: Buffer;
 }
 
-/** The KMS cannot be reached or is sealed: callers queue or answer 503 `kms_unavailable`. */
-export class KmsUnavailableError extends Error {
-  readonly code = 'kms_unavailable';
+/**
+ * The KMS cannot be reached or is sealed: callers queue or answer 503 `kms_unavailable`. An
+ * AppError, so a request that meets it ends in that answer wherever it is thrown.
+ */
+export class KmsUnavailableError extends AppError {
+  declare readonly code: 'kms_unavailable';
   constructor(message = 'KMS unavailable') {
-    super(message);
+    super('kms_unavailable', message);
   }
 }
 

@@ -4,3 +4,4 @@ export * from './org-provisioner.service';
 export * from './orgs.service';
 export * from './orgs.module';
 export * from './orgs.dto';
+export * from './org-settings.repository';

@@ -11,6 +11,7 @@ import {
   withClient,
   withDatabase,
 } from '@coffer/database';
+import { FieldKeysService } from '@coffer/fields';
 import { OrgRef, OrgRow, toOrgRef } from './org';
 
 /**
@@ -20,7 +21,10 @@ import { OrgRef, OrgRow, toOrgRef } from './org';
  */
 @Injectable()
 export class OrgProvisioner {
-  constructor(@Inject(APP_CONFIG) private readonly config: AppConfig) {}
+  constructor(
+    @Inject(APP_CONFIG) private readonly config: AppConfig,
+    private readonly fieldKeys: FieldKeysService,
+  ) {}
 
   /** Registers the org (status provisioning), or returns the existing registration of the slug. */
   async register(slug: string, name: string): Promise<{ org: OrgRef; created: boolean }> {
@@ -37,13 +41,17 @@ export class OrgProvisioner {
     });
   }
 
-  /** Database, schema and grants. Leaves the org in status provisioning; see `activate`. */
+  /**
+   * Database, schema, the org's KMS key and field keys, rows from before field encryption
+   * sealed (under the migration lock), grants. Leaves the org in status provisioning; see
+   * `activate`. Needs the KMS: an unreachable one stops here with kms_unavailable.
+   */
   async provision(org: OrgRef): Promise<void> {
     const ownerUrl = this.config.DATABASE_OWNER_URL;
     const appRole = roleOf(this.config.DATABASE_APP_URL);
     await withClient(withDatabase(ownerUrl, 'postgres'), (admin) => ensureDatabase(admin, org.databaseName, appRole));
     await withClient(withDatabase(ownerUrl, org.databaseName), async (owner) => {
-      await migrate(owner, orgMigrations);
+      await migrate(owner, orgMigrations, (locked) => this.fieldKeys.prepare(locked, org));
       await applyGrants(owner, appRole, orgGrants);
     });
   }

@@ -1,12 +1,14 @@
 import { Module } from '@nestjs/common';
+import { FieldsModule } from '@coffer/fields';
 import { UsersModule } from '@coffer/users';
+import { OrgSettingsRepository } from './org-settings.repository';
 import { OrgProvisioner } from './org-provisioner.service';
 import { OrgsRepository } from './orgs.repository';
 import { OrgsService } from './orgs.service';
 
 @Module({
-  imports: [UsersModule],
-  providers: [OrgsRepository, OrgProvisioner, OrgsService],
-  exports: [OrgsService, OrgProvisioner, UsersModule],
+  imports: [UsersModule, FieldsModule],
+  providers: [OrgsRepository, OrgProvisioner, OrgsService, OrgSettingsRepository],
+  exports: [OrgsService, OrgProvisioner, OrgSettingsRepository, UsersModule],
 })
 export class OrgsModule {}

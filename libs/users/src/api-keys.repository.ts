@@ -1,6 +1,7 @@
 import { Injectable } from '@nestjs/common';
 import { ClientBase, Pool } from 'pg';
 import { DatabaseService } from '@coffer/database';
+import { API_KEY_SECRET_HASH, FieldKeysService } from '@coffer/fields';
 import type { OrgRef } from '@coffer/orgs';
 import { ApiKey, ApiKeyStatus, Role } from './user';
 
@@ -27,26 +28,33 @@ const PUBLIC_COLUMNS = 'id, user_id, name, created_at, expires_at, revoked_at, e
 
 @Injectable()
 export class ApiKeysRepository {
-  constructor(private readonly db: DatabaseService) {}
+  constructor(
+    private readonly db: DatabaseService,
+    private readonly fieldKeys: FieldKeysService,
+  ) {}
 
   private pool(org: OrgRef): Pool {
     return this.db.org(org.databaseName, org.databaseServer);
   }
 
+  /** The hash is stored sealed with the org's field codec, bound to the key's row. */
   async insert(
     db: ClientBase | Pool,
+    org: OrgRef,
     key: { id: string; userId: string; name: string; secretHash: Buffer; expiresAt: Date | null },
   ): Promise<ApiKey> {
+    const sealedHash = (await this.fieldKeys.codec(org)).sealBytes(key.secretHash, { ...API_KEY_SECRET_HASH, rowId: key.id });
     const { rows } = await db.query<ApiKeyRow>(
       `INSERT INTO api_keys (id, user_id, name, secret_hash, expires_at) VALUES ($1, $2, $3, $4, $5)
        RETURNING ${PUBLIC_COLUMNS}`,
-      [key.id, key.userId, key.name, key.secretHash, key.expiresAt],
+      [key.id, key.userId, key.name, sealedHash, key.expiresAt],
     );
     return toApiKey(rows[0]);
   }
 
   /** One indexed query per authentication: the key, its user's role and state. */
   async credentials(org: OrgRef, keyId: string): Promise<KeyCredentials | undefined> {
+    const codec = await this.fieldKeys.codec(org);
     const { rows } = await this.pool(org).query(
       `SELECT k.secret_hash, k.expires_at, k.revoked_at, u.id AS user_id, u.role, u.disabled_at
        FROM api_keys k JOIN users u ON u.id = k.user_id WHERE k.id = $1`,
@@ -55,7 +63,7 @@ export class ApiKeysRepository {
     const row = rows[0];
     return (
       row && {
-        secretHash: row.secret_hash,
+        secretHash: codec.openBytes(row.secret_hash, { ...API_KEY_SECRET_HASH, rowId: keyId }),
         expiresAt: row.expires_at,
         revokedAt: row.revoked_at,
         userId: row.user_id,

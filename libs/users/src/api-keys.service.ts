@@ -40,7 +40,13 @@ export class ApiKeysService {
   async insert(db: ClientBase | Pool, org: OrgRef, userId: string, input: { name: string; expiresAt: Date | null }) {
     const keyId = randomId();
     const secret = generateSecret();
-    const apiKey = await this.keys.insert(db, { id: keyId, userId, name: input.name, secretHash: hashSecret(secret), expiresAt: input.expiresAt });
+    const apiKey = await this.keys.insert(db, org, {
+      id: keyId,
+      userId,
+      name: input.name,
+      secretHash: hashSecret(secret),
+      expiresAt: input.expiresAt,
+    });
     return { apiKey, secret: formatOrgKey(org.id, keyId, secret) };
   }
 

@@ -22,7 +22,7 @@ export class UsersService {
 
   async create(org: OrgRef, input: NewUser): Promise<User> {
     try {
-      return await this.users.insert(this.users.pool(org), { id: randomId(), ...input });
+      return await this.users.insert(this.users.pool(org), org, { id: randomId(), ...input });
     } catch (error) {
       if (pgCode(error) === PG_UNIQUE_VIOLATION) {
         throw new AppError('user_email_taken', 'a user with this email already exists in the organization');
@@ -38,7 +38,7 @@ export class UsersService {
   async createAdminWithKey(org: OrgRef, input: Omit<NewUser, 'role'>): Promise<{ user: User; apiKey: ApiKey; secret: string }> {
     return transaction(this.users.pool(org), async (db) => {
       const user =
-        (await this.users.findByEmail(db, input.email)) ?? (await this.users.insert(db, { id: randomId(), ...input, role: 'admin' }));
+        (await this.users.findByEmail(db, org, input.email)) ?? (await this.users.insert(db, org, { id: randomId(), ...input, role: 'admin' }));
       const { apiKey, secret } = await this.apiKeys.insert(db, org, user.id, { name: 'initial admin key', expiresAt: null });
       return { user, apiKey, secret };
     });

@@ -61,6 +61,23 @@ export const orgMigrations: MigrationSet = {
         await db.query(AUDIT_DELIVERY_DDL);
       },
     },
+    {
+      version: 4,
+      name: 'field keys: the wrapped data keys of encrypted fields and the blind index',
+      async up(db) {
+        // Only wrapped keys (`vault:vN:...`/`local:vN:...`); the org's KMS key unwraps them.
+        await db.query(`
+          CREATE TABLE field_keys (
+            id integer PRIMARY KEY CHECK (id > 0),
+            purpose text NOT NULL CHECK (purpose IN ('field', 'index')),
+            wrapped text NOT NULL,
+            kms_key_version integer NOT NULL,
+            created_at timestamptz NOT NULL DEFAULT now()
+          );
+          CREATE UNIQUE INDEX field_keys_one_index_key ON field_keys (purpose) WHERE purpose = 'index';
+        `);
+      },
+    },
   ],
 };
 
@@ -73,6 +90,9 @@ export const orgGrants: GrantSpec = {
   audit_checkpoints: 'append-only',
   audit_destination: 'read-write',
   audit_deliveries: 'read-write',
+  // Written at provisioning by the owner: the app role cannot drop or swap a key under data.
+  // Never added or removed by the app; rewrap (libs/keys) swaps the wrapping, nothing else.
+  field_keys: { read: true, update: ['wrapped', 'kms_key_version'] },
 };
 
 /**
@@ -80,7 +100,16 @@ export const orgGrants: GrantSpec = {
  * (`<kind>:v<N>:...`), with the column that identifies its row. Key rotation counts and
  * rewraps what is listed here, so a new table keeping wrapped keys must be added here too.
  */
-export const orgWrappedKeyColumns: readonly { table: string; column: string; rowId: string }[] = [
+export const orgWrappedKeyColumns: readonly WrappedKeyColumn[] = [
   { table: 'audit_destination', column: 'credentials_key', rowId: 'singleton' },
+  { table: 'field_keys', column: 'wrapped', rowId: 'id', versionColumn: 'kms_key_version' },
 ];
+
+export interface WrappedKeyColumn {
+  table: string;
+  column: string;
+  rowId: string;
+  /** A column repeating the key version, kept in step by the rewrap. */
+  versionColumn?: string;
+}
 

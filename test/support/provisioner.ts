@@ -1,0 +1,29 @@
+import { AuditRepository, AuditService } from '@coffer/audit';
+import { DatabaseService } from '@coffer/database';
+import { FieldKeysRepository, FieldKeysService } from '@coffer/fields';
+import { CachingKmsProvider, createKmsProvider } from '@coffer/kms';
+import { createLogger } from '@coffer/logging';
+import { OrgProvisioner } from '@coffer/orgs';
+import type { TestEnv } from './test-env';
+
+export interface TestProvisioner {
+  provisioner: OrgProvisioner;
+  fieldKeys: FieldKeysService;
+  kms: CachingKmsProvider;
+  db: DatabaseService;
+  audit: AuditService;
+  close(): Promise<void>;
+}
+
+/**
+ * The org provisioner as the API builds it (the env's KMS behind the data-key cache), for tests
+ * that provision without an API. The control plane must be migrated first (the local KMS keeps
+ * its keys there).
+ */
+export function testProvisioner(env: TestEnv): TestProvisioner {
+  const db = new DatabaseService(env.config);
+  const kms = createKmsProvider(env.config, db.control);
+  const audit = new AuditService(new AuditRepository(db), createLogger('silent'), kms);
+  const fieldKeys = new FieldKeysService(new FieldKeysRepository(db), kms, audit);
+  return { provisioner: new OrgProvisioner(env.config, fieldKeys), fieldKeys, kms, db, audit, close: () => db.onApplicationShutdown() };
+}
