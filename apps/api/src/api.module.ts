@@ -3,6 +3,7 @@ import { AuditModule } from '@coffer/audit';
 import { AuthModule } from '@coffer/auth';
 import { AppConfig, ConfigModule } from '@coffer/config';
 import { DatabaseModule } from '@coffer/database';
+import { EncryptionModule } from '@coffer/encryption';
 import { JobsModule } from '@coffer/jobs';
 import { KeysModule } from '@coffer/keys';
 import { KmsModule } from '@coffer/kms';
@@ -12,6 +13,7 @@ import { OrgsModule } from '@coffer/orgs';
 import { TlsModule } from '@coffer/tls';
 import { ApiKeysController } from './controllers/api-keys.controller';
 import { AuditLogsController } from './controllers/audit-logs.controller';
+import { EncryptionStatusController } from './controllers/encryption-status.controller';
 import { HealthController } from './controllers/health.controller';
 import { KeysController } from './controllers/keys.controller';
 import { OpenApiController, OpenApiDocument } from './controllers/openapi.controller';
@@ -33,10 +35,11 @@ export class ApiModule {
         OrgsModule,
         KeysModule,
         MetricsModule,
+        EncryptionModule,
         AuthModule,
         TlsModule.register(config),
       ],
-      controllers: [HealthController, OrganizationsController, UsersController, ApiKeysController, AuditLogsController, KeysController, OpenApiController],
+      controllers: [HealthController, OrganizationsController, UsersController, ApiKeysController, AuditLogsController, KeysController, EncryptionStatusController, OpenApiController],
       providers: [OpenApiDocument],
     };
   }

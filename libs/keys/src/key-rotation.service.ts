@@ -101,16 +101,17 @@ export class KeyRotationService {
     return result;
   }
 
+  /** The org's rotation schedule, begun on first use: the first rotation is due a period after provisioning. */
+  async scheduleOf(org: OrgRef): Promise<OrgKeyState> {
+    await this.repository.ensureScheduled(org.id, this.config.KEY_ROTATION_DAYS, org.provisionedAt ?? undefined);
+    return (await this.repository.state(org.id))!;
+  }
+
   /** What an admin or security officer sees of the org's key. */
   async describe(org: OrgRef) {
     const keyName = orgKeyName(org.id);
     await this.kms.ensureKey(keyName);
-    await this.repository.ensureScheduled(org.id, this.config.KEY_ROTATION_DAYS);
-    const [info, state, counts] = await Promise.all([
-      this.kms.keyInfo(keyName),
-      this.repository.state(org.id) as Promise<OrgKeyState>,
-      this.repository.countByVersion(org),
-    ]);
+    const [info, state, counts] = await Promise.all([this.kms.keyInfo(keyName), this.scheduleOf(org), this.repository.countByVersion(org)]);
     const remaining = [...counts].reduce((sum, [v, n]) => sum + (v < info.latestVersion ? n : 0), 0);
     return {
       keyName,

@@ -11,7 +11,7 @@ import { KeyRotationRepository } from '@coffer/keys';
 import { KMS, KmsProvider } from '@coffer/kms';
 import { LOGGER, Logger } from '@coffer/logging';
 import { OrgsService } from '@coffer/orgs';
-import { CertificateService } from '@coffer/tls';
+import { servedCertificate } from '@coffer/tls';
 
 /** Per-org figures cost a query per org: a scrape within this long reuses the last ones. */
 const PER_ORG_CACHE_MS = 15_000;
@@ -63,7 +63,7 @@ export class MetricsService implements OnApplicationBootstrap, OnApplicationShut
       registers: [this.registry],
       collect() {
         this.reset();
-        const current = self.certificates()?.current;
+        const current = servedCertificate(self.moduleRef);
         if (current) this.set((current.notAfter.getTime() - Date.now()) / 1000);
       },
     });
@@ -100,14 +100,6 @@ export class MetricsService implements OnApplicationBootstrap, OnApplicationShut
     perOrgGauge('coffer_audit_delivery_last_success_timestamp_seconds', 'When a batch was last delivered', (o) => o.lastDeliveredAt);
   }
 
-  /** The TLS module's, when the API serves HTTPS (TLS_MODE=off has none). */
-  private certificates(): CertificateService | undefined {
-    try {
-      return this.moduleRef.get(CertificateService, { strict: false });
-    } catch {
-      return undefined;
-    }
-  }
 
   /** Fastify onResponse: the request's latency under its route template (never the raw URL). */
   install(fastify: FastifyInstance): void {

@@ -9,3 +9,4 @@ export * from './plain-http.listener';
 export * from './tls.module';
 export * from './acme.repository';
 export * from './order-lock';
+export * from './served-certificate';

@@ -1,0 +1,25 @@
+import type { TLSSocket } from 'node:tls';
+import { Controller, Get, Req } from '@nestjs/common';
+import { ApiOperation, ApiTags } from '@nestjs/swagger';
+import type { FastifyRequest } from 'fastify';
+import { AuditRead } from '@coffer/audit';
+import { CurrentOrg, OrgAccess } from '@coffer/auth';
+import { EncryptionStatusService } from '@coffer/encryption';
+import { ApiErrors } from '@coffer/http';
+import type { OrgRef } from '@coffer/orgs';
+
+@ApiTags('encryption')
+@Controller('api/v1/organizations/:org/encryption-status')
+export class EncryptionStatusController {
+  constructor(private readonly status: EncryptionStatusService) {}
+
+  @Get()
+  @OrgAccess(['admin', 'security_officer'])
+  @AuditRead('encryption_status.read')
+  @ApiOperation({ summary: "The org's encryption at rest and in transit, measured from live state (seed 000's keys plus details)" })
+  @ApiErrors('forbidden', 'organization_not_found')
+  get(@CurrentOrg() org: OrgRef, @Req() request: FastifyRequest) {
+    const socket = request.raw.socket as Partial<TLSSocket>;
+    return this.status.status(org, socket.encrypted ? (socket.getProtocol?.() ?? undefined) : undefined);
+  }
+}

@@ -1,0 +1,2 @@
+export * from './encryption-status.service';
+export * from './encryption.module';

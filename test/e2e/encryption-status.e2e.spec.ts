@@ -1,0 +1,101 @@
+import { after, before, describe, test } from 'node:test';
+import assert from 'node:assert/strict';
+import type { ChildProcess } from 'node:child_process';
+import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { request as httpsRequest } from 'node:https';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { X509Certificate } from 'node:crypto';
+import { startApiProcess, stopProcess } from '../support/api-process';
+import { connectToOrgAsOwner, createTestEnv, TestEnv } from '../support/test-env';
+
+describe('encryption status, measured from live state (API process over HTTPS, PostgreSQL, Redis, local KMS)', () => {
+  let env: TestEnv;
+  let dir: string;
+  let api: ChildProcess;
+  let url: string;
+  let ca: Buffer;
+  let org: { slug: string; id: string; token: string };
+
+  /** A JSON request over HTTPS, verified against the installation's CA, at most `maxVersion`. */
+  const call = (method: string, path: string, token: string, body?: unknown, maxVersion: 'TLSv1.2' | 'TLSv1.3' = 'TLSv1.3') =>
+    new Promise<{ status: number; body: any }>((resolve, reject) => {
+      const req = httpsRequest(`${url}${path}`, { method, ca, maxVersion, headers: { authorization: `Bearer ${token}`, ...(body ? { 'content-type': 'application/json' } : {}) } }, (res) => {
+        let text = '';
+        res.on('data', (c) => (text += c)).on('end', () => resolve({ status: res.statusCode!, body: text ? JSON.parse(text) : undefined }));
+      });
+      req.once('error', reject);
+      if (body) req.write(JSON.stringify(body));
+      req.end();
+    });
+  const status = (maxVersion?: 'TLSv1.2' | 'TLSv1.3') => call('GET', `/api/v1/organizations/${org.slug}/encryption-status`, org.token, undefined, maxVersion);
+  const afterCache = () => new Promise((resolve) => setTimeout(resolve, 2_100));
+
+  before(async () => {
+    dir = mkdtempSync(join(tmpdir(), 'coffer-status-'));
+    env = await createTestEnv({ TLS_MODE: 'internal-ca', TLS_DIR: join(dir, 'tls') });
+    ({ child: api, url } = await startApiProcess(env.config));
+    ca = readFileSync(join(dir, 'tls', 'ca.crt'));
+    const created = await call('POST', '/api/v1/organizations', env.takeBootstrapToken(), {
+      slug: 'status',
+      name: 'Status',
+      admin: { email: 'ciso@status.example', displayName: 'CISO' },
+    });
+    assert.equal(created.status, 201);
+    org = { slug: 'status', id: created.body.organization.id, token: created.body.admin.apiKey.secret };
+  });
+
+  after(async () => {
+    await stopProcess(api);
+    await env?.destroy();
+    rmSync(dir, { recursive: true, force: true });
+  });
+
+  test("answers seed 000's keys: storage, the request's own TLS version, key rotation, database", async () => {
+    const res = await status();
+    assert.equal(res.status, 200);
+    assert.equal(res.body.storage_encryption, 'AES-256-KMS');
+    assert.equal(res.body.transit_encryption, 'TLS-1.3');
+    assert.equal(res.body.db_encryption, 'active');
+    assert.equal(res.body.key_rotation.last_rotated, null);
+    const days = (Date.parse(res.body.key_rotation.next_rotation) - Date.now()) / 86_400_000;
+    assert.ok(days > 89.9 && days <= 90);
+    assert.deepEqual(res.body.details.kms, { provider: 'local', reachable: true, sealed: false });
+    assert.ok(res.body.details.database.columns.every((c: { plaintext: number }) => c.plaintext === 0));
+    const served = new X509Certificate(readFileSync(join(dir, 'tls', 'server.crt')));
+    assert.equal(Date.parse(res.body.details.certificate.notAfter), Date.parse(served.validTo));
+    assert.equal((await status('TLSv1.2')).body.transit_encryption, 'TLS-1.2', 'the protocol of this very request');
+  });
+
+  test('last_rotated moves after a rotation', async () => {
+    const rotated = await call('POST', `/api/v1/organizations/${org.slug}/keys/rotate`, org.token);
+    assert.equal(rotated.status, 200);
+    await afterCache();
+    const res = await status();
+    assert.equal(Date.parse(res.body.key_rotation.last_rotated), Date.parse(rotated.body.rotatedAt));
+    assert.equal(res.body.details.key.latestVersion, 2);
+  });
+
+  test('db_encryption reads partial, with counts, when the owner plants a plaintext row', async () => {
+    const owner = await connectToOrgAsOwner(env, org.id);
+    try {
+      await owner.query(`INSERT INTO org_settings (key, value) VALUES ('planted', '\\x00'::bytea || convert_to('in clear', 'UTF8'))`);
+    } finally {
+      await owner.end();
+    }
+    await afterCache();
+    const res = await status();
+    assert.equal(res.body.db_encryption, 'partial');
+    const settings = res.body.details.database.columns.find((c: { table: string }) => c.table === 'org_settings');
+    assert.deepEqual([settings.plaintext, settings.encrypted], [1, 0]);
+  });
+
+  test('only admins and security officers may read it, and every read is audited', async () => {
+    const logs = await call('GET', `/api/v1/organizations/${org.slug}/audit-logs?action=encryption_status.read`, org.token);
+    assert.ok(logs.body.entries.length >= 4);
+    const user = await call('POST', `/api/v1/organizations/${org.slug}/users`, org.token, { email: 'm@status.example', displayName: 'M', role: 'member' });
+    const key = await call('POST', `/api/v1/organizations/${org.slug}/users/${user.body.user.id}/api-keys`, org.token, { name: 'm' });
+    const denied = await call('GET', `/api/v1/organizations/${org.slug}/encryption-status`, key.body.secret);
+    assert.equal(denied.status, 403);
+  });
+});
