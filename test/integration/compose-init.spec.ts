@@ -1,11 +1,17 @@
 import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
-import { createHash, createHmac, pbkdf2Sync } from 'node:crypto';
+import { spawn } from 'node:child_process';
+import { createHash, createHmac, pbkdf2Sync, randomBytes, randomUUID } from 'node:crypto';
+import { mkdirSync, mkdtempSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { dirname, join } from 'node:path';
 import { randomId } from '@coffer/crypto';
 import { withClient, withDatabase } from '@coffer/database';
 import { VaultKmsProvider } from '@coffer/kms';
-import { cofferTransitPolicy, initDatabaseRoles } from '../../apps/cli/src/compose-init';
+import { cofferTransitPolicy, initDatabaseRoles, initOpenBao } from '../../apps/cli/src/compose-init';
+import { REPO_ROOT } from '../support/api-process';
 import { dropDatabasesAndRoles, PG_ADMIN_URL } from '../support/test-env';
+import { OpenBaoSysDouble } from '../support/openbao-sys-double';
 import { VaultTransitDouble } from '../support/vault-transit-double';
 
 /**
@@ -119,5 +125,121 @@ describe("coffer init: OpenBao policy covers Coffer's transit calls and nothing 
     assert.equal(policyAllows(policy, 'POST', 'transit/decrypt/k'), false);
     assert.doesNotMatch(policy, /\*|"delete"|"sudo"|"list"/);
     assert.match(policy, /path "coffer-transit\/keys\/\+\/config" \{[^}]*allowed_parameters = \{ "min_decryption_version" = \[\] \}/);
+  });
+});
+
+describe('coffer init: OpenBao setup (OpenBao sys API double)', () => {
+  const dir = mkdtempSync(join(tmpdir(), 'coffer-init-'));
+  const ids = { roleId: randomUUID(), secretId: randomBytes(32).toString('hex') };
+  const doubles: OpenBaoSysDouble[] = [];
+  const lines: string[] = [];
+  const fresh = async () => {
+    const bao = new OpenBaoSysDouble();
+    await bao.start();
+    doubles.push(bao);
+    return bao;
+  };
+  const init = (bao: OpenBaoSysDouble, keysFile: string) =>
+    initOpenBao({ address: bao.address, mount: 'transit', keysFile, ...ids, log: (line) => lines.push(line) });
+  after(async () => {
+    await Promise.all(doubles.map((d) => d.stop()));
+    rmSync(dir, { recursive: true, force: true });
+  });
+
+  test('a new server is initialized, unsealed, given transit, the policy and the AppRole of .env; the keys file is 0600', async () => {
+    const bao = await fresh();
+    const keysFile = join(dir, 'first', 'openbao-keys.json');
+    await init(bao, keysFile);
+    assert.equal(bao.initialized && !bao.sealed, true);
+    assert.deepEqual(JSON.parse(readFileSync(keysFile, 'utf8')), { unsealKeys: [bao.unsealKey], rootToken: bao.rootToken });
+    assert.equal(statSync(keysFile).mode & 0o777, 0o600);
+    assert.equal(bao.mounts.get('transit/'), 'transit');
+    assert.equal(bao.policies.get('coffer'), cofferTransitPolicy('transit'));
+    assert.equal(bao.auths.get('approle/'), 'approle');
+    const role = bao.roles.get('coffer')!;
+    assert.deepEqual(role.config.token_policies, ['coffer']);
+    assert.equal(role.roleId, ids.roleId);
+    assert.deepEqual(role.secretIds, [ids.secretId]);
+    const printed = lines.join('\n');
+    for (const secret of [bao.unsealKey, bao.rootToken, ids.secretId]) assert.equal(printed.includes(secret), false, 'no secret is printed');
+  });
+
+  test('run again after a restart, it unseals with the kept key and registers nothing twice', async () => {
+    const bao = await fresh();
+    const keysFile = join(dir, 'rerun', 'openbao-keys.json');
+    await init(bao, keysFile);
+    bao.restart();
+    assert.equal(bao.sealed, true);
+    await init(bao, keysFile);
+    assert.equal(bao.sealed, false);
+    assert.deepEqual(bao.roles.get('coffer')!.secretIds, [ids.secretId]);
+    assert.equal(bao.requests.filter((r) => r === 'PUT sys/init').length, 1);
+    assert.equal(bao.requests.filter((r) => r.startsWith('POST sys/mounts/')).length, 1);
+  });
+
+  test('an initialized server without its keys file stops init with a message naming the file', async () => {
+    const bao = await fresh();
+    await init(bao, join(dir, 'lost', 'openbao-keys.json'));
+    bao.restart();
+    const missing = join(dir, 'elsewhere', 'openbao-keys.json');
+    await assert.rejects(init(bao, missing), new RegExp(`${missing} is missing or unreadable: restore it from the backup`));
+    assert.equal(bao.sealed, true);
+  });
+
+  test('a keys file holding keys next to a server that is not initialized is never overwritten', async () => {
+    const bao = await fresh();
+    const keysFile = join(dir, 'kept', 'openbao-keys.json');
+    mkdirSync(dirname(keysFile), { recursive: true });
+    writeFileSync(keysFile, '{"unsealKeys":["old"],"rootToken":"old"}');
+    await assert.rejects(init(bao, keysFile), /holds keys but OpenBao is not initialized/);
+    assert.equal(readFileSync(keysFile, 'utf8'), '{"unsealKeys":["old"],"rootToken":"old"}');
+    assert.equal(bao.initialized, false);
+  });
+});
+
+describe('coffer init as the image runs it (entry point, PostgreSQL, OpenBao sys API double)', () => {
+  const id = randomId(4);
+  const dir = mkdtempSync(join(tmpdir(), 'coffer-init-main-'));
+  const bao = new OpenBaoSysDouble();
+  before(() => bao.start());
+  after(async () => {
+    await bao.stop();
+    await dropDatabasesAndRoles(`coffer_initmain_${id}`, [`coffer_initmain_owner_${id}`, `coffer_initmain_app_${id}`]);
+    rmSync(dir, { recursive: true, force: true });
+  });
+
+  test('reads its environment, creates the roles, sets OpenBao up, exits 0 and prints no secret', async () => {
+    const roleUrl = (role: string, password: string) => {
+      const url = new URL(withDatabase(PG_ADMIN_URL, `coffer_initmain_${id}`));
+      url.username = role;
+      url.password = password;
+      return url.toString();
+    };
+    const secretId = randomBytes(32).toString('hex');
+    const env = {
+      PATH: process.env.PATH!,
+      COFFER_APP_DIR: REPO_ROOT,
+      COFFER_INIT_POSTGRES_URL: PG_ADMIN_URL,
+      COFFER_INIT_OPENBAO_KEYS_FILE: join(dir, 'openbao-keys.json'),
+      DATABASE_OWNER_URL: roleUrl(`coffer_initmain_owner_${id}`, 'owner-secret-pw'),
+      DATABASE_APP_URL: roleUrl(`coffer_initmain_app_${id}`, 'app-secret-pw'),
+      KMS_PROVIDER: 'vault',
+      KMS_VAULT_ADDR: bao.address,
+      KMS_VAULT_ROLE_ID: randomUUID(),
+      KMS_VAULT_SECRET_ID: secretId,
+    };
+    // Not spawnSync: the double answers from this process's event loop.
+    const child = spawn('sh', [join(REPO_ROOT, 'deploy/docker/coffer'), 'init'], { env });
+    const result = { stdout: '', stderr: '', status: null as number | null };
+    child.stdout.on('data', (c) => (result.stdout += c));
+    child.stderr.on('data', (c) => (result.stderr += c));
+    result.status = await new Promise((resolve) => child.on('close', resolve));
+    assert.equal(result.status, 0, result.stderr);
+    assert.match(result.stdout, new RegExp(`database roles ready \\[owner=coffer_initmain_owner_${id}\\] \\[app=coffer_initmain_app_${id}\\]`));
+    assert.match(result.stdout, /openbao ready: transit at transit\/, policy coffer, approle coffer/);
+    assert.deepEqual(bao.roles.get('coffer')!.secretIds, [secretId]);
+    for (const secret of ['owner-secret-pw', 'app-secret-pw', secretId, bao.rootToken, bao.unsealKey]) {
+      assert.equal(`${result.stdout}${result.stderr}`.includes(secret), false);
+    }
   });
 });
