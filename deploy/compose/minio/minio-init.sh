@@ -6,7 +6,8 @@ set -eu
 mc alias set coffer http://minio:9000 "$MINIO_ROOT_USER" "$MINIO_ROOT_PASSWORD" >/dev/null
 mc mb --ignore-existing "coffer/$MINIO_BUCKET"
 mc encrypt set sse-s3 "coffer/$MINIO_BUCKET"
-cat > /tmp/coffer-storage.json <<POLICY
+policy="${TMPDIR:-/tmp}/coffer-storage.json"
+cat > "$policy" <<POLICY
 {
   "Version": "2012-10-17",
   "Statement": [
@@ -23,9 +24,11 @@ cat > /tmp/coffer-storage.json <<POLICY
   ]
 }
 POLICY
-mc admin policy create coffer coffer-storage /tmp/coffer-storage.json
+mc admin policy create coffer coffer-storage "$policy"
 mc admin user add coffer "$MINIO_COFFER_ACCESS_KEY" "$MINIO_COFFER_SECRET_KEY" >/dev/null
-if ! mc admin user info coffer "$MINIO_COFFER_ACCESS_KEY" | grep -q coffer-storage; then
-  mc admin policy attach coffer coffer-storage --user "$MINIO_COFFER_ACCESS_KEY"
-fi
+# Attaching twice is an error; the image has no grep, so the shell looks for the policy.
+case "$(mc admin user info coffer "$MINIO_COFFER_ACCESS_KEY")" in
+  *coffer-storage*) ;;
+  *) mc admin policy attach coffer coffer-storage --user "$MINIO_COFFER_ACCESS_KEY" ;;
+esac
 echo "minio ready: bucket $MINIO_BUCKET (default encryption sse-s3), user with policy coffer-storage"
