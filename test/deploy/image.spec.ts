@@ -63,7 +63,7 @@ describe('the container image (Dockerfile)', () => {
     assert.match(result.stderr, /orgs:create/);
   });
 
-  describe('coffer healthcheck (the api container healthcheck)', () => {
+  describe('the entry point against a running API (PostgreSQL, Redis)', () => {
     const dir = mkdtempSync(join(tmpdir(), 'coffer-healthcheck-'));
     let env: TestEnv;
     let api: ChildProcess | undefined;
@@ -78,6 +78,13 @@ describe('the container image (Dockerfile)', () => {
       await stopProcess(api);
       await env.destroy();
       rmSync(dir, { recursive: true, force: true });
+    });
+
+    test('coffer health runs the CLI with the services\' environment and answers JSON on stdout', () => {
+      const serviceEnv = Object.fromEntries(Object.entries(env.config).map(([k, v]) => [k, String(v)]));
+      const result = coffer(['health'], serviceEnv);
+      assert.equal(result.status, 0, result.stderr);
+      assert.deepEqual(JSON.parse(result.stdout).postgres, 'ok');
     });
 
     test('is healthy when the API answers ready over HTTPS (internal CA), unhealthy when nothing listens', async () => {
