@@ -9,7 +9,7 @@
 import { randomBytes, randomUUID } from 'node:crypto';
 import { existsSync, writeFileSync } from 'node:fs';
 import { dirname, join, relative, resolve } from 'node:path';
-import { createInterface } from 'node:readline/promises';
+import { createInterface } from 'node:readline';
 import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
 
@@ -87,13 +87,21 @@ async function main() {
   }
   const interactive = process.stdin.isTTY && process.stdout.isTTY;
   const prompt = interactive ? createInterface({ input: process.stdin, output: process.stdout }) : null;
+  // Lines are read in order even when typed (or pasted) ahead of the question; EOF answers nothing.
+  const lines = prompt?.[Symbol.asyncIterator]();
+  const ask = async (question) => {
+    if (!lines) return undefined;
+    process.stdout.write(question);
+    const { value, done } = await lines.next();
+    return done ? undefined : value;
+  };
   try {
-    const domain = (values.domain ?? (await prompt?.question('Domain name of this Coffer (e.g. kb.example.com): ')) ?? '').trim().toLowerCase();
+    const domain = (values.domain ?? (await ask('Domain name of this Coffer (e.g. kb.example.com): ')) ?? '').trim().toLowerCase();
     if (!domain) return fail('--domain is required (the name clients use to reach Coffer)', 64);
     if (!HOSTNAME.test(domain)) return fail(`--domain ${domain} is not a host name`, 64);
     let acmeEmail = values['acme-email'];
     if (isPublicName(domain) && acmeEmail === undefined) {
-      acmeEmail = (await prompt?.question("E-mail for Let's Encrypt expiry notices: "))?.trim();
+      acmeEmail = (await ask("E-mail for Let's Encrypt expiry notices: "))?.trim();
     }
     if (isPublicName(domain) && !EMAIL.test(acmeEmail ?? '')) {
       return fail(`--acme-email is required for ${domain} (Let's Encrypt account contact)`, 64);

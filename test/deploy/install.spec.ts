@@ -4,7 +4,8 @@ import { existsSync, mkdtempSync, readFileSync, rmSync, statSync, writeFileSync 
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { loadConfig } from '@coffer/config';
-import { composeVariables, interpolate, parseCompose, parseEnvFile, runInstall } from './compose-file';
+import { spawnSync } from 'node:child_process';
+import { composeVariables, INSTALL_SCRIPT, interpolate, parseCompose, parseEnvFile, runInstall } from './compose-file';
 
 const SECRET = /PASSWORD|SECRET|KMS_SECRET_KEY|ACCESS_KEY/;
 
@@ -85,6 +86,22 @@ describe('npm run install:compose', () => {
     const env = parseEnvFile(readFileSync(envFile, 'utf8'));
     assert.equal(env.get('TLS_MODE'), 'internal-ca');
     assert.equal(env.has('ACME_EMAIL'), false);
+  });
+
+  test('in a terminal it asks for the domain and the e-mail, and nothing else', () => {
+    const envFile = join(dir, 'interactive.env');
+    // script(1) gives the installer a terminal; the answers are typed ahead.
+    const command = `'${process.execPath}' '${INSTALL_SCRIPT}' --out '${envFile}'`;
+    const result = spawnSync('script', ['-qec', command, '/dev/null'], { input: 'KB.Example.org\nops@example.org\n', encoding: 'utf8', timeout: 30_000 });
+    assert.equal(result.status, 0, result.stdout);
+    const prompts = ['Domain name of this Coffer (e.g. kb.example.com): ', "E-mail for Let's Encrypt expiry notices: "];
+    for (const prompt of prompts) assert.equal(result.stdout.split(prompt).length, 2, `asked once: ${prompt}`);
+    // Once the prompts, the terminal's echo of the answers and the closing line are taken away, nothing is left.
+    const rest = [...prompts, 'KB.Example.org', 'ops@example.org'].reduce((out, text) => out.split(text).join(''), result.stdout);
+    assert.equal(rest.replace(/wrote .*/, '').trim(), '');
+    const env = parseEnvFile(readFileSync(envFile, 'utf8'));
+    assert.equal(env.get('TLS_DOMAINS'), 'kb.example.org');
+    assert.equal(env.get('ACME_EMAIL'), 'ops@example.org');
   });
 
   test('without a terminal to ask, a missing or bad domain or e-mail is a usage error and writes nothing', () => {
