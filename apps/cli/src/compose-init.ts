@@ -1,0 +1,203 @@
+import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { dirname } from 'node:path';
+import { AppConfig, ConfigError, loadConfig } from '@coffer/config';
+import { ensureRoles, roleOf, withClient } from '@coffer/database';
+
+/**
+ * `coffer init`: the compose deployment's one-shot, run by `docker compose up` before the API
+ * and the worker. Idempotent, so it runs at every `up` (it also unseals OpenBao after a restart):
+ *
+ * 1. creates (or corrects) the owner and app roles with the passwords in DATABASE_OWNER_URL and
+ *    DATABASE_APP_URL, through a superuser connection (COFFER_INIT_POSTGRES_URL) that only this
+ *    service holds;
+ * 2. with KMS_PROVIDER=vault: initializes OpenBao (or Vault) once, keeping the unseal key and
+ *    root token in COFFER_INIT_OPENBAO_KEYS_FILE, unseals it, enables transit, writes Coffer's
+ *    least-privilege policy and registers the AppRole whose role and secret ids are in
+ *    KMS_VAULT_ROLE_ID / KMS_VAULT_SECRET_ID.
+ *
+ * It prints what it did, never a password, key or token.
+ */
+
+export interface DatabaseRolesInit {
+  DATABASE_OWNER_URL: string;
+  DATABASE_APP_URL: string;
+}
+
+export async function initDatabaseRoles(adminUrl: string, config: DatabaseRolesInit): Promise<{ owner: string; app: string }> {
+  const role = (url: string) => ({ name: roleOf(url), password: decodeURIComponent(new URL(url).password) });
+  const owner = role(config.DATABASE_OWNER_URL);
+  const app = role(config.DATABASE_APP_URL);
+  if (owner.name === app.name) throw new Error('DATABASE_OWNER_URL and DATABASE_APP_URL must name two different roles');
+  // ensureRoles makes both roles NOSUPERUSER: pointed at the superuser, it would demote it.
+  if ([owner.name, app.name].includes(roleOf(adminUrl))) {
+    throw new Error('the owner and app roles must not be the superuser of COFFER_INIT_POSTGRES_URL');
+  }
+  if (!owner.password || !app.password) throw new Error('DATABASE_OWNER_URL and DATABASE_APP_URL must carry passwords');
+  await withClient(adminUrl, (admin) => ensureRoles(admin, { owner, app }));
+  return { owner: owner.name, app: app.name };
+}
+
+/**
+ * What Coffer does with transit (libs/kms/src/vault-kms.provider.ts) and nothing more. `+` is
+ * one path segment, so `keys/+` does not reach `keys/<name>/trim` or `export/`, and no path
+ * allows delete, backup or restore; `config` may only move min_decryption_version.
+ */
+export function cofferTransitPolicy(mount: string): string {
+  const path = (p: string, body = '') => `path "${mount}/${p}" {\n  capabilities = ["update"]${body}\n}\n`;
+  return [
+    `path "${mount}/keys/+" {\n  capabilities = ["create", "read", "update"]\n  allowed_parameters = { "type" = ["aes256-gcm96", "ed25519"] }\n}\n`,
+    path('keys/+/rotate'),
+    path('keys/+/config', '\n  allowed_parameters = { "min_decryption_version" = [] }'),
+    path('datakey/plaintext/+'),
+    path('decrypt/+'),
+    path('rewrap/+'),
+    path('sign/+'),
+    path('verify/+'),
+  ].join('\n');
+}
+
+export interface OpenBaoInit {
+  address: string;
+  mount: string;
+  keysFile: string;
+  roleId: string;
+  secretId: string;
+  log: (line: string) => void;
+}
+
+interface BaoKeys {
+  unsealKeys: string[];
+  rootToken: string;
+}
+
+const POLICY = 'coffer';
+const ROLE = 'coffer';
+
+export async function initOpenBao(options: OpenBaoInit): Promise<void> {
+  const { address, mount, keysFile, log } = options;
+  const call = (method: string, path: string, body?: unknown, token?: string) => baoRequest(address, method, path, body, token);
+
+  await waitForOpenBao(address);
+  const { json: initStatus } = await call('GET', 'sys/init');
+  let keys: BaoKeys;
+  if (!initStatus.initialized) {
+    if (existsSync(keysFile) && readFileSync(keysFile, 'utf8').trim()) {
+      throw new Error(`${keysFile} holds keys but OpenBao is not initialized: was its data volume lost? Move the file away to start over`);
+    }
+    // Prove the keys file can be written before asking for keys that exist only once.
+    mkdirSync(dirname(keysFile), { recursive: true, mode: 0o700 });
+    writeFileSync(keysFile, '', { mode: 0o600 });
+    const { json } = await expectOk(call('PUT', 'sys/init', { secret_shares: 1, secret_threshold: 1 }), 'initialize');
+    keys = { unsealKeys: json.keys_base64, rootToken: json.root_token };
+    writeFileSync(keysFile, JSON.stringify(keys), { mode: 0o600 });
+    log(`openbao initialized; unseal key and root token in ${keysFile}: back it up apart from the data (docs/kms.md)`);
+  } else {
+    keys = readKeys(keysFile);
+  }
+
+  const { json: seal } = await call('GET', 'sys/seal-status');
+  if (seal.sealed) {
+    for (const key of keys.unsealKeys) {
+      const { json } = await expectOk(call('PUT', 'sys/unseal', { key }), 'unseal');
+      if (!json.sealed) break;
+    }
+    log('openbao unsealed');
+  }
+  await waitForOpenBao(address, true);
+
+  const root = keys.rootToken;
+  const { json: mounts } = await expectOk(call('GET', 'sys/mounts', undefined, root), 'list mounts');
+  if (!(mounts.data ?? mounts)[`${mount}/`]) {
+    await expectOk(call('POST', `sys/mounts/${mount}`, { type: 'transit' }, root), 'enable transit');
+    log(`transit enabled at ${mount}/`);
+  }
+  await expectOk(call('PUT', `sys/policies/acl/${POLICY}`, { policy: cofferTransitPolicy(mount) }, root), 'write policy');
+  const { json: auths } = await expectOk(call('GET', 'sys/auth', undefined, root), 'list auth methods');
+  if (!(auths.data ?? auths)['approle/']) {
+    await expectOk(call('POST', 'sys/auth/approle', { type: 'approle' }, root), 'enable approle');
+  }
+  // Short-lived tokens; the provider logs in again when one is refused.
+  await expectOk(
+    call('POST', `auth/approle/role/${ROLE}`, { token_policies: [POLICY], token_ttl: '1h', token_max_ttl: '4h', secret_id_ttl: 0, secret_id_num_uses: 0 }, root),
+    'write approle',
+  );
+  await expectOk(call('POST', `auth/approle/role/${ROLE}/role-id`, { role_id: options.roleId }, root), 'set role id');
+  const lookup = await call('POST', `auth/approle/role/${ROLE}/secret-id/lookup`, { secret_id: options.secretId }, root);
+  if (!(lookup.status === 200 && lookup.json.data)) {
+    await expectOk(call('POST', `auth/approle/role/${ROLE}/custom-secret-id`, { secret_id: options.secretId }, root), 'set secret id');
+  }
+  log(`openbao ready: transit at ${mount}/, policy ${POLICY}, approle ${ROLE}`);
+}
+
+function readKeys(keysFile: string): BaoKeys {
+  let keys: Partial<BaoKeys>;
+  try {
+    keys = JSON.parse(readFileSync(keysFile, 'utf8'));
+  } catch {
+    throw new Error(`OpenBao is initialized but ${keysFile} is missing or unreadable: restore it from the backup (docs/kms.md)`);
+  }
+  if (!Array.isArray(keys.unsealKeys) || typeof keys.rootToken !== 'string') throw new Error(`${keysFile} is not an OpenBao keys file`);
+  return keys as BaoKeys;
+}
+
+async function baoRequest(address: string, method: string, path: string, body?: unknown, token?: string) {
+  const response = await fetch(`${address}/v1/${path}`, {
+    method,
+    headers: { 'content-type': 'application/json', ...(token && { 'x-vault-token': token }) },
+    body: body === undefined ? undefined : JSON.stringify(body),
+    signal: AbortSignal.timeout(10_000),
+  });
+  const text = await response.text();
+  return { status: response.status, json: text ? JSON.parse(text) : {} };
+}
+
+/** A 2xx answer, or an error naming the step and OpenBao's messages (which hold no secrets). */
+async function expectOk(pending: ReturnType<typeof baoRequest>, step: string) {
+  const answer = await pending;
+  if (answer.status >= 300) {
+    throw new Error(`OpenBao refused to ${step} (${answer.status}): ${(answer.json.errors ?? []).join('; ')}`);
+  }
+  return answer;
+}
+
+/** Until sys/health answers (any status), or until it is active and unsealed. */
+async function waitForOpenBao(address: string, unsealed = false, timeoutMs = 60_000): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  for (;;) {
+    const status = await fetch(`${address}/v1/sys/health`, { signal: AbortSignal.timeout(5000) }).then((r) => r.status, () => 0);
+    if (unsealed ? status === 200 : status > 0) return;
+    if (Date.now() > deadline) throw new Error(`OpenBao at ${address} is not ${unsealed ? 'active' : 'answering'} (health ${status || 'no answer'})`);
+    await new Promise((resolve) => setTimeout(resolve, 1000));
+  }
+}
+
+async function main(env: NodeJS.ProcessEnv): Promise<void> {
+  const log = (line: string) => console.log(`[init] ${line}`);
+  const config: AppConfig = loadConfig(env);
+  const adminUrl = env.COFFER_INIT_POSTGRES_URL;
+  if (!adminUrl) throw new Error('COFFER_INIT_POSTGRES_URL (a superuser connection) is required');
+  const roles = await initDatabaseRoles(adminUrl, config);
+  log(`database roles ready [owner=${roles.owner}] [app=${roles.app}]`);
+
+  if (config.KMS_PROVIDER !== 'vault') return;
+  const { KMS_VAULT_ADDR: address, KMS_VAULT_ROLE_ID: roleId, KMS_VAULT_SECRET_ID: secretId } = config;
+  if (!address || !roleId || !secretId) throw new Error('KMS_PROVIDER=vault needs KMS_VAULT_ADDR, KMS_VAULT_ROLE_ID and KMS_VAULT_SECRET_ID');
+  await initOpenBao({
+    address,
+    mount: config.KMS_VAULT_MOUNT,
+    keysFile: env.COFFER_INIT_OPENBAO_KEYS_FILE ?? '/var/lib/coffer-init/openbao-keys.json',
+    roleId,
+    secretId,
+    log,
+  });
+}
+
+if (require.main === module) {
+  main(process.env).then(
+    () => process.exit(0),
+    (error) => {
+      console.error(error instanceof ConfigError ? error.message : `init failed: ${error?.message ?? error}`);
+      process.exit(1);
+    },
+  );
+}
