@@ -63,6 +63,20 @@ function kmsContract(provider: () => KmsProvider, kind: 'local' | 'vault') {
     assert.notDeepEqual(other.plaintext, dek.plaintext, 'every data key is fresh');
   });
 
+  test('wrap: a data key made outside the KMS is wrapped under the latest version and unwraps to itself', async () => {
+    const kms = provider();
+    const name = newKey();
+    await kms.ensureKey(name);
+    await kms.rotate(name);
+    const local = randomBytes(32);
+    const wrapped = await kms.wrap(name, local);
+    assert.equal(wrapped.keyVersion, 2);
+    assert.match(wrapped.wrapped, new RegExp(`^${kind}:v2:`));
+    assert.ok(!wrapped.wrapped.includes(local.toString('base64')));
+    assert.ok((await kms.unwrap(name, wrapped.wrapped)).equals(local));
+    assert.ok((await kms.unwrap(name, (await kms.rewrap(name, wrapped.wrapped)).wrapped)).equals(local));
+  });
+
   test('rotate: new data keys carry the new version and older ones still unwrap', async () => {
     const kms = provider();
     const name = newKey();

@@ -49,6 +49,7 @@ export function cofferTransitPolicy(mount: string): string {
     path('keys/+/rotate'),
     path('keys/+/config', '\n  allowed_parameters = { "min_decryption_version" = [] }'),
     path('datakey/plaintext/+'),
+    path('encrypt/+'),
     path('decrypt/+'),
     path('rewrap/+'),
     path('sign/+'),

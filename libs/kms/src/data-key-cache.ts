@@ -124,6 +124,9 @@ export class CachingKmsProvider implements KmsProvider {
   rotate(name: string): Promise<number> {
     return this.provider.rotate(name);
   }
+  wrap(name: string, plaintext: Buffer): Promise<WrappedKey> {
+    return this.provider.wrap(name, plaintext);
+  }
   generateDataKey(name: string): Promise<DataKey> {
     return this.provider.generateDataKey(name);
   }

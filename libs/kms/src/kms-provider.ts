@@ -21,7 +21,12 @@ export interface KmsProvider {
 
   /** A fresh 256-bit data key, in plaintext and wrapped under the key's latest version. */
   generateDataKey(name: string): Promise<DataKey>;
-  /** Unwraps a data key wrapped by generateDataKey or rewrap. */
+  /**
+   * Wraps a data key made outside the KMS (one generated locally while the KMS was down, see
+   * the write spool) under the key's latest version, exactly as generateDataKey would have.
+   */
+  wrap(name: string, plaintext: Buffer): Promise<WrappedKey>;
+  /** Unwraps a data key wrapped by generateDataKey, wrap or rewrap. */
   unwrap(name: string, wrapped: string): Promise<Buffer>;
   /** Re-wraps under the latest version without the plaintext leaving the provider. */
   rewrap(name: string, wrapped: string): Promise<WrappedKey>;

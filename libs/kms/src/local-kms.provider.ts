@@ -141,6 +141,10 @@ export class LocalKmsProvider implements KmsProvider {
     }
   }
 
+  wrap(name: string, plaintext: Buffer): Promise<WrappedKey> {
+    return this.wrapLatest(name, plaintext);
+  }
+
   async unwrap(name: string, wrapped: string): Promise<Buffer> {
     assertKeyName(name);
     const { version, body } = parseWrapped(wrapped, PREFIX);

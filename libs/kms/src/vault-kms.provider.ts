@@ -115,6 +115,11 @@ export class VaultKmsProvider implements KmsProvider {
     return { plaintext: Buffer.from(data.plaintext, 'base64'), wrapped: data.ciphertext, keyVersion: data.key_version };
   }
 
+  async wrap(name: string, plaintext: Buffer): Promise<WrappedKey> {
+    const { data } = await this.call('write', `encrypt/${this.key(name)}`, { plaintext: plaintext.toString('base64') });
+    return { wrapped: data.ciphertext, keyVersion: data.key_version };
+  }
+
   async unwrap(name: string, wrapped: string): Promise<Buffer> {
     parseWrapped(wrapped, 'vault');
     const { data } = await this.call('write', `decrypt/${this.key(name)}`, { ciphertext: wrapped });
