@@ -7,9 +7,10 @@ import { JobsModule } from '@coffer/jobs';
 import { KmsModule } from '@coffer/kms';
 import { LoggingModule } from '@coffer/logging';
 import { OrgsModule } from '@coffer/orgs';
-import { TlsModule } from '@coffer/tls';
+import { CertificatesModule, TlsModule } from '@coffer/tls';
 import { ApiKeysController } from './controllers/api-keys.controller';
 import { AuditLogsController } from './controllers/audit-logs.controller';
+import { CertificatesController } from './controllers/certificates.controller';
 import { HealthController } from './controllers/health.controller';
 import { OpenApiController, OpenApiDocument } from './controllers/openapi.controller';
 import { OrganizationsController } from './controllers/organizations.controller';
@@ -29,9 +30,10 @@ export class ApiModule {
         JobsModule,
         OrgsModule,
         AuthModule,
+        CertificatesModule,
         TlsModule.register(config),
       ],
-      controllers: [HealthController, OrganizationsController, UsersController, ApiKeysController, AuditLogsController, OpenApiController],
+      controllers: [HealthController, OrganizationsController, UsersController, ApiKeysController, AuditLogsController, CertificatesController, OpenApiController],
       providers: [OpenApiDocument],
     };
   }

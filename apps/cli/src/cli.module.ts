@@ -4,15 +4,17 @@ import { AppConfig, ConfigModule } from '@coffer/config';
 import { DatabaseModule } from '@coffer/database';
 import { KmsModule } from '@coffer/kms';
 import { LoggingModule } from '@coffer/logging';
+import { JobsModule } from '@coffer/jobs';
 import { OrgsModule } from '@coffer/orgs';
+import { CertificatesModule } from '@coffer/tls';
 
-/** What the admin CLI needs: the same services as the API, without HTTP, Redis or the worker. */
+/** What the admin CLI needs: the same services as the API (Redis to enqueue jobs), without HTTP or the worker. */
 @Module({})
 export class CliModule {
   static register(config: AppConfig): DynamicModule {
     return {
       module: CliModule,
-      imports: [ConfigModule.forRoot(config), LoggingModule, DatabaseModule, KmsModule, AuditModule, OrgsModule],
+      imports: [ConfigModule.forRoot(config), LoggingModule, DatabaseModule, KmsModule, AuditModule, JobsModule, OrgsModule, CertificatesModule],
     };
   }
 }

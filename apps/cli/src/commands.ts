@@ -6,6 +6,7 @@ import { KMS, KmsProvider } from '@coffer/kms';
 import { CreateOrganizationBody, OrgsService, publicOrg } from '@coffer/orgs';
 import { DatabaseService } from '@coffer/database';
 import { AppError } from '@coffer/http';
+import { CertificateRenewalService } from '@coffer/tls';
 
 export interface CommandResult {
   output: unknown;
@@ -82,6 +83,19 @@ export const COMMANDS: Record<string, { usage: string; run: Command }> = {
       const { chain } = await chainOf(app, target);
       const signed = await app.get(AuditService).checkpoint(chain);
       return { output: { signed: signed ?? null }, exitCode: 0 };
+    },
+  },
+  'certs:renew': {
+    usage: 'certs:renew <certificate-id>   (ids: GET /api/v1/admin/certificates)',
+    async run(app, [id]) {
+      if (!id) throw new UsageError('name a certificate id');
+      const result = await audited(app, {
+        transactional: true,
+        chain: () => app.get(AuditService).chain(undefined),
+        automatic: { action: 'certificate.renewal_requested', target: () => ({ id }) },
+        work: () => app.get(CertificateRenewalService).requestRenewal(id),
+      });
+      return { output: result, exitCode: 0 };
     },
   },
   health: {

@@ -8,11 +8,14 @@ import { JobsModule, JobWorkers } from '@coffer/jobs';
 import { KmsModule } from '@coffer/kms';
 import { LoggingModule } from '@coffer/logging';
 import { OrgsModule } from '@coffer/orgs';
+import { CertificatesModule } from '@coffer/tls';
 import { AuditCheckpointProcessor } from './processors/audit-checkpoint.processor';
 import { AuditDeliveryProcessor } from './processors/audit-delivery.processor';
 import { ExpireApiKeysProcessor } from './processors/expire-api-keys.processor';
+import { RenewCertificateProcessor } from './processors/renew-certificate.processor';
 import { AuditCheckpointSchedule } from './schedules/audit-checkpoint.schedule';
 import { AuditDeliverySchedule } from './schedules/audit-delivery.schedule';
+import { CertificateRenewalSchedule } from './schedules/certificate-renewal.schedule';
 import { ExpireApiKeysSchedule } from './schedules/expire-api-keys.schedule';
 
 @Module({})
@@ -28,6 +31,7 @@ export class WorkerModule {
         AuditModule,
         JobsModule,
         OrgsModule,
+        CertificatesModule,
         DiscoveryModule,
         ScheduleModule.forRoot(),
       ],
@@ -39,6 +43,8 @@ export class WorkerModule {
         AuditCheckpointSchedule,
         AuditDeliveryProcessor,
         AuditDeliverySchedule,
+        RenewCertificateProcessor,
+        CertificateRenewalSchedule,
       ],
     };
   }

@@ -11,6 +11,8 @@ export interface JobPayloads {
   /** `orgId` absent: the control plane's chain. */
   'audit-checkpoint': { orgId?: string };
   'audit-delivery': { orgId: string };
+  /** `force`: an operator asked (REST or CLI); renew whatever the due date. */
+  'renew-certificate': { certificateId: string; force?: boolean };
 }
 
 export type JobName = keyof JobPayloads;
@@ -41,6 +43,13 @@ export const JOBS: { [K in JobName]: JobDefinition<K> } = {
   'audit-delivery': {
     queue: 'maintenance',
     jobId: ({ orgId }) => `audit-delivery/${orgId}`,
+  },
+  'renew-certificate': {
+    queue: 'maintenance',
+    jobId: ({ certificateId }) => `renew-certificate/${certificateId}`,
+    // A failed order is recorded with its next attempt in the database and the job completes:
+    // the schedule retries from there, with the backoff the CA's rate limits need.
+    options: { attempts: 1 },
   },
 };
 

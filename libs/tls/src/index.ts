@@ -9,3 +9,7 @@ export * from './plain-http.listener';
 export * from './tls.module';
 export * from './acme.repository';
 export * from './order-lock';
+export * from './clock.repository';
+export * from './certificates.repository';
+export * from './certificate-renewal.service';
+export * from './certificates.module';
