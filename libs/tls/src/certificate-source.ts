@@ -105,6 +105,7 @@ export class StoredAcmeSource implements CertificateSource {
     private readonly names: string[],
     private readonly certificates: CertificatesRepository,
     private readonly fallback: CertificateSource,
+    private readonly onOpenFailed: (error: unknown) => void = () => undefined,
   ) {}
 
   get caCertFile(): string | undefined {
@@ -119,7 +120,8 @@ export class StoredAcmeSource implements CertificateSource {
     const stored = await this.certificates.get(this.certificateId);
     const usable = stored?.serial && stored.notAfter && stored.notAfter > now && coversNames({ names: stored.domains }, this.names);
     if (usable) {
-      if (this.loaded?.serial !== stored.serial) this.loaded = await this.certificates.pair(this.certificateId);
+      // The KMS down (DESIGN §7) must not stop HTTPS: keep what is served and try at the next check.
+      if (this.loaded?.serial !== stored.serial) this.loaded = (await this.certificates.pair(this.certificateId).catch(this.onOpenFailed)) ?? this.loaded;
       this.usingFallback = !this.loaded;
     } else {
       this.usingFallback = true;

@@ -45,7 +45,9 @@ function certificateSource(config: AppConfig, logger: Logger, certificates: Cert
     case 'acme': {
       // Ordered and renewed by the worker; every replica serves what the database holds.
       const names = certificateNames(config.TLS_DOMAINS, false);
-      return new StoredAcmeSource(certificateId('acme', names), names, certificates, internalCa());
+      return new StoredAcmeSource(certificateId('acme', names), names, certificates, internalCa(), (error) =>
+        logger.warn({ err: { message: (error as Error)?.message } }, 'stored certificate could not be opened; serving the previous one'),
+      );
     }
     default:
       throw new Error(`TLS_MODE=${config.TLS_MODE} has no certificate source`);
