@@ -58,6 +58,9 @@ describe('ACME on the wire: the worker orders and renews from pebble over real H
   let pebble: Pebble;
   let env: TestEnv;
   let api: ChildProcess;
+  /** A second API replica: it never orders, and serves whatever the database holds. */
+  let replica: ChildProcess;
+  let replicaUrl: string;
   let worker: ChildProcess;
   let webhook: WebhookReceiver;
   let url: string;
@@ -113,12 +116,18 @@ describe('ACME on the wire: the worker orders and renews from pebble over real H
     const trustPebble = { NODE_EXTRA_CA_CERTS: pebble.listenerCaFile };
     ({ child: api, url } = await startApiProcess(env.config, (chunk) => (output += chunk), { ...trustPebble, HTTP_PORT: String(httpPort), LOG_LEVEL: 'info' }));
     adminToken = env.takeBootstrapToken();
+    ({ child: replica, url: replicaUrl } = await startApiProcess(
+      { ...env.config, TLS_DIR: join(dir, 'tls-replica') },
+      (chunk) => (output += chunk),
+      { ...trustPebble, LOG_LEVEL: 'info' },
+    ));
     worker = await startWorkerProcess(env.config, trustPebble, (chunk) => (output += chunk));
   });
 
   after(async () => {
     await stopProcess(worker);
     await stopProcess(api);
+    await stopProcess(replica);
     await pebble?.stop();
     await webhook?.close();
     await env?.destroy();
@@ -141,9 +150,14 @@ describe('ACME on the wire: the worker orders and renews from pebble over real H
     assert.deepEqual(issued.target, { id });
   });
 
-  test('renews the 120-second certificate before it expires and serves the new serial to the next handshake', async () => {
+  test('renews the 120-second certificate before it expires and every API replica serves the new serial to the next handshake', async () => {
     const first = (await handshake(url, await pebble.root())).cert;
     const renewed = await nextServed(first.serialNumber, 'a renewed certificate', 90_000);
+    const onReplica = await waitFor('the renewed certificate on the replica', async () => {
+      const result = await handshake(replicaUrl, await pebble.root());
+      return result.authorized && result.cert.serialNumber === renewed.serialNumber ? result : undefined;
+    }, 10_000);
+    assert.equal(onReplica.cert.serialNumber, renewed.serialNumber);
     assert.ok(Date.now() < new Date(first.valid_to).getTime(), 'renewed before the first one expired');
     assert.ok(new Date(renewed.valid_to).getTime() > Date.now());
     const [entry] = await controlLog('certificate.renewed');
@@ -174,11 +188,16 @@ describe('ACME on the wire: the worker orders and renews from pebble over real H
     assert.equal(forced.body.jobId, `renew-certificate/${id}`);
     const afterRest = await nextServed(served.serialNumber, 'the certificate renewed on request', 30_000);
 
-    const cli = spawnSync(process.execPath, [join(REPO_ROOT, 'scripts/cli.mjs'), 'certs:renew', id], {
-      cwd: REPO_ROOT,
-      env: { ...process.env, ...Object.fromEntries(Object.entries(env.config).map(([k, v]) => [k, String(v)])), COFFER_HOME: join(dir, 'no-local-start') },
-      encoding: 'utf8',
-    });
+    const runCli = (...args: string[]) =>
+      spawnSync(process.execPath, [join(REPO_ROOT, 'scripts/cli.mjs'), ...args], {
+        cwd: REPO_ROOT,
+        env: { ...process.env, ...Object.fromEntries(Object.entries(env.config).map(([k, v]) => [k, String(v)])), COFFER_HOME: join(dir, 'no-local-start') },
+        encoding: 'utf8',
+      });
+    const list = runCli('certs:list');
+    assert.equal(list.status, 0, list.stderr);
+    assert.deepEqual(JSON.parse(list.stdout).certificates.map((c: ListedCertificate) => [c.id, c.serial]), [[id, (await listed()).serial]]);
+    const cli = runCli('certs:renew', id);
     assert.equal(cli.status, 0, cli.stderr);
     assert.deepEqual(JSON.parse(cli.stdout), { jobId: `renew-certificate/${id}` });
     await nextServed(afterRest.serialNumber, 'the certificate renewed from the CLI', 30_000);

@@ -18,14 +18,17 @@ import {
   CertificatesRepository,
   ChallengeStore,
   ClockRepository,
+  InternalCaSource,
   inspectPair,
   OrderLock,
   renewalAlert,
+  StoredAcmeSource,
   StoredCertificate,
 } from '@coffer/tls';
 import { freePort } from '../support/api-process';
 import { Pebble, startPebble } from '../support/pebble';
 import { connect, createTestEnv, TestEnv } from '../support/test-env';
+import { VaultTransitDouble } from '../support/vault-transit-double';
 import { startWebhookReceiver, WebhookReceiver } from '../support/webhook';
 
 const DAY = 86_400_000;
@@ -149,6 +152,42 @@ describe('certificate renewal in the worker: pebble for the protocol, a controll
     assert.equal(entry.actor.id, 'system:renew-certificate');
     assert.deepEqual(entry.target, { id });
     assert.equal(entry.body.serial, info.serial);
+  });
+
+  test('replicas serve the stored certificate; with the KMS down one keeps what it serves, one starting serves the internal CA until the key opens (Vault double)', async () => {
+    const vault = new VaultTransitDouble();
+    await vault.start();
+    const vaultKms = () =>
+      createKmsProvider({ ...env.config, KMS_PROVIDER: 'vault', KMS_VAULT_ADDR: vault.address, KMS_VAULT_TOKEN: vault.token, KMS_VAULT_TIMEOUT_MS: 1000 }, db.control);
+    const names = ['vault.coffer.test', 'www.coffer.test'];
+    const vaultId = 'acme-sealed-by-vault';
+    const owner = await connect(env.config.DATABASE_OWNER_URL);
+    try {
+      await owner.query("INSERT INTO tls_certificates (id, source, domains, renew_after) VALUES ($1, 'acme', $2, 'infinity')", [vaultId, names]);
+      const pair = (await certificates.pair(id))!;
+      await new CertificatesRepository(db, vaultKms()).saveIssued(vaultId, pair, inspectPair(pair), new Date(8.64e15), new Date());
+      const fallback = new InternalCaSource(join(dir, 'replica-tls'), [...names, 'localhost']);
+      const running = new StoredAcmeSource(vaultId, names, new CertificatesRepository(db, vaultKms()), fallback);
+      await running.refresh('start');
+      assert.equal(inspectPair(await running.pair()).serial, inspectPair(pair).serial);
+      assert.equal(running.caCertFile, undefined, 'no internal CA to trust');
+
+      vault.seal();
+      await running.refresh('check');
+      assert.equal(inspectPair(await running.pair()).serial, inspectPair(pair).serial, 'an unchanged serial needs no KMS call');
+      const errors: unknown[] = [];
+      const starting = new StoredAcmeSource(vaultId, names, new CertificatesRepository(db, vaultKms()), fallback, (error) => errors.push(error));
+      await starting.refresh('start');
+      assert.equal((errors[0] as { code?: string }).code, 'kms_unavailable');
+      assert.deepEqual(await starting.pair(), await fallback.pair(), 'the internal CA meanwhile');
+      vault.unseal();
+      await starting.refresh('check');
+      assert.equal(inspectPair(await starting.pair()).serial, inspectPair(pair).serial, 'the stored certificate once the KMS is back');
+    } finally {
+      await owner.query('DELETE FROM tls_certificates WHERE id = $1', [vaultId]);
+      await owner.end();
+      await vault.stop();
+    }
   });
 
   test('with the ACME server down, renewal retries with backoff and the alert fires exactly at 14 days before expiry, once', async () => {

@@ -85,8 +85,14 @@ export const COMMANDS: Record<string, { usage: string; run: Command }> = {
       return { output: { signed: signed ?? null }, exitCode: 0 };
     },
   },
+  'certs:list': {
+    usage: 'certs:list',
+    async run(app) {
+      return { output: { certificates: await app.get(CertificateRenewalService).list() }, exitCode: 0 };
+    },
+  },
   'certs:renew': {
-    usage: 'certs:renew <certificate-id>   (ids: GET /api/v1/admin/certificates)',
+    usage: 'certs:renew <certificate-id>   (ids: certs:list)',
     async run(app, [id]) {
       if (!id) throw new UsageError('name a certificate id');
       const result = await audited(app, {
