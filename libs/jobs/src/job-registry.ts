@@ -48,8 +48,10 @@ export const JOBS: { [K in JobName]: JobDefinition<K> } = {
     queue: 'maintenance',
     jobId: ({ certificateId }) => `renew-certificate/${certificateId}`,
     // A failed order is recorded with its next attempt in the database and the job completes:
-    // the schedule retries from there, with the backoff the CA's rate limits need.
-    options: { attempts: 1 },
+    // the schedule retries from there, with the backoff the CA's rate limits need. A job that
+    // fails otherwise (database down) is not kept, so it blocks neither the next tick nor an
+    // operator's forced renewal for an hour; the worker's log has its error.
+    options: { attempts: 1, removeOnFail: true },
   },
 };
 
