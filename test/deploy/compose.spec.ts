@@ -43,12 +43,13 @@ describe('deploy/compose/compose.yaml', () => {
     assert.equal(env.HTTPS_PUBLIC_PORT, '443', 'redirects name the published port');
   });
 
-  test('every service but api sits only on the internal network, which has no route out', () => {
+  test('only api and worker reach outside (worker: outbound only); every other service sits only on the internal network', () => {
     assert.deepEqual(compose.networks.internal, { internal: true });
     assert.notEqual(compose.networks.edge?.internal, true);
     for (const [name, service] of services) {
-      assert.deepEqual(service.networks, name === 'api' ? ['internal', 'edge'] : ['internal'], name);
+      assert.deepEqual(service.networks, ['api', 'worker'].includes(name) ? ['internal', 'edge'] : ['internal'], name);
     }
+    assert.equal(services.find(([name]) => name === 'worker')![1].ports, undefined, 'the worker publishes nothing');
   });
 
   test('api, worker and init get every variable of the config schema, and only those', () => {

@@ -3,6 +3,7 @@ import assert from 'node:assert/strict';
 import { MetricsService } from '@coffer/metrics';
 import { RunningApi, startApi, TestOrg } from '../support/api';
 import { startS3, TestS3 } from '../support/s3-server';
+import { connect } from '../support/test-env';
 import { VaultTransitDouble } from '../support/vault-transit-double';
 
 describe('Prometheus metrics on their own port (API on PostgreSQL and Redis; Vault transit double and s3rver over HTTP)', () => {
@@ -72,6 +73,22 @@ describe('Prometheus metrics on their own port (API on PostgreSQL and Redis; Vau
     const pending = value(text, `coffer_audit_delivery_pending_entries{org="${org.slug}"}`);
     assert.ok(pending !== undefined && pending >= 2, `nothing delivered yet: ${pending} entries pending`);
     assert.notEqual(value(text, 'coffer_queue_jobs{queue="maintenance",state="waiting"}'), undefined);
+  });
+
+  test('each stored certificate reports its expiry and failed renewals', async () => {
+    const owner = await connect(api.env.config.DATABASE_OWNER_URL);
+    try {
+      await owner.query(
+        `INSERT INTO tls_certificates (id, source, domains, not_after, renew_after, failures)
+         VALUES ('metrics-test', 'acme', '{coffer.example}', now() + interval '10 days', now(), 2)`,
+      );
+    } finally {
+      await owner.end();
+    }
+    const text = await scrape();
+    const expiry = value(text, 'coffer_certificate_expiry_seconds{certificate="metrics-test"}');
+    assert.ok(expiry !== undefined && Math.abs(expiry - 10 * 86_400) < 120, `expiry ${expiry}`);
+    assert.equal(value(text, 'coffer_certificate_renewal_failures{certificate="metrics-test"}'), 2);
   });
 
   test('the metrics port serves nothing else, and the API port does not serve metrics', async () => {

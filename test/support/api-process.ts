@@ -71,7 +71,11 @@ export async function stopProcess(child: ChildProcess | undefined): Promise<void
 }
 
 /** The compiled worker (main.js) as its own process; resolves once it logs that it started. */
-export async function startWorkerProcess(config: AppConfig, extraEnv: Record<string, string> = {}): Promise<ChildProcess> {
+export async function startWorkerProcess(
+  config: AppConfig,
+  extraEnv: Record<string, string> = {},
+  onOutput: (chunk: string) => void = () => undefined,
+): Promise<ChildProcess> {
   const env = Object.fromEntries(Object.entries(config).map(([k, v]) => [k, String(v)]));
   const child = spawn(process.execPath, [WORKER_MAIN], {
     cwd: REPO_ROOT,
@@ -80,6 +84,8 @@ export async function startWorkerProcess(config: AppConfig, extraEnv: Record<str
   let seen = '';
   await new Promise<void>((started, failed) => {
     const timer = setTimeout(() => failed(new Error(`worker did not start:\n${seen}`)), 30_000);
+    child.stdout!.on('data', (chunk: Buffer) => onOutput(String(chunk)));
+    child.stderr!.on('data', (chunk: Buffer) => onOutput(String(chunk)));
     child.stdout!.on('data', (chunk: Buffer) => {
       seen += chunk;
       if (seen.includes('worker started')) {

@@ -10,10 +10,11 @@ import { KmsModule } from '@coffer/kms';
 import { LoggingModule } from '@coffer/logging';
 import { MetricsModule } from '@coffer/metrics';
 import { OrgsModule } from '@coffer/orgs';
-import { TlsModule } from '@coffer/tls';
+import { CertificatesModule, TlsModule } from '@coffer/tls';
 import { ApiKeysController } from './controllers/api-keys.controller';
 import { AuditLogsController } from './controllers/audit-logs.controller';
 import { EncryptionStatusController } from './controllers/encryption-status.controller';
+import { CertificatesController } from './controllers/certificates.controller';
 import { HealthController } from './controllers/health.controller';
 import { KeysController } from './controllers/keys.controller';
 import { OpenApiController, OpenApiDocument } from './controllers/openapi.controller';
@@ -37,9 +38,10 @@ export class ApiModule {
         MetricsModule,
         EncryptionModule,
         AuthModule,
+        CertificatesModule,
         TlsModule.register(config),
       ],
-      controllers: [HealthController, OrganizationsController, UsersController, ApiKeysController, AuditLogsController, KeysController, EncryptionStatusController, OpenApiController],
+      controllers: [HealthController, OrganizationsController, UsersController, ApiKeysController, AuditLogsController, KeysController, EncryptionStatusController, CertificatesController, OpenApiController],
       providers: [OpenApiDocument],
     };
   }

@@ -7,14 +7,15 @@ import { KeysModule } from '@coffer/keys';
 import { KmsModule } from '@coffer/kms';
 import { LoggingModule } from '@coffer/logging';
 import { OrgsModule } from '@coffer/orgs';
+import { CertificatesModule } from '@coffer/tls';
 
-/** What the admin CLI needs: the same services as the API, without HTTP or the worker. */
+/** What the admin CLI needs: the same services as the API (Redis to enqueue jobs), without HTTP or the worker. */
 @Module({})
 export class CliModule {
   static register(config: AppConfig): DynamicModule {
     return {
       module: CliModule,
-      imports: [ConfigModule.forRoot(config), LoggingModule, DatabaseModule, KmsModule, AuditModule, OrgsModule, JobsModule, KeysModule],
+      imports: [ConfigModule.forRoot(config), LoggingModule, DatabaseModule, KmsModule, AuditModule, OrgsModule, JobsModule, KeysModule, CertificatesModule],
     };
   }
 }

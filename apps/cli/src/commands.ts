@@ -7,6 +7,7 @@ import { KMS, KmsProvider } from '@coffer/kms';
 import { CreateOrganizationBody, OrgsService, publicOrg } from '@coffer/orgs';
 import { DatabaseService } from '@coffer/database';
 import { AppError } from '@coffer/http';
+import { CertificateRenewalService } from '@coffer/tls';
 
 export interface CommandResult {
   output: unknown;
@@ -97,6 +98,25 @@ export const COMMANDS: Record<string, { usage: string; run: Command }> = {
       const { chain } = await chainOf(app, target);
       const signed = await app.get(AuditService).checkpoint(chain);
       return { output: { signed: signed ?? null }, exitCode: 0 };
+    },
+  },
+  'certs:list': {
+    usage: 'certs:list',
+    async run(app) {
+      return { output: { certificates: await app.get(CertificateRenewalService).list() }, exitCode: 0 };
+    },
+  },
+  'certs:renew': {
+    usage: 'certs:renew <certificate-id>   (ids: certs:list)',
+    async run(app, [id]) {
+      if (!id) throw new UsageError('name a certificate id');
+      const result = await audited(app, {
+        transactional: true,
+        chain: () => app.get(AuditService).chain(undefined),
+        automatic: { action: 'certificate.renewal_requested', target: () => ({ id }) },
+        work: () => app.get(CertificateRenewalService).requestRenewal(id),
+      });
+      return { output: result, exitCode: 0 };
     },
   },
   health: {

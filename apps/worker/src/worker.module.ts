@@ -9,13 +9,16 @@ import { KeysModule } from '@coffer/keys';
 import { KmsModule } from '@coffer/kms';
 import { LoggingModule } from '@coffer/logging';
 import { OrgsModule } from '@coffer/orgs';
+import { CertificatesModule } from '@coffer/tls';
 import { AuditCheckpointProcessor } from './processors/audit-checkpoint.processor';
 import { AuditDeliveryProcessor } from './processors/audit-delivery.processor';
 import { ExpireApiKeysProcessor } from './processors/expire-api-keys.processor';
 import { RewrapKeysProcessor } from './processors/rewrap-keys.processor';
 import { RotateKeyProcessor } from './processors/rotate-key.processor';
+import { RenewCertificateProcessor } from './processors/renew-certificate.processor';
 import { AuditCheckpointSchedule } from './schedules/audit-checkpoint.schedule';
 import { AuditDeliverySchedule } from './schedules/audit-delivery.schedule';
+import { CertificateRenewalSchedule } from './schedules/certificate-renewal.schedule';
 import { ExpireApiKeysSchedule } from './schedules/expire-api-keys.schedule';
 import { KeyRotationSchedule } from './schedules/key-rotation.schedule';
 
@@ -33,6 +36,7 @@ export class WorkerModule {
         JobsModule,
         OrgsModule,
         KeysModule,
+        CertificatesModule,
         DiscoveryModule,
         ScheduleModule.forRoot(),
       ],
@@ -47,6 +51,8 @@ export class WorkerModule {
         RotateKeyProcessor,
         RewrapKeysProcessor,
         KeyRotationSchedule,
+        RenewCertificateProcessor,
+        CertificateRenewalSchedule,
       ],
     };
   }

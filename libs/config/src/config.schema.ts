@@ -48,6 +48,27 @@ export const configSchema = z.object({
   ACME_EMAIL: z.email().optional(),
   /** Fetch our own challenge before asking the CA to (saves rate-limited failures); false offline. */
   ACME_SELF_CHECK: bool.default(true),
+  /**
+   * Retries of one ACME request on a network error, 429 or 5xx (acme-client waits 5 s, 10 s, ...
+   * between them) before the renewal counts as failed and backs off (TLS_RENEWAL_RETRY_MS).
+   */
+  ACME_HTTP_RETRIES: z.coerce.number().int().min(0).max(10).default(3),
+  /** How often the worker looks for certificates due for renewal (6 fields, seconds first). */
+  TLS_RENEWAL_CRON: z.string().min(1).default('0 * * * * *'),
+  /** First retry delay of a failed renewal; it doubles per failure, up to 6 h (less for short certificates). */
+  TLS_RENEWAL_RETRY_MS: z.coerce.number().int().min(100).max(86_400_000).default(300_000),
+
+  /**
+   * Comma-separated http(s) URLs that receive alerts as JSON POSTs (the Alertmanager webhook
+   * body, libs/alerts/README.md): once when an alert fires, once when it resolves.
+   */
+  ALERT_WEBHOOK_URLS: z
+    .string()
+    .default('')
+    .refine((v) => v.split(',').map((u) => u.trim()).filter(Boolean).every((u) => /^https?:\/\/[^\s]+$/.test(u) && URL.canParse(u)), {
+      message: 'comma-separated http(s) URLs',
+    }),
+  ALERT_WEBHOOK_TIMEOUT_MS: z.coerce.number().int().min(100).max(60_000).default(5000),
 
   /** Owner role: runs migrations and provisions org databases. Never used to serve requests. */
   DATABASE_OWNER_URL: postgresUrl,
@@ -143,6 +164,8 @@ export const SECRET_KEYS: ReadonlySet<ConfigKey> = new Set<ConfigKey>([
   'KMS_LOCAL_MASTER_KEY',
   'KMS_VAULT_TOKEN',
   'KMS_VAULT_SECRET_ID',
+  // Webhook URLs often carry their credential (Slack, Teams, PagerDuty).
+  'ALERT_WEBHOOK_URLS',
 ]);
 
 export const CONFIG_KEYS = Object.keys(configSchema.shape) as ConfigKey[];

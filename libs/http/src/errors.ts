@@ -16,6 +16,7 @@ export const ERROR_STATUS = {
   user_not_found: 404,
   api_key_not_found: 404,
   audit_destination_not_found: 404,
+  certificate_not_found: 404,
   method_not_allowed: 405,
   organization_exists: 409,
   user_email_taken: 409,

@@ -15,6 +15,8 @@ export interface JobPayloads {
   'rotate-key': { orgId: string; fromVersion: number };
   /** Moves the org's stored data keys to the key's latest version (`version` names the run). */
   'rewrap-keys': { orgId: string; version: number };
+  /** `force`: an operator asked (REST or CLI); renew whatever the due date. */
+  'renew-certificate': { certificateId: string; force?: boolean };
 }
 
 export type JobName = keyof JobPayloads;
@@ -53,6 +55,15 @@ export const JOBS: { [K in JobName]: JobDefinition<K> } = {
   'rewrap-keys': {
     queue: 'maintenance',
     jobId: ({ orgId, version }) => `rewrap-keys/${orgId}/${version}`,
+  },
+  'renew-certificate': {
+    queue: 'maintenance',
+    jobId: ({ certificateId }) => `renew-certificate/${certificateId}`,
+    // A failed order is recorded with its next attempt in the database and the job completes:
+    // the schedule retries from there, with the backoff the CA's rate limits need. A job that
+    // fails otherwise (database down) is not kept, so it blocks neither the next tick nor an
+    // operator's forced renewal for an hour; the worker's log has its error.
+    options: { attempts: 1, removeOnFail: true },
   },
 };
 

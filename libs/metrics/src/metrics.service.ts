@@ -11,7 +11,7 @@ import { KeyRotationRepository } from '@coffer/keys';
 import { KMS, KmsProvider } from '@coffer/kms';
 import { LOGGER, Logger } from '@coffer/logging';
 import { OrgsService } from '@coffer/orgs';
-import { servedCertificate } from '@coffer/tls';
+import { CertificatesRepository, servedCertificate, StoredCertificate } from '@coffer/tls';
 
 /** Per-org figures cost a query per org: a scrape within this long reuses the last ones. */
 const PER_ORG_CACHE_MS = 15_000;
@@ -44,6 +44,7 @@ export class MetricsService implements OnApplicationBootstrap, OnApplicationShut
     private readonly keys: KeyRotationRepository,
     private readonly delivery: AuditDeliveryService,
     private readonly jobs: JobsService,
+    private readonly stored: CertificatesRepository,
     private readonly moduleRef: ModuleRef,
   ) {
     collectDefaultMetrics({ register: this.registry, prefix: 'coffer_' });
@@ -80,26 +81,33 @@ export class MetricsService implements OnApplicationBootstrap, OnApplicationShut
         }
       },
     });
-    const perOrgGauge = (name: string, help: string, value: (o: PerOrg) => number | undefined) =>
-      new Gauge({
-        name,
-        help,
-        labelNames: ['org'],
-        registers: [this.registry],
-        async collect() {
-          this.reset();
-          for (const o of await self.perOrgValues()) {
-            const v = value(o);
-            if (v !== undefined) this.set({ org: o.slug }, v);
-          }
-        },
-      });
-    perOrgGauge('coffer_org_key_age_seconds', "Age of the org key's latest version", (o) => o.keyAgeSeconds);
-    perOrgGauge('coffer_org_key_rewrap_remaining', 'Stored data keys still wrapped under an older key version', (o) => o.rewrapRemaining);
-    perOrgGauge('coffer_audit_delivery_pending_entries', 'Audit entries not yet delivered to the org bucket', (o) => o.deliveryPending);
-    perOrgGauge('coffer_audit_delivery_last_success_timestamp_seconds', 'When a batch was last delivered', (o) => o.lastDeliveredAt);
+    /** One series per row of `rows()`, labelled `label`; rows without a value are left out. */
+    const gaugePer = <T>(label: string, rows: () => Promise<T[]>, labelOf: (row: T) => string) =>
+      (name: string, help: string, value: (row: T) => number | null | undefined) =>
+        new Gauge({
+          name,
+          help,
+          labelNames: [label],
+          registers: [this.registry],
+          async collect() {
+            this.reset();
+            for (const row of await rows()) {
+              const v = value(row);
+              if (v !== undefined && v !== null) this.set({ [label]: labelOf(row) }, v);
+            }
+          },
+        });
+    const perOrg = gaugePer('org', () => this.perOrgValues(), (o) => o.slug);
+    perOrg('coffer_org_key_age_seconds', "Age of the org key's latest version", (o) => o.keyAgeSeconds);
+    perOrg('coffer_org_key_rewrap_remaining', 'Stored data keys still wrapped under an older key version', (o) => o.rewrapRemaining);
+    perOrg('coffer_audit_delivery_pending_entries', 'Audit entries not yet delivered to the org bucket', (o) => o.deliveryPending);
+    perOrg('coffer_audit_delivery_last_success_timestamp_seconds', 'When a batch was last delivered', (o) => o.lastDeliveredAt);
+    const perCertificate = gaugePer('certificate', () => this.stored.list(), (c: StoredCertificate) => c.id);
+    perCertificate('coffer_certificate_expiry_seconds', 'Seconds until each stored (ACME) certificate expires', (c) =>
+      c.notAfter ? (c.notAfter.getTime() - Date.now()) / 1000 : undefined,
+    );
+    perCertificate('coffer_certificate_renewal_failures', 'Consecutive failed renewals of each stored certificate', (c) => c.failures);
   }
-
 
   /** Fastify onResponse: the request's latency under its route template (never the raw URL). */
   install(fastify: FastifyInstance): void {

@@ -1,23 +1,21 @@
 import { X509Certificate } from 'node:crypto';
-import { chmod, mkdir, readFile, rename, writeFile } from 'node:fs/promises';
-import { dirname, join } from 'node:path';
-import type { Logger } from 'pino';
-import type { AcmeRepository } from './acme.repository';
-import { CertificateInfo, coversNames, inspectPair, renewalAlert, renewalDue } from './certificate';
+import { readFile } from 'node:fs/promises';
+import { join } from 'node:path';
+import { CertificateInfo, coversNames, inspectPair, renewalDue } from './certificate';
+import type { CertificatesRepository } from './certificates.repository';
 import { CaFiles, InternalCaRepository } from './internal-ca.repository';
 import type { CertificatePair } from './tls-options';
 
 export const CERTIFICATE_SOURCE = Symbol('CERTIFICATE_SOURCE');
 
 /**
- * Every source ends in a certificate and key file pair on disk, which the CertificateService
- * re-reads: replacing the files is how a new certificate reaches the server (and every replica
- * sharing the directory), whoever wrote them.
+ * Where the served certificate comes from: a file pair on disk (internal CA, customer files),
+ * re-read at every check, or the control-plane database (ACME), shared by every replica.
  */
 export interface CertificateSource {
   readonly kind: string;
   /** The pair to serve now (read after every refresh). */
-  readonly files: CaFiles;
+  pair(): Promise<CertificatePair>;
   /**
    * Issues or renews the pair when it is missing or due; a no-op for customer-supplied files.
    * `start` is the call before the server listens (no ACME challenge can be answered yet).
@@ -37,6 +35,9 @@ export class StaticFilesSource implements CertificateSource {
   readonly kind = 'files';
   constructor(readonly files: CaFiles) {}
   async refresh(): Promise<void> {}
+  pair(): Promise<CertificatePair> {
+    return readPair(this.files);
+  }
 }
 
 /** A leaf signed by the installation's own CA, re-issued when the names change or renewal is due. */
@@ -56,6 +57,10 @@ export class InternalCaSource implements CertificateSource {
 
   get caCertFile(): string {
     return this.repository.ca.certFile;
+  }
+
+  pair(): Promise<CertificatePair> {
+    return readPair(this.files);
   }
 
   async refresh(_phase: 'start' | 'check' = 'check', now = new Date()): Promise<void> {
@@ -84,89 +89,46 @@ function tryInspect(pair: CertificatePair): CertificateInfo | undefined {
   }
 }
 
-/** Writes key then certificate, each by rename, so a reader never sees half a file. */
-export async function writePair(files: CaFiles, pair: CertificatePair): Promise<void> {
-  for (const [path, content, mode] of [[files.keyFile, pair.key, 0o600], [files.certFile, pair.cert, 0o644]] as const) {
-    await mkdir(dirname(path), { recursive: true, mode: 0o700 });
-    const tmp = `${path}.${process.pid}.tmp`;
-    await writeFile(tmp, content, { mode });
-    await chmod(tmp, mode);
-    await rename(tmp, path);
-  }
-}
-
 /**
- * A certificate from an ACME CA (Let's Encrypt), renewed when due. Until the first one is
- * issued, the internal CA's certificate is served so that HTTPS answers at all; the order
- * waits for the first check, when the plain-HTTP port can answer the challenge. Failed orders
- * back off exponentially (the CA rate-limits failures), and once the alert time of the served
- * certificate has passed every failure is logged as an error.
+ * A certificate from an ACME CA (Let's Encrypt), which the worker orders and renews into the
+ * control-plane database (CertificateRenewalService). Every replica re-reads the row at each
+ * check and opens the private key only when the serial changed. Until the first certificate
+ * is there, the internal CA's is served so that HTTPS answers at all.
  */
-export class AcmeSource implements CertificateSource {
+export class StoredAcmeSource implements CertificateSource {
   readonly kind = 'acme';
-  private readonly acmeFiles: CaFiles;
-  private usingFallback = false;
-  private failures = 0;
-  private nextAttempt = 0;
+  private loaded?: CertificatePair & { serial: string };
+  private usingFallback = true;
 
   constructor(
-    dir: string,
+    readonly certificateId: string,
     private readonly names: string[],
-    private readonly acme: AcmeRepository,
+    private readonly certificates: CertificatesRepository,
     private readonly fallback: CertificateSource,
-    private readonly retryMs: number,
-    private readonly logger: Logger,
-    private readonly lock: (work: () => Promise<void>) => Promise<boolean> = async (work) => (await work(), true),
-  ) {
-    this.acmeFiles = { certFile: join(dir, 'acme', 'cert.pem'), keyFile: join(dir, 'acme', 'key.pem') };
-  }
-
-  get files(): CaFiles {
-    return this.usingFallback ? this.fallback.files : this.acmeFiles;
-  }
+    private readonly onOpenFailed: (error: unknown) => void = () => undefined,
+  ) {}
 
   get caCertFile(): string | undefined {
     return this.usingFallback ? this.fallback.caCertFile : undefined;
   }
 
+  async pair(): Promise<CertificatePair> {
+    return this.usingFallback || !this.loaded ? this.fallback.pair() : this.loaded;
+  }
+
   async refresh(phase: 'start' | 'check', now = new Date()): Promise<void> {
-    const current = await readPair(this.acmeFiles).then(inspectPair, () => undefined);
-    const usable = current && coversNames(current, this.names) && current.notAfter > now;
-    if (usable && renewalDue(current) > now) {
-      this.usingFallback = false;
-      return;
-    }
-    if (!usable && (phase === 'start' || this.usingFallback)) {
-      await this.fallback.refresh(phase, now);
+    const stored = await this.certificates.get(this.certificateId);
+    const usable = stored?.serial && stored.notAfter && stored.notAfter > now && coversNames({ names: stored.domains }, this.names);
+    if (usable) {
+      // The KMS down (DESIGN §7) must not stop HTTPS: keep what is served and try at the next check.
+      if (this.loaded?.serial !== stored.serial) {
+        const opened = await this.certificates.pair(this.certificateId).catch((error: unknown) => void this.onOpenFailed(error));
+        this.loaded = opened ?? this.loaded;
+      }
+      this.usingFallback = !this.loaded;
+    } else {
       this.usingFallback = true;
     }
-    if (phase === 'start' || now.getTime() < this.nextAttempt) return;
-    try {
-      // Another replica ordering: wait for the next check (which sees its files if TLS_DIR is shared).
-      const ordered = await this.lock(async () => {
-        // Re-read under the lock: the replica that held it may just have written a certificate.
-        const fresh = await readPair(this.acmeFiles).then(inspectPair, () => undefined);
-        if (fresh && fresh.serial !== current?.serial && coversNames(fresh, this.names) && renewalDue(fresh) > now) return;
-        await writePair(this.acmeFiles, await this.acme.order(this.names));
-        this.logger.info({ names: this.names, renewal: Boolean(current) }, 'certificate issued by ACME');
-      });
-      if (!ordered) return;
-      this.failures = 0;
-      this.nextAttempt = 0;
-      this.usingFallback = false;
-    } catch (error) {
-      this.failures += 1;
-      this.nextAttempt = now.getTime() + Math.min(this.retryMs * 2 ** this.failures, 6 * 3_600_000);
-      const fields = {
-        names: this.names,
-        failures: this.failures,
-        notAfter: current?.notAfter.toISOString(),
-        retryAt: new Date(this.nextAttempt).toISOString(),
-        err: { message: (error as Error).message },
-      };
-      if (!usable) this.logger.error(fields, 'ACME order failing; serving the internal CA certificate meanwhile');
-      else if (renewalAlert(current) <= now) this.logger.error(fields, 'certificate renewal failing; the certificate expires soon');
-      else this.logger.warn(fields, 'certificate renewal failed; will retry');
-    }
+    if (this.usingFallback) await this.fallback.refresh(phase, now);
   }
 }

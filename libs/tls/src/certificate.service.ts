@@ -4,13 +4,13 @@ import { HttpAdapterHost } from '@nestjs/core';
 import { APP_CONFIG, AppConfig } from '@coffer/config';
 import { LOGGER, Logger } from '@coffer/logging';
 import { CertificateInfo, inspectPair } from './certificate';
-import { CERTIFICATE_SOURCE, CertificateSource, readPair } from './certificate-source';
+import { CERTIFICATE_SOURCE, CertificateSource } from './certificate-source';
 import { secureContextOptions } from './tls-options';
 
 /**
  * Serves the source's certificate and keeps serving the newest one: every TLS_RELOAD_INTERVAL_MS
- * it lets the source renew if due, re-reads the files and, when they changed and form a valid
- * pair, swaps the server's secure context. setSecureContext() applies to the next handshake;
+ * it lets the source refresh (re-issue an internal-CA leaf, re-read files or the database row)
+ * and, when the pair changed and is valid, swaps the server's secure context. setSecureContext() applies to the next handshake;
  * open connections keep theirs. A bad or half-written pair is logged and the old one kept.
  */
 @Injectable()
@@ -55,7 +55,7 @@ export class CertificateService implements OnApplicationBootstrap, OnApplication
 
   private async load(phase: 'start' | 'check'): Promise<void> {
     await this.source.refresh(phase);
-    const pair = await readPair(this.source.files);
+    const pair = await this.source.pair();
     if (this.served && this.served.cert === pair.cert && this.served.key === pair.key) return;
     const info = inspectPair(pair);
     this.server().setSecureContext(secureContextOptions(pair));

@@ -44,6 +44,27 @@ export function renewalAlert(info: Pick<CertificateInfo, 'notBefore' | 'notAfter
   return new Date(info.notAfter.getTime() - (margin * 14) / 30);
 }
 
+const MAX_RETRY_MS = 6 * 3_600_000;
+
+/**
+ * When to try again after the `failures`-th failed renewal in a row: `baseMs` doubling per
+ * failure, at most 6 hours and at most a thirtieth of the lifetime (so a short-lived certificate
+ * gets as many attempts as a long one), and never past the alert time while it is ahead: the
+ * attempt that decides whether the alert fires happens exactly then.
+ */
+export function nextRenewalAttempt(
+  info: Pick<CertificateInfo, 'notBefore' | 'notAfter'> | undefined,
+  failures: number,
+  now: Date,
+  baseMs: number,
+): Date {
+  const lifetime = info ? info.notAfter.getTime() - info.notBefore.getTime() : Infinity;
+  const delay = Math.min(baseMs * 2 ** Math.min(failures - 1, 30), Math.max(baseMs, Math.min(MAX_RETRY_MS, lifetime / 30)));
+  const next = new Date(now.getTime() + delay);
+  const alertAt = info && renewalAlert(info);
+  return alertAt && alertAt > now && alertAt < next ? alertAt : next;
+}
+
 /** The names of TLS_DOMAINS, and loopback for clients on the machine itself. */
 export function certificateNames(domains: string, withLoopback: boolean): string[] {
   const names = domains.split(',').map((d) => d.trim().toLowerCase()).filter(Boolean);
@@ -55,7 +76,7 @@ export function subjectAltName(names: string[]): string {
 }
 
 /** True when `info` covers every name (X509Certificate shows IPv6 addresses uncompressed). */
-export function coversNames(info: CertificateInfo, names: string[]): boolean {
+export function coversNames(info: Pick<CertificateInfo, 'names'>, names: string[]): boolean {
   const normal = (n: string) => (isIP(n) === 6 ? new URL(`http://[${n}]`).hostname : n.toLowerCase());
   const have = new Set(info.names.map(normal));
   return names.every((n) => have.has(normal(n)));

@@ -10,3 +10,7 @@ export * from './tls.module';
 export * from './acme.repository';
 export * from './order-lock';
 export * from './served-certificate';
+export * from './clock.repository';
+export * from './certificates.repository';
+export * from './certificate-renewal.service';
+export * from './certificates.module';

@@ -3,11 +3,10 @@ import { resolve } from 'node:path';
 import { AppConfig } from '@coffer/config';
 import { LOGGER, Logger } from '@coffer/logging';
 import { certificateNames } from './certificate';
-import { AcmeRepository } from './acme.repository';
-import { AcmeSource, CERTIFICATE_SOURCE, CertificateSource, InternalCaSource, StaticFilesSource } from './certificate-source';
+import { CERTIFICATE_SOURCE, CertificateSource, InternalCaSource, StaticFilesSource, StoredAcmeSource } from './certificate-source';
 import { CertificateService } from './certificate.service';
-import { ChallengeStore } from './challenge-store';
-import { OrderLock } from './order-lock';
+import { certificateId, CertificatesRepository } from './certificates.repository';
+import { CertificatesModule } from './certificates.module';
 import { PlainHttpListener } from './plain-http.listener';
 
 /** Nothing when TLS_MODE=off: the API is then served over plain HTTP by the caller. */
@@ -17,23 +16,22 @@ export class TlsModule {
     if (config.TLS_MODE === 'off') return { module: TlsModule };
     return {
       module: TlsModule,
+      imports: [CertificatesModule],
       providers: [
-        ChallengeStore,
-        OrderLock,
         {
           provide: CERTIFICATE_SOURCE,
-          inject: [LOGGER, ChallengeStore, OrderLock],
-          useFactory: (logger: Logger, challenges: ChallengeStore, lock: OrderLock) => certificateSource(config, logger, challenges, lock),
+          inject: [LOGGER, CertificatesRepository],
+          useFactory: (logger: Logger, certificates: CertificatesRepository) => certificateSource(config, logger, certificates),
         },
         CertificateService,
         PlainHttpListener,
       ],
-      exports: [ChallengeStore, CertificateService, PlainHttpListener],
+      exports: [CertificateService, PlainHttpListener],
     };
   }
 }
 
-function certificateSource(config: AppConfig, logger: Logger, challenges: ChallengeStore, lock: OrderLock): CertificateSource {
+function certificateSource(config: AppConfig, logger: Logger, certificates: CertificatesRepository): CertificateSource {
   const dir = resolve(config.TLS_DIR);
   const internalCa = () =>
     new InternalCaSource(dir, certificateNames(config.TLS_DOMAINS, true), ({ created, path }) =>
@@ -45,19 +43,11 @@ function certificateSource(config: AppConfig, logger: Logger, challenges: Challe
     case 'internal-ca':
       return internalCa();
     case 'acme': {
-      const acme = new AcmeRepository(
-        {
-          directoryUrl: config.ACME_DIRECTORY_URL,
-          email: config.ACME_EMAIL,
-          accountKeyFile: resolve(dir, 'acme', 'account.key'),
-          selfCheck: config.ACME_SELF_CHECK,
-        },
-        challenges,
-      );
+      // Ordered and renewed by the worker; every replica serves what the database holds.
       const names = certificateNames(config.TLS_DOMAINS, false);
-      // An order takes seconds; the lock outlives a stuck one by far but not a restart loop.
-      const orderLock = (work: () => Promise<void>) => lock.run('acme-order', 10 * 60_000, work);
-      return new AcmeSource(dir, names, acme, internalCa(), config.TLS_RELOAD_INTERVAL_MS, logger, orderLock);
+      return new StoredAcmeSource(certificateId('acme', names), names, certificates, internalCa(), (error) =>
+        logger.warn({ err: { message: (error as Error)?.message } }, 'stored certificate could not be opened; serving the previous one'),
+      );
     }
     default:
       throw new Error(`TLS_MODE=${config.TLS_MODE} has no certificate source`);

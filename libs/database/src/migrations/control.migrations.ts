@@ -70,6 +70,47 @@ export const controlMigrations: MigrationSet = {
     },
     {
       version: 4,
+      name: 'TLS certificates and the ACME account, private keys sealed under the platform key',
+      async up(db) {
+        // Private keys are AES-256-GCM under a data key of their own (wrapped by the KMS key
+        // coffer-platform), with the table, row and column as associated data: a sealed key
+        // copied to another row does not open. Certificates themselves are public.
+        await db.query(`
+          CREATE TABLE tls_certificates (
+            id text PRIMARY KEY CHECK (id ~ '^[a-z0-9-]{1,64}$'),
+            source text NOT NULL CHECK (source IN ('acme', 'internal-ca', 'files')),
+            domains text[] NOT NULL CHECK (cardinality(domains) >= 1),
+            issuer text,
+            serial text,
+            not_before timestamptz,
+            not_after timestamptz,
+            cert_pem text,
+            key_wrapped_dek text,
+            key_sealed bytea,
+            -- The due dates the worker's schedule looks for (DESIGN §1): renewal from
+            -- renew_after, and after a failure not before next_attempt_at.
+            renew_after timestamptz NOT NULL,
+            next_attempt_at timestamptz,
+            last_attempt_at timestamptz,
+            last_error text,
+            failures integer NOT NULL DEFAULT 0 CHECK (failures >= 0),
+            retired_at timestamptz,
+            created_at timestamptz NOT NULL DEFAULT now(),
+            updated_at timestamptz NOT NULL DEFAULT now(),
+            CHECK ((cert_pem IS NULL) = (key_sealed IS NULL) AND (key_sealed IS NULL) = (key_wrapped_dek IS NULL))
+          );
+          CREATE INDEX tls_certificates_due ON tls_certificates (renew_after) WHERE retired_at IS NULL;
+          CREATE TABLE acme_accounts (
+            directory_url text PRIMARY KEY,
+            key_wrapped_dek text NOT NULL,
+            key_sealed bytea NOT NULL,
+            created_at timestamptz NOT NULL DEFAULT now()
+          );
+        `);
+      },
+    },
+    {
+      version: 5,
       name: 'org key rotation schedule and rewrap progress',
       async up(db) {
         // The due date lives here, not in the KMS, so that the worker's sweep finds due keys with
@@ -102,5 +143,8 @@ export const controlGrants: GrantSpec = {
   audit_checkpoints: 'append-only',
   kms_key_state: 'read-write',
   kms_keys: 'append-only',
+  tls_certificates: 'read-write',
+  // An account key is never replaced: renewals must keep the account (and its rate limits).
+  acme_accounts: 'append-only',
   org_keys: 'read-write',
 };

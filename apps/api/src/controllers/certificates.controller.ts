@@ -1,0 +1,31 @@
+import { Controller, Get, HttpCode, Param, Post } from '@nestjs/common';
+import { ApiOperation, ApiTags } from '@nestjs/swagger';
+import { AuditAction } from '@coffer/audit';
+import { PlatformAdminOnly } from '@coffer/auth';
+import { ApiErrors } from '@coffer/http';
+import { CertificateRenewalService } from '@coffer/tls';
+
+/** The installation's TLS certificates, for the platform admin. */
+@ApiTags('certificates')
+@Controller('api/v1/admin/certificates')
+export class CertificatesController {
+  constructor(private readonly renewal: CertificateRenewalService) {}
+
+  @Get()
+  @PlatformAdminOnly()
+  @ApiOperation({ summary: 'Certificates in service: names, source, issuer, serial, validity, next renewal, last attempt and error' })
+  @ApiErrors('forbidden')
+  async list() {
+    return { certificates: await this.renewal.list() };
+  }
+
+  @Post(':id/renew')
+  @HttpCode(202)
+  @PlatformAdminOnly()
+  @AuditAction('certificate.renewal_requested')
+  @ApiOperation({ summary: 'Renews the certificate now, whatever its due date (a worker job; poll the list for the result)' })
+  @ApiErrors('forbidden', 'certificate_not_found')
+  renew(@Param('id') id: string) {
+    return this.renewal.requestRenewal(id);
+  }
+}

@@ -1,0 +1,2 @@
+export * from './alerts.service';
+export * from './alerts.module';
