@@ -7,15 +7,18 @@ import { DatabaseModule } from '@coffer/database';
 import { JobsModule, JobWorkers } from '@coffer/jobs';
 import { KeysModule } from '@coffer/keys';
 import { KmsModule } from '@coffer/kms';
+import { AlertChecksModule } from '@coffer/metrics';
 import { LoggingModule } from '@coffer/logging';
 import { OrgsModule } from '@coffer/orgs';
 import { CertificatesModule } from '@coffer/tls';
+import { AlertChecksProcessor } from './processors/alert-checks.processor';
 import { AuditCheckpointProcessor } from './processors/audit-checkpoint.processor';
 import { AuditDeliveryProcessor } from './processors/audit-delivery.processor';
 import { ExpireApiKeysProcessor } from './processors/expire-api-keys.processor';
 import { RewrapKeysProcessor } from './processors/rewrap-keys.processor';
 import { RotateKeyProcessor } from './processors/rotate-key.processor';
 import { RenewCertificateProcessor } from './processors/renew-certificate.processor';
+import { AlertChecksSchedule } from './schedules/alert-checks.schedule';
 import { AuditCheckpointSchedule } from './schedules/audit-checkpoint.schedule';
 import { AuditDeliverySchedule } from './schedules/audit-delivery.schedule';
 import { CertificateRenewalSchedule } from './schedules/certificate-renewal.schedule';
@@ -36,6 +39,7 @@ export class WorkerModule {
         JobsModule,
         OrgsModule,
         KeysModule,
+        AlertChecksModule,
         CertificatesModule,
         DiscoveryModule,
         ScheduleModule.forRoot(),
@@ -48,6 +52,8 @@ export class WorkerModule {
         AuditCheckpointSchedule,
         AuditDeliveryProcessor,
         AuditDeliverySchedule,
+        AlertChecksProcessor,
+        AlertChecksSchedule,
         RotateKeyProcessor,
         RewrapKeysProcessor,
         KeyRotationSchedule,

@@ -68,6 +68,10 @@ export const configSchema = z.object({
     .refine((v) => v.split(',').map((u) => u.trim()).filter(Boolean).every((u) => /^https?:\/\/[^\s]+$/.test(u) && URL.canParse(u)), {
       message: 'comma-separated http(s) URLs',
     }),
+  /** How often the worker checks the KMS and audit delivery and raises or resolves their alerts. */
+  ALERT_CHECK_CRON: z.string().min(1).default('*/15 * * * * *'),
+  /** An org's audit entries waiting this long for its bucket raise AuditDeliveryLagging. */
+  AUDIT_DELIVERY_LAG_ALERT_SECONDS: z.coerce.number().int().min(60).default(3600),
   ALERT_WEBHOOK_TIMEOUT_MS: z.coerce.number().int().min(100).max(60_000).default(5000),
 
   /** Owner role: runs migrations and provisions org databases. Never used to serve requests. */

@@ -15,6 +15,8 @@ export interface JobPayloads {
   'rotate-key': { orgId: string; fromVersion: number };
   /** Moves the org's stored data keys to the key's latest version (`version` names the run). */
   'rewrap-keys': { orgId: string; version: number };
+  /** Checks the KMS and audit delivery; raises or resolves their alerts. */
+  'alert-checks': Record<string, never>;
   /** `force`: an operator asked (REST or CLI); renew whatever the due date. */
   'renew-certificate': { certificateId: string; force?: boolean };
 }
@@ -55,6 +57,10 @@ export const JOBS: { [K in JobName]: JobDefinition<K> } = {
   'rewrap-keys': {
     queue: 'maintenance',
     jobId: ({ orgId, version }) => `rewrap-keys/${orgId}/${version}`,
+  },
+  'alert-checks': {
+    queue: 'maintenance',
+    jobId: () => 'alert-checks',
   },
   'renew-certificate': {
     queue: 'maintenance',

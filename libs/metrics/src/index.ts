@@ -1,2 +1,3 @@
 export * from './metrics.service';
 export * from './metrics.module';
+export * from './alert-checks.service';
