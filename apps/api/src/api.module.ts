@@ -7,12 +7,14 @@ import { JobsModule } from '@coffer/jobs';
 import { KmsModule } from '@coffer/kms';
 import { LoggingModule } from '@coffer/logging';
 import { OrgsModule } from '@coffer/orgs';
+import { PackagesModule } from '@coffer/packages';
 import { TlsModule } from '@coffer/tls';
 import { ApiKeysController } from './controllers/api-keys.controller';
 import { AuditLogsController } from './controllers/audit-logs.controller';
 import { HealthController } from './controllers/health.controller';
 import { OpenApiController, OpenApiDocument } from './controllers/openapi.controller';
 import { OrganizationsController } from './controllers/organizations.controller';
+import { PackagesController } from './controllers/packages.controller';
 import { UsersController } from './controllers/users.controller';
 
 @Module({})
@@ -29,9 +31,10 @@ export class ApiModule {
         JobsModule,
         OrgsModule,
         AuthModule,
+        PackagesModule,
         TlsModule.register(config),
       ],
-      controllers: [HealthController, OrganizationsController, UsersController, ApiKeysController, AuditLogsController, OpenApiController],
+      controllers: [HealthController, OrganizationsController, UsersController, ApiKeysController, AuditLogsController, PackagesController, OpenApiController],
       providers: [OpenApiDocument],
     };
   }

@@ -8,12 +8,15 @@ import { JobsModule, JobWorkers } from '@coffer/jobs';
 import { KmsModule } from '@coffer/kms';
 import { LoggingModule } from '@coffer/logging';
 import { OrgsModule } from '@coffer/orgs';
+import { PackagesModule } from '@coffer/packages';
 import { AuditCheckpointProcessor } from './processors/audit-checkpoint.processor';
 import { AuditDeliveryProcessor } from './processors/audit-delivery.processor';
 import { ExpireApiKeysProcessor } from './processors/expire-api-keys.processor';
+import { SweepPackagesProcessor } from './processors/sweep-packages.processor';
 import { AuditCheckpointSchedule } from './schedules/audit-checkpoint.schedule';
 import { AuditDeliverySchedule } from './schedules/audit-delivery.schedule';
 import { ExpireApiKeysSchedule } from './schedules/expire-api-keys.schedule';
+import { SweepPackagesSchedule } from './schedules/sweep-packages.schedule';
 
 @Module({})
 export class WorkerModule {
@@ -28,6 +31,7 @@ export class WorkerModule {
         AuditModule,
         JobsModule,
         OrgsModule,
+        PackagesModule,
         DiscoveryModule,
         ScheduleModule.forRoot(),
       ],
@@ -39,6 +43,8 @@ export class WorkerModule {
         AuditCheckpointSchedule,
         AuditDeliveryProcessor,
         AuditDeliverySchedule,
+        SweepPackagesProcessor,
+        SweepPackagesSchedule,
       ],
     };
   }

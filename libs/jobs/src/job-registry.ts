@@ -11,6 +11,8 @@ export interface JobPayloads {
   /** `orgId` absent: the control plane's chain. */
   'audit-checkpoint': { orgId?: string };
   'audit-delivery': { orgId: string };
+  /** Removes the objects of deleted package versions and abandoned uploads. */
+  'sweep-packages': { orgId: string };
 }
 
 export type JobName = keyof JobPayloads;
@@ -41,6 +43,10 @@ export const JOBS: { [K in JobName]: JobDefinition<K> } = {
   'audit-delivery': {
     queue: 'maintenance',
     jobId: ({ orgId }) => `audit-delivery/${orgId}`,
+  },
+  'sweep-packages': {
+    queue: 'maintenance',
+    jobId: ({ orgId }) => `sweep-packages/${orgId}`,
   },
 };
 

@@ -1,6 +1,7 @@
 import { GrantSpec } from '../grants';
 import { MigrationSet } from '../migrator';
 import { AUDIT_CHAIN_DDL, AUDIT_DELIVERY_DDL, AUDIT_LOG_DDL } from './audit-log.sql';
+import { PACKAGES_DDL } from './packages.sql';
 
 /**
  * Each organization's own database. Sensitive values (email, settings, key hashes) are bytea
@@ -61,6 +62,19 @@ export const orgMigrations: MigrationSet = {
         await db.query(AUDIT_DELIVERY_DDL);
       },
     },
+    {
+      // Reserved for the encrypted-fields migration of issue 3 (branch `fields`); replace on merge.
+      version: 4,
+      name: 'reserved: encrypted fields',
+      async up() {},
+    },
+    {
+      version: 5,
+      name: 'packages and their versions',
+      async up(db) {
+        await db.query(PACKAGES_DDL);
+      },
+    },
   ],
 };
 
@@ -73,4 +87,6 @@ export const orgGrants: GrantSpec = {
   audit_checkpoints: 'append-only',
   audit_destination: 'read-write',
   audit_deliveries: 'read-write',
+  packages: 'read-write',
+  package_versions: 'read-write',
 };

@@ -1,0 +1,76 @@
+import type { Readable } from 'node:stream';
+import { Client } from 'minio';
+import { assertStorageKey, ByteRange, StorageDriver, StorageObjectNotFound } from './storage-driver';
+
+const DELETE_CONCURRENCY = 8;
+
+export interface S3Settings {
+  endpoint: string;
+  bucket: string;
+  accessKey: string;
+  secretKey: string;
+  region: string;
+}
+
+/**
+ * Objects in one S3 bucket through the `minio` client, path-style. Single PUTs only (no
+ * multipart), so it works on every S3 server, s3rver included (DESIGN §4).
+ */
+export class S3StorageDriver implements StorageDriver {
+  readonly kind = 's3';
+  private readonly client: Client;
+
+  constructor(private readonly settings: S3Settings) {
+    const url = new URL(settings.endpoint);
+    const useSSL = url.protocol === 'https:';
+    this.client = new Client({
+      endPoint: url.hostname,
+      port: url.port ? Number(url.port) : useSSL ? 443 : 80,
+      useSSL,
+      region: settings.region,
+      accessKey: settings.accessKey,
+      secretKey: settings.secretKey,
+      pathStyle: true,
+    });
+  }
+
+  async ready(): Promise<void> {
+    if (!(await this.client.bucketExists(this.settings.bucket))) await this.client.makeBucket(this.settings.bucket, this.settings.region);
+  }
+
+  async put(key: string, body: Buffer): Promise<void> {
+    assertStorageKey(key);
+    await this.client.putObject(this.settings.bucket, key, body, body.length, { 'Content-Type': 'application/octet-stream' });
+  }
+
+  async get(key: string, range?: ByteRange): Promise<Readable> {
+    assertStorageKey(key);
+    try {
+      return range
+        ? await this.client.getPartialObject(this.settings.bucket, key, range.start, range.end - range.start + 1)
+        : await this.client.getObject(this.settings.bucket, key);
+    } catch (error) {
+      const code = (error as { code?: string }).code;
+      if (code === 'NoSuchKey' || code === 'NotFound') throw new StorageObjectNotFound(key);
+      throw error;
+    }
+  }
+
+  /**
+   * One DELETE per object, a few at a time: the multi-object delete (POST ?delete) is not
+   * implemented alike everywhere (s3rver answers it with a 500), and deletes run only in the
+   * background sweep.
+   */
+  async delete(keys: readonly string[]): Promise<void> {
+    keys.forEach(assertStorageKey);
+    for (let i = 0; i < keys.length; i += DELETE_CONCURRENCY) {
+      await Promise.all(keys.slice(i, i + DELETE_CONCURRENCY).map((key) => this.client.removeObject(this.settings.bucket, key)));
+    }
+  }
+
+  async *list(prefix: string): AsyncIterable<string> {
+    for await (const item of this.client.listObjectsV2(this.settings.bucket, prefix, true)) {
+      if (item.name) yield item.name as string;
+    }
+  }
+}
