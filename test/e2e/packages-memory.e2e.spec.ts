@@ -3,10 +3,10 @@ import assert from 'node:assert/strict';
 import type { ChildProcess } from 'node:child_process';
 import { createHash, randomBytes } from 'node:crypto';
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
-import { request as httpRequest } from 'node:http';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { startApiProcess, stopProcess } from '../support/api-process';
+import { getDigest, putRepeated } from '../support/raw-http';
 import { createTestEnv, TestEnv } from '../support/test-env';
 
 const GiB = 1024 ** 3;
@@ -16,45 +16,6 @@ const MiB = 1024 ** 2;
 function memory(pid: number, field: 'VmRSS' | 'VmHWM'): number {
   const match = new RegExp(`^${field}:\\s+(\\d+) kB`, 'm').exec(readFileSync(`/proc/${pid}/status`, 'utf8'));
   return Number(match![1]) * 1024;
-}
-
-/** `size` bytes of a repeated random block, streamed with backpressure; resolves with the answer. */
-function put(url: string, headers: Record<string, string>, size: number, block: Buffer): Promise<{ status: number; body: string }> {
-  return new Promise((resolve, reject) => {
-    const req = httpRequest(url, { method: 'PUT', headers: { ...headers, 'content-length': String(size) } }, (res) => {
-      let text = '';
-      res.on('data', (d) => (text += d));
-      res.on('end', () => resolve({ status: res.statusCode!, body: text }));
-    });
-    req.on('error', reject);
-    let sent = 0;
-    const pump = () => {
-      while (sent < size) {
-        const piece = block.subarray(0, Math.min(block.length, size - sent));
-        sent += piece.length;
-        if (!req.write(piece)) return void req.once('drain', pump);
-      }
-      req.end();
-    };
-    pump();
-  });
-}
-
-function getHash(url: string, headers: Record<string, string>): Promise<{ status: number; size: number; sha256: string }> {
-  return new Promise((resolve, reject) => {
-    httpRequest(url, { headers }, (res) => {
-      const hash = createHash('sha256');
-      let size = 0;
-      res.on('data', (d: Buffer) => {
-        hash.update(d);
-        size += d.length;
-      });
-      res.on('end', () => resolve({ status: res.statusCode!, size, sha256: hash.digest('hex') }));
-      res.on('error', reject);
-    })
-      .on('error', reject)
-      .end();
-  });
 }
 
 describe('memory: a 1 GiB package up and down through the API process (filesystem driver)', () => {
@@ -91,8 +52,8 @@ describe('memory: a 1 GiB package up and down through the API process (filesyste
     const block = randomBytes(MiB);
     const packageUrl = `${url}/api/v1/organizations/${slug}/packages/big`;
     // Warm-up: code paths, pools, KMS key, JIT; what stays allocated after it is the baseline.
-    assert.equal((await put(packageUrl, auth, 16 * MiB, block)).status, 201);
-    assert.equal((await getHash(`${packageUrl}/versions/1/content`, auth)).size, 16 * MiB);
+    assert.equal((await putRepeated(packageUrl, auth, 16 * MiB, block)).status, 201);
+    assert.equal((await getDigest(`${packageUrl}/versions/1/content`, auth)).size, 16 * MiB);
 
     const baseline = memory(child.pid!, 'VmRSS');
     writeFileSync(`/proc/${child.pid}/clear_refs`, '5'); // resets VmHWM to the current RSS
@@ -100,10 +61,10 @@ describe('memory: a 1 GiB package up and down through the API process (filesyste
     const expected = createHash('sha256');
     for (let sent = 0; sent < GiB; sent += block.length) expected.update(block);
     const digest = expected.digest('hex');
-    const uploaded = await put(packageUrl, auth, GiB, block);
+    const uploaded = await putRepeated(packageUrl, auth, GiB, block);
     assert.equal(uploaded.status, 201, uploaded.body);
     assert.equal(JSON.parse(uploaded.body).sha256, digest);
-    const downloaded = await getHash(`${packageUrl}/versions/2/content`, auth);
+    const downloaded = await getDigest(`${packageUrl}/versions/2/content`, auth);
     assert.equal(downloaded.status, 200);
     assert.equal(downloaded.size, GiB);
     assert.equal(downloaded.sha256, digest);

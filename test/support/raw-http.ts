@@ -1,3 +1,4 @@
+import { createHash } from 'node:crypto';
 import { request as httpRequest, IncomingHttpHeaders } from 'node:http';
 
 export interface RawResponse {
@@ -47,5 +48,45 @@ export function rawPut(url: string, headers: Record<string, string>, body: Buffe
     req.on('error', reject);
     for (const piece of chunked ? body : [body]) req.write(piece);
     req.end();
+  });
+}
+
+/** A PUT of `size` bytes: `block` over and over, streamed with backpressure (nothing held in memory). */
+export function putRepeated(url: string, headers: Record<string, string>, size: number, block: Buffer): Promise<{ status: number; body: string }> {
+  return new Promise((resolve, reject) => {
+    const req = httpRequest(url, { method: 'PUT', headers: { ...headers, 'content-length': String(size) } }, (res) => {
+      let text = '';
+      res.on('data', (d) => (text += d));
+      res.on('end', () => resolve({ status: res.statusCode!, body: text }));
+    });
+    req.on('error', reject);
+    let sent = 0;
+    const pump = () => {
+      while (sent < size) {
+        const piece = block.subarray(0, Math.min(block.length, size - sent));
+        sent += piece.length;
+        if (!req.write(piece)) return void req.once('drain', pump);
+      }
+      req.end();
+    };
+    pump();
+  });
+}
+
+/** A GET streamed through SHA-256: its status, length and digest, nothing held in memory. */
+export function getDigest(url: string, headers: Record<string, string>): Promise<{ status: number; size: number; sha256: string }> {
+  return new Promise((resolve, reject) => {
+    httpRequest(url, { headers }, (res) => {
+      const hash = createHash('sha256');
+      let size = 0;
+      res.on('data', (d: Buffer) => {
+        hash.update(d);
+        size += d.length;
+      });
+      res.on('end', () => resolve({ status: res.statusCode!, size, sha256: hash.digest('hex') }));
+      res.on('error', reject);
+    })
+      .on('error', reject)
+      .end();
   });
 }

@@ -6,6 +6,7 @@ import type { Readable } from 'node:stream';
 import { assertStorageKey, ByteRange, StorageDriver, StorageObjectNotFound } from './storage-driver';
 
 const TEMP_SUFFIX = '.partial';
+const READ_BUFFER_BYTES = 1024 * 1024;
 
 /**
  * Objects as files under one directory. A write goes to a temp file beside its target, is
@@ -45,7 +46,8 @@ export class FilesystemStorageDriver implements StorageDriver {
     const path = this.path(key);
     const info = await stat(path).catch(() => undefined);
     if (!info?.isFile()) throw new StorageObjectNotFound(key);
-    return createReadStream(path, range ? { start: range.start, end: range.end } : {});
+    // Reads of a whole chunk (a few MiB) in few large pieces: fewer copies while segments are cut out.
+    return createReadStream(path, { highWaterMark: READ_BUFFER_BYTES, ...(range && { start: range.start, end: range.end }) });
   }
 
   async delete(keys: readonly string[]): Promise<void> {
