@@ -2,8 +2,6 @@ import type { Readable } from 'node:stream';
 import { Client } from 'minio';
 import { assertStorageKey, ByteRange, StorageDriver, StorageObjectNotFound } from './storage-driver';
 
-const DELETE_CONCURRENCY = 8;
-
 export interface S3Settings {
   endpoint: string;
   bucket: string;
@@ -57,15 +55,13 @@ export class S3StorageDriver implements StorageDriver {
   }
 
   /**
-   * One DELETE per object, a few at a time: the multi-object delete (POST ?delete) is not
-   * implemented alike everywhere (s3rver answers it with a 500), and deletes run only in the
-   * background sweep.
+   * One DELETE per object, one at a time: the multi-object delete (POST ?delete) is not
+   * implemented alike everywhere, and s3rver answers it, or concurrent DELETEs under one prefix,
+   * with a 500. Deletes run only in the background sweep.
    */
   async delete(keys: readonly string[]): Promise<void> {
     keys.forEach(assertStorageKey);
-    for (let i = 0; i < keys.length; i += DELETE_CONCURRENCY) {
-      await Promise.all(keys.slice(i, i + DELETE_CONCURRENCY).map((key) => this.client.removeObject(this.settings.bucket, key)));
-    }
+    for (const key of keys) await this.client.removeObject(this.settings.bucket, key);
   }
 
   async *list(prefix: string): AsyncIterable<string> {
