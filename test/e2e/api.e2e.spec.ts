@@ -104,7 +104,7 @@ describe('API over HTTP (Fastify, PostgreSQL, Redis)', () => {
     assert.deepEqual([missing.status, missing.body.error.code], [404, 'organization_not_found']);
   });
 
-  test('every route but health and the OpenAPI document requires a bearer token', async () => {
+  test('every route but health, the OpenAPI document and signed asset links requires a bearer token', async () => {
     assert.ok(routes.length >= 10);
     for (const route of routes) {
       const path = fill(route.url, { org: a.slug, userId: a.adminUserId, keyId: a.adminKeyId, name: 'handbook', version: '1' });
@@ -113,7 +113,8 @@ describe('API over HTTP (Fastify, PostgreSQL, Redis)', () => {
         assert.equal(res.status, 200, `${route.url} is public`);
       } else {
         assert.equal(res.status, 401, `${route.method} ${route.url} without a token`);
-        assert.equal(res.body.error.code, 'unauthenticated');
+        // A signed link's token is its credential (test/e2e/asset-links.e2e.spec.ts).
+        assert.equal(res.body.error.code, route.url === '/api/v1/assets/:token' ? 'invalid_link' : 'unauthenticated');
       }
     }
     const forged = await api.http().get(`/api/v1/organizations/${a.slug}`).set(as(`${a.adminToken.slice(0, -2)}xx`));

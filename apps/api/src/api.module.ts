@@ -10,6 +10,7 @@ import { OrgsModule } from '@coffer/orgs';
 import { PackagesModule } from '@coffer/packages';
 import { TlsModule } from '@coffer/tls';
 import { ApiKeysController } from './controllers/api-keys.controller';
+import { AssetLinksController } from './controllers/asset-links.controller';
 import { AuditLogsController } from './controllers/audit-logs.controller';
 import { HealthController } from './controllers/health.controller';
 import { OpenApiController, OpenApiDocument } from './controllers/openapi.controller';
@@ -34,7 +35,7 @@ export class ApiModule {
         PackagesModule,
         TlsModule.register(config),
       ],
-      controllers: [HealthController, OrganizationsController, UsersController, ApiKeysController, AuditLogsController, PackagesController, OpenApiController],
+      controllers: [HealthController, OrganizationsController, UsersController, ApiKeysController, AuditLogsController, PackagesController, AssetLinksController, OpenApiController],
       providers: [OpenApiDocument],
     };
   }

@@ -135,6 +135,9 @@ export const configSchema = z.object({
   PACKAGE_UPLOAD_STALE_SECONDS: z.coerce.number().int().min(1).default(6 * 3600),
   /** How often the worker collects chunks of abandoned uploads and deleted versions. */
   PACKAGE_SWEEP_CRON: z.string().min(1).default('0 */10 * * * *'),
+  /** Signed asset links: lifetime when the request names none, and the longest allowed. */
+  PACKAGE_LINK_DEFAULT_TTL_SECONDS: z.coerce.number().int().min(1).default(900),
+  PACKAGE_LINK_MAX_TTL_SECONDS: z.coerce.number().int().min(1).max(30 * 86_400).default(86_400),
 }).superRefine((config, ctx) => {
   if (config.TLS_MODE === 'acme' && config.TLS_DOMAINS.split(',').some((d) => /^(localhost|[\d.]+|.*:.*)$/.test(d.trim()))) {
     ctx.addIssue({ code: 'custom', path: ['TLS_DOMAINS'], message: 'ACME needs public DNS names (not localhost or IP addresses)' });

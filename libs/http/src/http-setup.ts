@@ -47,6 +47,8 @@ export function fastifyOptions(config: { bodyLimit: number; trustedProxies: stri
     genReqId: () => randomUUID(),
     requestIdHeader: false as const,
     trustProxy: config.trustedProxies.length ? config.trustedProxies : false,
+    // A signed asset link's JWT is a path parameter (~400 characters; Fastify's default is 100).
+    maxParamLength: 1024,
     logger: false,
   };
 }

@@ -1,22 +1,26 @@
 import { Readable } from 'node:stream';
-import { Controller, Delete, Get, Headers, HttpCode, Param, Put, Req, Res } from '@nestjs/common';
+import { Body, Controller, Delete, Get, Headers, HttpCode, Param, Post, Put, Req, Res } from '@nestjs/common';
 import { RouteConfig } from '@nestjs/platform-fastify';
 import { ApiBody, ApiConsumes, ApiOperation, ApiTags } from '@nestjs/swagger';
 import type { FastifyReply, FastifyRequest } from 'fastify';
 import { AuditAction, AuditRead } from '@coffer/audit';
 import { ALL_ROLES, CurrentOrg, CurrentPrincipal, OrgAccess, Principal, actorId } from '@coffer/auth';
-import { ApiErrors, AppError, STREAM_BODY, ZodValidationPipe } from '@coffer/http';
+import { ApiErrors, ApiJsonBody, AppError, STREAM_BODY, ZodValidationPipe } from '@coffer/http';
 import type { OrgRef } from '@coffer/orgs';
-import { Download, PackageName, PackagesService, VersionNumber } from '@coffer/packages';
+import { AssetLinksService, CreateLinkBody, Download, PackageName, PackagesService, VersionNumber } from '@coffer/packages';
 
 /**
  * KB packages. Every role reads; admins and members upload; only admins delete (a deletion
  * cannot be undone once the sweep has removed the objects). Downloads are audited reads.
+ * Signed links hand content to whoever holds them, so only uploaders and admins make them.
  */
 @ApiTags('packages')
 @Controller('api/v1/organizations/:org/packages')
 export class PackagesController {
-  constructor(private readonly packages: PackagesService) {}
+  constructor(
+    private readonly packages: PackagesService,
+    private readonly links: AssetLinksService,
+  ) {}
 
   @Put(':name')
   @HttpCode(201)
@@ -73,6 +77,22 @@ export class PackagesController {
   ) {
     const stored = await this.packages.version(org, name, version);
     return sendContent(reply, await rangeAware(reply, stored.size, () => this.packages.download(org, stored, range)));
+  }
+
+  @Post(':name/versions/:version/links')
+  @HttpCode(201)
+  @OrgAccess(['admin', 'member'])
+  @AuditAction('package.link_created')
+  @ApiOperation({ summary: 'A signed link to the content, usable without an API key until it expires (default 15 minutes)' })
+  @ApiJsonBody(CreateLinkBody)
+  @ApiErrors('forbidden', 'organization_not_found', 'package_version_not_found')
+  async createLink(
+    @CurrentOrg() org: OrgRef,
+    @Param('name', new ZodValidationPipe(PackageName)) name: string,
+    @Param('version', new ZodValidationPipe(VersionNumber)) version: number,
+    @Body(new ZodValidationPipe(CreateLinkBody)) body: CreateLinkBody,
+  ) {
+    return this.links.create(org, await this.packages.version(org, name, version), body.ttlSeconds);
   }
 
   @Delete(':name/versions/:version')

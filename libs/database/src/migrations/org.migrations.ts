@@ -70,7 +70,7 @@ export const orgMigrations: MigrationSet = {
     },
     {
       version: 5,
-      name: 'packages and their versions',
+      name: 'packages, their versions, asset link keys',
       async up(db) {
         await db.query(PACKAGES_DDL);
       },
@@ -89,4 +89,5 @@ export const orgGrants: GrantSpec = {
   audit_deliveries: 'read-write',
   packages: 'read-write',
   package_versions: 'read-write',
+  link_keys: 'read-write',
 };

@@ -37,4 +37,14 @@ export const PACKAGES_DDL = `
   );
   CREATE INDEX package_versions_to_sweep ON package_versions (updated_at)
     WHERE state = 'uploading' OR (state = 'deleted' AND purged_at IS NULL);
+  -- Keys signing the org's asset links, stored wrapped by the org's KMS key. At most one is
+  -- current; revoking all links revokes it (its links then fail) and the next link makes another.
+  CREATE TABLE link_keys (
+    id text PRIMARY KEY,
+    wrapped_key text NOT NULL,
+    kms_key_version integer NOT NULL,
+    created_at timestamptz NOT NULL DEFAULT now(),
+    revoked_at timestamptz
+  );
+  CREATE UNIQUE INDEX link_keys_one_current ON link_keys ((true)) WHERE revoked_at IS NULL;
 `;
