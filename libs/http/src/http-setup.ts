@@ -48,7 +48,7 @@ export function fastifyOptions(config: { bodyLimit: number; trustedProxies: stri
     requestIdHeader: false as const,
     trustProxy: config.trustedProxies.length ? config.trustedProxies : false,
     // A signed asset link's JWT is a path parameter (~400 characters; Fastify's default is 100).
-    maxParamLength: 1024,
+    routerOptions: { maxParamLength: 1024 },
     logger: false,
   };
 }

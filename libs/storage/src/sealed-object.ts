@@ -8,6 +8,7 @@ import { ByteRange, StorageDriver, StorageObjectNotFound } from './storage-drive
  */
 export const FORMAT = 'coffer-package-v1';
 const TAG_BYTES = 16;
+const PUTS_IN_FLIGHT = 3;
 
 /** Which object: both ids are bound into the key derivation and every segment's AAD. */
 export interface ObjectRef {
@@ -97,8 +98,8 @@ export interface WriteOptions {
 }
 
 /**
- * Encrypts `source` into chunk objects and a manifest. Memory: one segment being filled and two
- * chunk buffers (one being stored while the next fills). A segment is sealed only once it is
+ * Encrypts `source` into chunk objects and a manifest. Memory: one segment being filled and
+ * PUTS_IN_FLIGHT + 1 chunk buffers. A segment is sealed only once it is
  * known whether more data follows, so the final flag is right and no index is sealed twice.
  * Throws (leaving whatever chunks were written for the sweep) if `source` fails or is too large.
  */
@@ -112,7 +113,9 @@ export async function writeSealedObject(
   const { segmentSize, segmentsPerChunk } = options.layout;
   const key = objectKey(dek, ref);
   const chunkCapacity = segmentsPerChunk * (segmentSize + TAG_BYTES);
-  const buffers = [Buffer.allocUnsafe(chunkCapacity), Buffer.allocUnsafe(chunkCapacity)];
+  // One buffer filling while up to PUTS_IN_FLIGHT others are being stored: storage latency
+  // (an fsync, an S3 round trip) overlaps with receiving and sealing.
+  const buffers = Array.from({ length: PUTS_IN_FLIGHT + 1 }, () => Buffer.allocUnsafe(chunkCapacity));
   const pending = Buffer.allocUnsafe(segmentSize);
   const hash = createHash('sha256');
   let pendingFill = 0;
@@ -120,21 +123,23 @@ export async function writeSealedObject(
   let segment = 0;
   let chunk = 0;
   let chunkFill = 0;
-  let storing: Promise<void> | undefined;
+  const storing: Promise<void>[] = [];
 
   const flushChunk = async () => {
-    const body = buffers[chunk % 2].subarray(0, chunkFill);
+    const body = buffers[chunk % buffers.length].subarray(0, chunkFill);
     const index = chunk++;
     chunkFill = 0;
-    await storing; // the other buffer is free again once its PUT is done
-    storing = (async () => {
+    const put = (async () => {
       await driver.put(chunkKey(ref, index), body);
       await options.onChunk?.(index);
     })();
-    storing.catch(() => undefined); // awaited later; never an unhandled rejection meanwhile
+    put.catch(() => undefined); // awaited below; never an unhandled rejection meanwhile
+    storing.push(put);
+    // The buffer the next chunk fills is free once the oldest PUT beyond the limit is done.
+    while (storing.length > PUTS_IN_FLIGHT) await storing.shift();
   };
   const sealSegment = async (final: boolean) => {
-    chunkFill += seal(key, segmentNonce(segment), segmentAad(ref, segment, final), pending.subarray(0, pendingFill), buffers[chunk % 2], chunkFill);
+    chunkFill += seal(key, segmentNonce(segment), segmentAad(ref, segment, final), pending.subarray(0, pendingFill), buffers[chunk % buffers.length], chunkFill);
     segment++;
     pendingFill = 0;
     if (segment % segmentsPerChunk === 0 || final) await flushChunk();
@@ -156,10 +161,10 @@ export async function writeSealedObject(
     await sealSegment(true);
   } catch (error) {
     // No PUT may land after the caller gives the upload up (the sweep could miss it).
-    await storing?.catch(() => undefined);
+    await Promise.allSettled(storing);
     throw error;
   }
-  await storing;
+  await Promise.all(storing);
 
   const manifest: Manifest = {
     format: FORMAT,
