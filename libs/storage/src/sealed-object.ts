@@ -84,7 +84,9 @@ function open(key: Buffer, nonce: Buffer, associated: Buffer, sealed: Buffer, wh
   try {
     const decipher = createDecipheriv('aes-256-gcm', key, nonce).setAAD(associated);
     decipher.setAuthTag(sealed.subarray(sealed.length - TAG_BYTES));
-    return Buffer.concat([decipher.update(sealed.subarray(0, sealed.length - TAG_BYTES)), decipher.final()]);
+    const plain = decipher.update(sealed.subarray(0, sealed.length - TAG_BYTES));
+    const rest = decipher.final(); // verifies the tag; empty for GCM, so usually no copy
+    return rest.length ? Buffer.concat([plain, rest]) : plain;
   } catch {
     throw new ObjectIntegrityError(`${what} does not authenticate`);
   }
