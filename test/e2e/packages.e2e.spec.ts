@@ -17,6 +17,7 @@ import type { Client } from 'pg';
 
 const BUCKET = 'coffer-packages';
 const SEGMENT = 1024;
+const GIANT = 5 * 1024 ** 3;
 const MARKER = 'COFFER-MARKER-7f3a9c-plaintext-must-never-be-stored';
 const sha256 = (data: Buffer) => createHash('sha256').update(data).digest('hex');
 
@@ -328,13 +329,26 @@ for (const driver of drivers) {
 
       const listedNames = async () => (await api.http().get(path(orgB)).set(as(orgB))).body.packages.map((p: { name: string }) => p.name);
 
+      test('a refused upload is answered at once and its connection closed, its body unread', async () => {
+        const res = await new Promise<{ status: number; connection: string | undefined }>((resolve, reject) => {
+          const req = httpRequest(`${api.url}${path(orgB, '/anonymous')}`, { method: 'PUT', headers: { 'content-length': String(GIANT) } }, (response) => {
+            response.resume();
+            resolve({ status: response.statusCode!, connection: response.headers.connection });
+            req.destroy();
+          });
+          req.on('error', reject);
+          req.write(Buffer.alloc(1024));
+        });
+        assert.deepEqual(res, { status: 401, connection: 'close' });
+      });
+
       test('over the limit: 413 package_too_large, declared or found while streaming', async () => {
-        const declared = await new Promise<{ status: number; body: string }>((resolve, reject) => {
+        const declared = await new Promise<{ status: number; body: string; connection?: string }>((resolve, reject) => {
           const req = httpRequest(`${api.url}${path(orgB, '/huge')}`, { method: 'PUT', headers: { ...as(orgB), 'content-length': String(300 * 1024) } }, (res) => {
             let text = '';
             res.on('data', (d) => (text += d));
             res.on('end', () => {
-              resolve({ status: res.statusCode!, body: text });
+              resolve({ status: res.statusCode!, body: text, connection: res.headers.connection });
               req.destroy();
             });
           });
@@ -343,6 +357,7 @@ for (const driver of drivers) {
         });
         assert.equal(declared.status, 413);
         assert.equal(JSON.parse(declared.body).error.code, 'package_too_large');
+        assert.equal(declared.connection, 'close', 'the rest of the body is not read');
 
         const streamed = await new Promise<{ status: number; body: string }>((resolve, reject) => {
           const req = httpRequest(`${api.url}${path(orgB, '/huge')}`, { method: 'PUT', headers: as(orgB) }, (res) => {

@@ -95,6 +95,12 @@ export function installHttpHooks(fastify: FastifyInstance, logger: Logger): void
     }
     return payload;
   });
+  // A refused streaming request (denied, too large, invalid) closes its connection: otherwise
+  // Node reads and discards the rest of its body to reuse the connection, however large it is.
+  fastify.addHook('onSend', async (request, reply, payload) => {
+    if (reply.statusCode >= 400 && isStreamRoute(request)) void reply.header('connection', 'close');
+    return payload;
+  });
   fastify.addContentTypeParser(STREAM_CONTENT_TYPE, (request, payload, done) => {
     if (!isStreamRoute(request)) return done(new AppError('unsupported_media_type', `${STREAM_CONTENT_TYPE} is not accepted here`), undefined);
     done(null, payload);

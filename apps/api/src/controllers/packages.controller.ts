@@ -39,7 +39,7 @@ export class PackagesController {
   ) {
     const length = request.headers['content-length'];
     return this.packages.upload(org, {
-      name: name,
+      name,
       createdBy: actorId(principal),
       contentType: request.streamContentType,
       declaredLength: length === undefined ? undefined : Number(length),
