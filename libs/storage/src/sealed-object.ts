@@ -226,29 +226,41 @@ export class SealedObjectReader {
     const first = Math.floor(start / S);
     const final = size === 0 ? 0 : Math.floor(end / S);
     const sealedLength = (i: number) => (i === last ? size - last * S : S) + TAG_BYTES;
-    for (let chunk = Math.floor(first / K); chunk <= Math.floor(final / K); chunk++) {
+    const lastChunk = Math.floor(final / K);
+    const openChunk = (chunk: number) => {
       const from = Math.max(first, chunk * K);
       const to = Math.min(final, chunk * K + K - 1);
       const whole = from === chunk * K && to === Math.min(last, chunk * K + K - 1);
       const offset = (from - chunk * K) * (S + TAG_BYTES);
-      const stream = await getOrIntegrityError(
-        this.driver,
-        chunkKey(this.ref, chunk),
-        whole ? undefined : { start: offset, end: offset + (to - from) * (S + TAG_BYTES) + sealedLength(to) - 1 },
-      );
-      const reader = new ExactReader(stream);
-      try {
-        for (let i = from; i <= to; i++) {
-          const sealed = await reader.take(sealedLength(i));
-          const plain = open(this.key, segmentNonce(i), segmentAad(this.ref, i, i === last), sealed, `segment ${i}`);
-          const lo = Math.max(start - i * S, 0);
-          const hi = Math.min(end - i * S + 1, plain.length);
-          if (hi > lo) yield plain.subarray(lo, hi);
+      const range = whole ? undefined : { start: offset, end: offset + (to - from) * (S + TAG_BYTES) + sealedLength(to) - 1 };
+      const stream = getOrIntegrityError(this.driver, chunkKey(this.ref, chunk), range);
+      stream.catch(() => undefined); // awaited in its turn; never an unhandled rejection meanwhile
+      return { from, to, whole, stream };
+    };
+    // The next chunk's request is made while this one is decrypted: its latency (an S3 round
+    // trip) overlaps; it holds at most one stream buffer until its turn.
+    let next = openChunk(Math.floor(first / K));
+    try {
+      for (let chunk = Math.floor(first / K); chunk <= lastChunk; chunk++) {
+        const { from, to, whole, stream } = next;
+        const reader = new ExactReader(await stream);
+        if (chunk < lastChunk) next = openChunk(chunk + 1);
+        try {
+          for (let i = from; i <= to; i++) {
+            const sealed = await reader.take(sealedLength(i));
+            const plain = open(this.key, segmentNonce(i), segmentAad(this.ref, i, i === last), sealed, `segment ${i}`);
+            const lo = Math.max(start - i * S, 0);
+            const hi = Math.min(end - i * S + 1, plain.length);
+            if (hi > lo) yield plain.subarray(lo, hi);
+          }
+          if (whole && !(await reader.atEnd())) throw new ObjectIntegrityError(`chunk ${chunk} is longer than its segments`);
+        } finally {
+          reader.close();
         }
-        if (whole && !(await reader.atEnd())) throw new ObjectIntegrityError(`chunk ${chunk} is longer than its segments`);
-      } finally {
-        reader.close();
       }
+    } finally {
+      // A reader stopped early (failure, client gone) releases the prefetched chunk too.
+      next.stream.then((stream) => stream.destroy(), () => undefined);
     }
   }
 }
