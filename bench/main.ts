@@ -1,6 +1,7 @@
 import 'reflect-metadata';
 import { auditBenchmark } from './audit.bench';
 import { authBenchmark } from './auth.bench';
+import { packagesBenchmark } from './packages.bench';
 
 /** `npm run bench`: each benchmark prints its figures and its ratio against an in-run baseline. */
 async function main() {
@@ -9,6 +10,7 @@ async function main() {
   const benchmarks: [string, () => Promise<boolean>][] = [
     ['auth', () => authBenchmark(seconds)],
     ['audit', () => auditBenchmark(seconds)],
+    ['packages', () => packagesBenchmark()],
   ];
   const results: boolean[] = [];
   for (const [name, run] of benchmarks) if (!only || name.includes(only)) results.push(await run());

@@ -86,7 +86,7 @@ describe('API over HTTP (Fastify, PostgreSQL, Redis)', () => {
   test('a key of org A gets 404 on every org-B route (routes enumerated from the router)', async () => {
     const orgRoutes = routes.filter((r) => r.url.includes(':org'));
     assert.ok(orgRoutes.length >= 8, `expected the org routes, found ${orgRoutes.length}`);
-    const params = { org: b.slug, userId: b.adminUserId, keyId: b.adminKeyId };
+    const params = { org: b.slug, userId: b.adminUserId, keyId: b.adminKeyId, name: 'handbook', version: '1' };
     for (const route of orgRoutes) {
       const res = await api.http()[route.method.toLowerCase() as 'get'](fill(route.url, params)).set(as(a.adminToken)).send({});
       assert.equal(res.status, 404, `${route.method} ${route.url} answered ${res.status}`);
@@ -104,16 +104,17 @@ describe('API over HTTP (Fastify, PostgreSQL, Redis)', () => {
     assert.deepEqual([missing.status, missing.body.error.code], [404, 'organization_not_found']);
   });
 
-  test('every route but health and the OpenAPI document requires a bearer token', async () => {
+  test('every route but health, the OpenAPI document and signed asset links requires a bearer token', async () => {
     assert.ok(routes.length >= 10);
     for (const route of routes) {
-      const path = fill(route.url, { org: a.slug, userId: a.adminUserId, keyId: a.adminKeyId });
+      const path = fill(route.url, { org: a.slug, userId: a.adminUserId, keyId: a.adminKeyId, name: 'handbook', version: '1' });
       const res = await api.http()[route.method.toLowerCase() as 'get'](path).send({});
       if (PUBLIC_ROUTES.has(route.url)) {
         assert.equal(res.status, 200, `${route.url} is public`);
       } else {
         assert.equal(res.status, 401, `${route.method} ${route.url} without a token`);
-        assert.equal(res.body.error.code, 'unauthenticated');
+        // A signed link's token is its credential (test/e2e/asset-links.e2e.spec.ts).
+        assert.equal(res.body.error.code, route.url === '/api/v1/assets/:token' ? 'invalid_link' : 'unauthenticated');
       }
     }
     const forged = await api.http().get(`/api/v1/organizations/${a.slug}`).set(as(`${a.adminToken.slice(0, -2)}xx`));

@@ -20,12 +20,13 @@ describe('encryption status, measured from live state (API process over HTTPS, P
   /** A JSON request over HTTPS, verified against the installation's CA, at most `maxVersion`. */
   const call = (method: string, path: string, token: string, body?: unknown, maxVersion: 'TLSv1.2' | 'TLSv1.3' = 'TLSv1.3') =>
     new Promise<{ status: number; body: any }>((resolve, reject) => {
-      const req = httpsRequest(`${url}${path}`, { method, ca, maxVersion, headers: { authorization: `Bearer ${token}`, ...(body ? { 'content-type': 'application/json' } : {}) } }, (res) => {
+      const req = httpsRequest(`${url}${path}`, { method, ca, maxVersion, headers: { authorization: `Bearer ${token}`, ...(body ? { 'content-type': Buffer.isBuffer(body) ? 'application/octet-stream' : 'application/json' } : {}) } }, (res) => {
         let text = '';
         res.on('data', (c) => (text += c)).on('end', () => resolve({ status: res.statusCode!, body: text ? JSON.parse(text) : undefined }));
       });
       req.once('error', reject);
-      if (body) req.write(JSON.stringify(body));
+      if (Buffer.isBuffer(body)) req.write(body);
+      else if (body) req.write(JSON.stringify(body));
       req.end();
     });
   const status = (maxVersion?: 'TLSv1.2' | 'TLSv1.3') => call('GET', `/api/v1/organizations/${org.slug}/encryption-status`, org.token, undefined, maxVersion);
@@ -52,6 +53,8 @@ describe('encryption status, measured from live state (API process over HTTPS, P
   });
 
   test("answers seed 000's keys: storage, the request's own TLS version, key rotation, database", async () => {
+    const uploaded = await call('PUT', `/api/v1/organizations/${org.slug}/packages/handbook`, org.token, Buffer.from('knowledge'));
+    assert.equal(uploaded.status, 201);
     const res = await status();
     assert.equal(res.status, 200);
     assert.equal(res.body.storage_encryption, 'AES-256-KMS');
@@ -61,6 +64,8 @@ describe('encryption status, measured from live state (API process over HTTPS, P
     const days = (Date.parse(res.body.key_rotation.next_rotation) - Date.now()) / 86_400_000;
     assert.ok(days > 89.9 && days <= 90);
     assert.deepEqual(res.body.details.kms, { provider: 'local', reachable: true, sealed: false });
+    const storage = res.body.details.storage;
+    assert.deepEqual([storage.driver, storage.versions, storage.kmsWrapped, storage.serverSideEncryption], ['filesystem', 1, 1, null]);
     assert.ok(res.body.details.database.columns.every((c: { plaintext: number }) => c.plaintext === 0));
     const served = new X509Certificate(readFileSync(join(dir, 'tls', 'server.crt')));
     assert.equal(Date.parse(res.body.details.certificate.notAfter), Date.parse(served.validTo));

@@ -59,6 +59,7 @@ export async function createTestEnv(overrides: Partial<Record<keyof AppConfig, s
     REDIS_KEY_PREFIX: `coffer-test-${id}`,
     BOOTSTRAP_TOKEN_FILE: join(dir, 'bootstrap-token'),
     KMS_LOCAL_MASTER_KEY: randomBytes(32).toString('base64'),
+    STORAGE_DIR: join(dir, 'storage'),
     ...overrides,
   });
   return {

@@ -10,8 +10,10 @@ import { KmsModule } from '@coffer/kms';
 import { LoggingModule } from '@coffer/logging';
 import { MetricsModule } from '@coffer/metrics';
 import { OrgsModule } from '@coffer/orgs';
+import { PackagesModule } from '@coffer/packages';
 import { CertificatesModule, TlsModule } from '@coffer/tls';
 import { ApiKeysController } from './controllers/api-keys.controller';
+import { AssetLinksController } from './controllers/asset-links.controller';
 import { AuditLogsController } from './controllers/audit-logs.controller';
 import { EncryptionStatusController } from './controllers/encryption-status.controller';
 import { CertificatesController } from './controllers/certificates.controller';
@@ -19,6 +21,7 @@ import { HealthController } from './controllers/health.controller';
 import { KeysController } from './controllers/keys.controller';
 import { OpenApiController, OpenApiDocument } from './controllers/openapi.controller';
 import { OrganizationsController } from './controllers/organizations.controller';
+import { PackagesController } from './controllers/packages.controller';
 import { UsersController } from './controllers/users.controller';
 
 @Module({})
@@ -39,9 +42,10 @@ export class ApiModule {
         EncryptionModule,
         AuthModule,
         CertificatesModule,
+        PackagesModule,
         TlsModule.register(config),
       ],
-      controllers: [HealthController, OrganizationsController, UsersController, ApiKeysController, AuditLogsController, KeysController, EncryptionStatusController, CertificatesController, OpenApiController],
+      controllers: [HealthController, OrganizationsController, UsersController, ApiKeysController, AuditLogsController, KeysController, EncryptionStatusController, CertificatesController, PackagesController, AssetLinksController, OpenApiController],
       providers: [OpenApiDocument],
     };
   }

@@ -10,6 +10,7 @@ import { KmsModule } from '@coffer/kms';
 import { AlertChecksModule } from '@coffer/metrics';
 import { LoggingModule } from '@coffer/logging';
 import { OrgsModule } from '@coffer/orgs';
+import { PackagesModule } from '@coffer/packages';
 import { CertificatesModule } from '@coffer/tls';
 import { AlertChecksProcessor } from './processors/alert-checks.processor';
 import { AuditCheckpointProcessor } from './processors/audit-checkpoint.processor';
@@ -19,11 +20,13 @@ import { RewrapKeysProcessor } from './processors/rewrap-keys.processor';
 import { RotateKeyProcessor } from './processors/rotate-key.processor';
 import { RenewCertificateProcessor } from './processors/renew-certificate.processor';
 import { AlertChecksSchedule } from './schedules/alert-checks.schedule';
+import { SweepPackagesProcessor } from './processors/sweep-packages.processor';
 import { AuditCheckpointSchedule } from './schedules/audit-checkpoint.schedule';
 import { AuditDeliverySchedule } from './schedules/audit-delivery.schedule';
 import { CertificateRenewalSchedule } from './schedules/certificate-renewal.schedule';
 import { ExpireApiKeysSchedule } from './schedules/expire-api-keys.schedule';
 import { KeyRotationSchedule } from './schedules/key-rotation.schedule';
+import { SweepPackagesSchedule } from './schedules/sweep-packages.schedule';
 
 @Module({})
 export class WorkerModule {
@@ -41,6 +44,7 @@ export class WorkerModule {
         KeysModule,
         AlertChecksModule,
         CertificatesModule,
+        PackagesModule,
         DiscoveryModule,
         ScheduleModule.forRoot(),
       ],
@@ -59,6 +63,8 @@ export class WorkerModule {
         KeyRotationSchedule,
         RenewCertificateProcessor,
         CertificateRenewalSchedule,
+        SweepPackagesProcessor,
+        SweepPackagesSchedule,
       ],
     };
   }

@@ -137,19 +137,53 @@ export const configSchema = z.object({
   KMS_DEK_CACHE_MAX_AGE_SECONDS: z.coerce.number().int().min(0).max(86_400).default(300),
   KMS_DEK_CACHE_MAX_USES: z.coerce.number().int().min(1).default(10_000),
   KMS_DEK_CACHE_MAX_ENTRIES: z.coerce.number().int().min(0).max(1_000_000).default(1000),
-  /** Each org key gets a new version this often; the worker's sweep finds keys that are due. */
   /** Prometheus metrics, plain HTTP on their own port: keep it off the public network. */
   METRICS_HOST: z.string().min(1).default('127.0.0.1'),
   METRICS_PORT: port.default(9464),
+  /** Each org key gets a new version this often; the worker's sweep finds keys that are due. */
   KEY_ROTATION_DAYS: z.coerce.number().int().min(1).max(3650).default(90),
   KEY_ROTATION_CRON: z.string().min(1).default('0 7 * * * *'),
   /** Wrapped data keys moved to a key's latest version per batch of the rewrap job. */
   KEY_REWRAP_BATCH_SIZE: z.coerce.number().int().min(1).max(10_000).default(500),
   /** Once rewrap leaves nothing on older versions, retire them (min_decryption_version). */
   KEY_RETIRE_OLD_VERSIONS: bool.default(false),
+
+  /** Where KB package objects go: `filesystem` (STORAGE_DIR, the embedded default) or `s3`. */
+  STORAGE_DRIVER: z.enum(['filesystem', 's3']).default('filesystem'),
+  STORAGE_DIR: z.string().min(1).default('.coffer/storage'),
+  /** s3: the server, `https://s3.example.com` or `http://minio:9000` (path-style requests). */
+  S3_ENDPOINT: z.url({ protocol: /^https?$/ }).optional(),
+  S3_BUCKET: z
+    .string()
+    .regex(/^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$/)
+    .optional(),
+  S3_ACCESS_KEY: z.string().min(1).optional(),
+  S3_SECRET_KEY: z.string().min(1).optional(),
+  S3_REGION: z.string().min(1).default('us-east-1'),
+  /** Largest package version accepted (bytes of plaintext); more answers 413 package_too_large. */
+  PACKAGE_MAX_BYTES: bytes.default(5 * 1024 ** 3),
+  /** Plaintext bytes per sealed segment: the unit of authentication, of Range reads and of memory. */
+  PACKAGE_SEGMENT_BYTES: z.coerce.number().int().min(1024).max(16 * 1024 ** 2).default(64 * 1024),
+  /** Plaintext bytes per chunk object (rounded down to whole segments): one single PUT each. */
+  PACKAGE_CHUNK_BYTES: z.coerce.number().int().min(1024).max(64 * 1024 ** 2).default(4 * 1024 ** 2),
+  /** An upload not finished after this long is abandoned: the sweep collects its chunks. */
+  PACKAGE_UPLOAD_STALE_SECONDS: z.coerce.number().int().min(1).default(6 * 3600),
+  /** How often the worker collects chunks of abandoned uploads and deleted versions. */
+  PACKAGE_SWEEP_CRON: z.string().min(1).default('0 */10 * * * *'),
+  /** Signed asset links: lifetime when the request names none, and the longest allowed. */
+  PACKAGE_LINK_DEFAULT_TTL_SECONDS: z.coerce.number().int().min(1).default(900),
+  PACKAGE_LINK_MAX_TTL_SECONDS: z.coerce.number().int().min(1).max(30 * 86_400).default(86_400),
 }).superRefine((config, ctx) => {
   if (config.TLS_MODE === 'acme' && config.TLS_DOMAINS.split(',').some((d) => /^(localhost|[\d.]+|.*:.*)$/.test(d.trim()))) {
     ctx.addIssue({ code: 'custom', path: ['TLS_DOMAINS'], message: 'ACME needs public DNS names (not localhost or IP addresses)' });
+  }
+  if (config.STORAGE_DRIVER === 's3') {
+    for (const key of ['S3_ENDPOINT', 'S3_BUCKET', 'S3_ACCESS_KEY', 'S3_SECRET_KEY'] as const) {
+      if (!config[key]) ctx.addIssue({ code: 'custom', path: [key], message: 'required when STORAGE_DRIVER=s3' });
+    }
+  }
+  if (config.PACKAGE_CHUNK_BYTES < config.PACKAGE_SEGMENT_BYTES) {
+    ctx.addIssue({ code: 'custom', path: ['PACKAGE_CHUNK_BYTES'], message: 'must hold at least one segment (PACKAGE_SEGMENT_BYTES)' });
   }
   if (config.TLS_MODE === 'files') {
     for (const key of ['TLS_CERT_FILE', 'TLS_KEY_FILE'] as const) {
@@ -170,6 +204,7 @@ export const SECRET_KEYS: ReadonlySet<ConfigKey> = new Set<ConfigKey>([
   'KMS_VAULT_SECRET_ID',
   // Webhook URLs often carry their credential (Slack, Teams, PagerDuty).
   'ALERT_WEBHOOK_URLS',
+  'S3_SECRET_KEY',
 ]);
 
 export const CONFIG_KEYS = Object.keys(configSchema.shape) as ConfigKey[];

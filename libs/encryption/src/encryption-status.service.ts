@@ -5,6 +5,7 @@ import { SEALED_COLUMNS } from '@coffer/fields';
 import { KeyRotationService, OrgKeyState } from '@coffer/keys';
 import { KMS, KmsProvider } from '@coffer/kms';
 import type { OrgRef } from '@coffer/orgs';
+import { STORAGE, StorageDriver } from '@coffer/storage';
 import { servedCertificate } from '@coffer/tls';
 
 /** The probes below cost a scan per sensitive column and KMS calls: reuse them this long. */
@@ -24,21 +25,29 @@ export class EncryptionStatusService {
     private readonly db: DatabaseService,
     private readonly keys: KeyRotationService,
     @Inject(KMS) private readonly kms: KmsProvider,
+    @Inject(STORAGE) private readonly storage: StorageDriver,
     private readonly moduleRef: ModuleRef,
   ) {}
 
   /** `tlsProtocol`: the request's negotiated protocol (`TLSv1.3`), undefined over plain HTTP. */
   async status(org: OrgRef, tlsProtocol: string | undefined) {
-    const { columns, kms, key, schedule, measuredAt } = await this.probes(org);
+    const { columns, packages, serverSide, kms, key, schedule, measuredAt } = await this.probes(org);
     const plaintext = columns.reduce((n, c) => n + c.plaintext, 0);
     const certificate = servedCertificate(this.moduleRef);
     return {
-      storage_encryption: 'AES-256-KMS',
+      // Every stored version sealed with AES-256-GCM under its own data key, wrapped by the KMS.
+      storage_encryption: packages.kmsWrapped === packages.versions ? 'AES-256-KMS' : 'partial',
       transit_encryption: tlsProtocol ? tlsProtocol.replace(/^TLSv/, 'TLS-') : 'none',
       key_rotation: { last_rotated: schedule.lastRotatedAt, next_rotation: schedule.nextRotationAt },
       db_encryption: plaintext === 0 ? 'active' : 'partial',
       details: {
         database: { algorithm: 'AES-256-GCM', blindIndex: 'HMAC-SHA256', columns },
+        storage: {
+          driver: this.storage.kind,
+          format: 'coffer-package-v1: AES-256-GCM segments under a per-object data key',
+          ...packages,
+          serverSideEncryption: serverSide,
+        },
         kms,
         key,
         certificate: certificate ? { serial: certificate.serial, notAfter: certificate.notAfter, names: certificate.names } : null,
@@ -67,10 +76,21 @@ export class EncryptionStatusService {
         return { table, column, encrypted: total - plaintext, plaintext };
       }),
     );
-    const [health, key] = await Promise.all([this.kms.health(), this.keys.describe(org).catch(() => null)]);
+    const { rows: versions } = await pool.query<{ versions: string; kms_wrapped: string }>(
+      `SELECT count(*) AS versions, count(*) FILTER (WHERE wrapped_dek ~ '^(vault|local):v[0-9]+:') AS kms_wrapped
+       FROM package_versions WHERE state = 'committed'`,
+    );
+    const packages = { versions: Number(versions[0].versions), kmsWrapped: Number(versions[0].kms_wrapped) };
+    const [health, key, serverSide] = await Promise.all([
+      this.kms.health(),
+      this.keys.describe(org).catch(() => null),
+      this.storage.serverSideEncryption(),
+    ]);
     const schedule = await this.keys.scheduleOf(org);
     return {
       columns,
+      packages,
+      serverSide,
       kms: { provider: this.kms.kind, reachable: health.reachable, sealed: health.sealed },
       key,
       schedule,
@@ -82,6 +102,8 @@ export class EncryptionStatusService {
 
 interface Probes {
   columns: { table: string; column: string; encrypted: number; plaintext: number }[];
+  packages: { versions: number; kmsWrapped: number };
+  serverSide: string | null;
   kms: { provider: string; reachable: boolean; sealed: boolean };
   key: Awaited<ReturnType<KeyRotationService['describe']>> | null;
   schedule: OrgKeyState;

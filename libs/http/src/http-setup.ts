@@ -9,7 +9,21 @@ declare module 'fastify' {
     /** Filled in by the auth guard: what the access log and audit trail say about the caller. */
     actorId?: string;
     orgSlug?: string;
+    /** A streaming route's Content-Type as the client sent it (see STREAM_BODY). */
+    streamContentType?: string;
   }
+}
+
+/**
+ * Route config (`@RouteConfig(STREAM_BODY)`) of a route whose handler reads the request body
+ * itself, as a stream, whatever its type and size: no parser buffers it and the JSON body
+ * limit does not apply. The handler enforces its own limit.
+ */
+export const STREAM_BODY = { streamBody: true } as const;
+const STREAM_CONTENT_TYPE = 'application/x-coffer-stream';
+
+function isStreamRoute(request: FastifyRequest): boolean {
+  return (request.routeOptions.config as { streamBody?: boolean } | undefined)?.streamBody === true;
 }
 
 export const REQUEST_ID_HEADER = 'x-request-id';
@@ -33,6 +47,8 @@ export function fastifyOptions(config: { bodyLimit: number; trustedProxies: stri
     genReqId: () => randomUUID(),
     requestIdHeader: false as const,
     trustProxy: config.trustedProxies.length ? config.trustedProxies : false,
+    // A signed asset link's JWT is a path parameter (~400 characters; Fastify's default is 100).
+    routerOptions: { maxParamLength: 1024 },
     logger: false,
   };
 }
@@ -70,6 +86,25 @@ export function installHttpHooks(fastify: FastifyInstance, logger: Logger): void
   // is ours: Fastify's parser (with its prototype-poisoning checks) throwing our error code.
   // JSON is the only body type accepted (415 otherwise) until a route adds its own.
   fastify.removeContentTypeParser('text/plain');
+  // A streaming route's body, of any declared type, goes to the one parser that passes the
+  // stream through; the declared type is kept for the handler.
+  fastify.addHook('preParsing', async (request, _reply, payload) => {
+    if (isStreamRoute(request)) {
+      request.streamContentType = request.headers['content-type'];
+      request.headers['content-type'] = STREAM_CONTENT_TYPE;
+    }
+    return payload;
+  });
+  // A refused streaming request (denied, too large, invalid) closes its connection: otherwise
+  // Node reads and discards the rest of its body to reuse the connection, however large it is.
+  fastify.addHook('onSend', async (request, reply, payload) => {
+    if (reply.statusCode >= 400 && isStreamRoute(request)) void reply.header('connection', 'close');
+    return payload;
+  });
+  fastify.addContentTypeParser(STREAM_CONTENT_TYPE, (request, payload, done) => {
+    if (!isStreamRoute(request)) return done(new AppError('unsupported_media_type', `${STREAM_CONTENT_TYPE} is not accepted here`), undefined);
+    done(null, payload);
+  });
   const parseJson = fastify.getDefaultJsonParser('error', 'error');
   fastify.addContentTypeParser('application/json', { parseAs: 'string' }, (request, body, done) =>
     parseJson(request, body as string, (error, value) =>

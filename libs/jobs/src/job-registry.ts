@@ -19,6 +19,8 @@ export interface JobPayloads {
   'alert-checks': Record<string, never>;
   /** `force`: an operator asked (REST or CLI); renew whatever the due date. */
   'renew-certificate': { certificateId: string; force?: boolean };
+  /** Removes the objects of deleted package versions and abandoned uploads. */
+  'sweep-packages': { orgId: string };
 }
 
 export type JobName = keyof JobPayloads;
@@ -70,6 +72,10 @@ export const JOBS: { [K in JobName]: JobDefinition<K> } = {
     // fails otherwise (database down) is not kept, so it blocks neither the next tick nor an
     // operator's forced renewal for an hour; the worker's log has its error.
     options: { attempts: 1, removeOnFail: true },
+  },
+  'sweep-packages': {
+    queue: 'maintenance',
+    jobId: ({ orgId }) => `sweep-packages/${orgId}`,
   },
 };
 

@@ -1,6 +1,7 @@
 import { GrantSpec } from '../grants';
 import { MigrationSet } from '../migrator';
 import { AUDIT_CHAIN_DDL, AUDIT_DELIVERY_DDL, AUDIT_LOG_DDL } from './audit-log.sql';
+import { PACKAGES_DDL } from './packages.sql';
 
 /**
  * Each organization's own database. Sensitive values (email, settings, key hashes) are bytea
@@ -78,6 +79,13 @@ export const orgMigrations: MigrationSet = {
         `);
       },
     },
+    {
+      version: 5,
+      name: 'packages, their versions, asset link keys',
+      async up(db) {
+        await db.query(PACKAGES_DDL);
+      },
+    },
   ],
 };
 
@@ -90,9 +98,12 @@ export const orgGrants: GrantSpec = {
   audit_checkpoints: 'append-only',
   audit_destination: 'read-write',
   audit_deliveries: 'read-write',
-  // Written at provisioning by the owner: the app role cannot drop or swap a key under data.
-  // Never added or removed by the app; rewrap (libs/keys) swaps the wrapping, nothing else.
+  // Written at provisioning by the owner: the app role cannot add, drop or repurpose a key
+  // under data; the rewrap (libs/keys) may swap a key's wrapping, nothing else.
   field_keys: { read: true, update: ['wrapped', 'kms_key_version'] },
+  packages: 'read-write',
+  package_versions: 'read-write',
+  link_keys: 'read-write',
 };
 
 /**
@@ -103,6 +114,8 @@ export const orgGrants: GrantSpec = {
 export const orgWrappedKeyColumns: readonly WrappedKeyColumn[] = [
   { table: 'audit_destination', column: 'credentials_key', rowId: 'singleton' },
   { table: 'field_keys', column: 'wrapped', rowId: 'id', versionColumn: 'kms_key_version' },
+  { table: 'package_versions', column: 'wrapped_dek', rowId: 'id', versionColumn: 'kms_key_version' },
+  { table: 'link_keys', column: 'wrapped_key', rowId: 'id', versionColumn: 'kms_key_version' },
 ];
 
 export interface WrappedKeyColumn {

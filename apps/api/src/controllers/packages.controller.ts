@@ -1,0 +1,145 @@
+import { Readable } from 'node:stream';
+import { Body, Controller, Delete, Get, Headers, HttpCode, Param, Post, Put, Req, Res } from '@nestjs/common';
+import { RouteConfig } from '@nestjs/platform-fastify';
+import { ApiBody, ApiConsumes, ApiOperation, ApiTags } from '@nestjs/swagger';
+import type { FastifyReply, FastifyRequest } from 'fastify';
+import { AuditAction, AuditRead } from '@coffer/audit';
+import { ALL_ROLES, CurrentOrg, CurrentPrincipal, OrgAccess, Principal, actorId } from '@coffer/auth';
+import { ApiErrors, ApiJsonBody, AppError, STREAM_BODY, ZodValidationPipe } from '@coffer/http';
+import type { OrgRef } from '@coffer/orgs';
+import { AssetLinksService, CreateLinkBody, Download, PackageName, PackagesService, VersionNumber } from '@coffer/packages';
+
+/**
+ * KB packages. Every role reads; admins and members upload; only admins delete (a deletion
+ * cannot be undone once the sweep has removed the objects). Downloads are audited reads.
+ * Signed links hand content to whoever holds them, so only uploaders and admins make them.
+ */
+@ApiTags('packages')
+@Controller('api/v1/organizations/:org/packages')
+export class PackagesController {
+  constructor(
+    private readonly packages: PackagesService,
+    private readonly links: AssetLinksService,
+  ) {}
+
+  @Put(':name')
+  @HttpCode(201)
+  @RouteConfig(STREAM_BODY)
+  @OrgAccess(['admin', 'member'])
+  @AuditAction('package.version_created')
+  @ApiOperation({ summary: 'Upload a new version (the raw body, any type, Content-Length or chunked); answers its metadata' })
+  @ApiConsumes('application/octet-stream')
+  @ApiBody({ schema: { type: 'string', format: 'binary' } })
+  @ApiErrors('forbidden', 'organization_not_found', 'package_too_large', 'bad_request')
+  async upload(
+    @CurrentOrg() org: OrgRef,
+    @CurrentPrincipal() principal: Principal,
+    @Param('name', new ZodValidationPipe(PackageName)) name: string,
+    @Req() request: FastifyRequest,
+  ) {
+    const length = request.headers['content-length'];
+    return this.packages.upload(org, {
+      name,
+      createdBy: actorId(principal),
+      contentType: request.streamContentType,
+      declaredLength: length === undefined ? undefined : Number(length),
+      body: (request.body as AsyncIterable<Buffer> | undefined) ?? Readable.from([]),
+    });
+  }
+
+  @Get()
+  @OrgAccess(ALL_ROLES)
+  @ApiOperation({ summary: "The org's packages with their latest version" })
+  @ApiErrors('forbidden', 'organization_not_found')
+  async list(@CurrentOrg() org: OrgRef) {
+    return { packages: await this.packages.list(org) };
+  }
+
+  @Get(':name')
+  @OrgAccess(ALL_ROLES)
+  @ApiOperation({ summary: 'A package and its versions (size, SHA-256, content type, creator, KMS key version)' })
+  @ApiErrors('forbidden', 'organization_not_found', 'package_not_found')
+  describe(@CurrentOrg() org: OrgRef, @Param('name', new ZodValidationPipe(PackageName)) name: string) {
+    return this.packages.describe(org, name);
+  }
+
+  @Get(':name/versions/:version/content')
+  @OrgAccess(ALL_ROLES)
+  @AuditRead('package.content_read')
+  @ApiOperation({ summary: 'The decrypted content, streamed; one `Range: bytes=` range answers 206' })
+  @ApiErrors('forbidden', 'organization_not_found', 'package_version_not_found', 'range_not_satisfiable', 'package_integrity_failed')
+  async content(
+    @CurrentOrg() org: OrgRef,
+    @Param('name', new ZodValidationPipe(PackageName)) name: string,
+    @Param('version', new ZodValidationPipe(VersionNumber)) version: number,
+    @Headers('range') range: string | undefined,
+    @Res({ passthrough: true }) reply: FastifyReply,
+  ) {
+    const stored = await this.packages.version(org, name, version);
+    return sendContent(reply, await rangeAware(reply, stored.size, () => this.packages.download(org, stored, range)));
+  }
+
+  @Post(':name/versions/:version/links')
+  @HttpCode(201)
+  @OrgAccess(['admin', 'member'])
+  @AuditAction('package.link_created')
+  @ApiOperation({ summary: 'A signed link to the content, usable without an API key until it expires (default 15 minutes)' })
+  @ApiJsonBody(CreateLinkBody)
+  @ApiErrors('forbidden', 'organization_not_found', 'package_version_not_found')
+  async createLink(
+    @CurrentOrg() org: OrgRef,
+    @Param('name', new ZodValidationPipe(PackageName)) name: string,
+    @Param('version', new ZodValidationPipe(VersionNumber)) version: number,
+    @Body(new ZodValidationPipe(CreateLinkBody)) body: CreateLinkBody,
+  ) {
+    return this.links.create(org, await this.packages.version(org, name, version), body.ttlSeconds);
+  }
+
+  @Delete(':name/versions/:version')
+  @OrgAccess(['admin'])
+  @AuditAction('package.version_deleted')
+  @ApiOperation({ summary: 'Delete a version; its objects are removed by the worker' })
+  @ApiErrors('forbidden', 'organization_not_found', 'package_version_not_found')
+  async deleteVersion(
+    @CurrentOrg() org: OrgRef,
+    @Param('name', new ZodValidationPipe(PackageName)) name: string,
+    @Param('version', new ZodValidationPipe(VersionNumber)) version: number,
+  ) {
+    return { version: await this.packages.deleteVersion(org, name, version) };
+  }
+
+  @Delete(':name')
+  @OrgAccess(['admin'])
+  @AuditAction('package.deleted')
+  @ApiOperation({ summary: 'Delete a package and all its versions; the name starts again at version 1' })
+  @ApiErrors('forbidden', 'organization_not_found', 'package_not_found')
+  deletePackage(@CurrentOrg() org: OrgRef, @Param('name', new ZodValidationPipe(PackageName)) name: string) {
+    return this.packages.deletePackage(org, name);
+  }
+}
+
+/** A 416 says how long the content is (RFC 9110 §15.5.17). */
+export async function rangeAware(reply: FastifyReply, size: number, download: () => Promise<Download>): Promise<Download> {
+  try {
+    return await download();
+  } catch (error) {
+    if (error instanceof AppError && error.code === 'range_not_satisfiable') void reply.header('content-range', `bytes */${size}`);
+    throw error;
+  }
+}
+
+/** Headers of a download: never rendered by a browser in the API's origin. */
+export function sendContent(reply: FastifyReply, { version, range, content }: Download) {
+  void reply
+    .header('content-type', version.contentType)
+    .header('x-content-type-options', 'nosniff')
+    .header('content-disposition', 'attachment')
+    .header('accept-ranges', 'bytes')
+    .header('etag', `"${version.sha256}"`);
+  if (range) {
+    void reply.status(206).header('content-range', `bytes ${range.start}-${range.end}/${version.size}`).header('content-length', range.end - range.start + 1);
+  } else {
+    void reply.header('content-length', version.size);
+  }
+  return content;
+}

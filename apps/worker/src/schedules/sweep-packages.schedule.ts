@@ -1,0 +1,36 @@
+import { Inject, Injectable, OnApplicationBootstrap } from '@nestjs/common';
+import { SchedulerRegistry } from '@nestjs/schedule';
+import { CronJob } from 'cron';
+import { APP_CONFIG, AppConfig } from '@coffer/config';
+import { JobsService } from '@coffer/jobs';
+import { LOGGER, Logger } from '@coffer/logging';
+import { OrgsService } from '@coffer/orgs';
+
+/** Enqueues a package sweep per active org; the job finds what is due in the org's database. */
+@Injectable()
+export class SweepPackagesSchedule implements OnApplicationBootstrap {
+  constructor(
+    @Inject(APP_CONFIG) private readonly config: AppConfig,
+    private readonly registry: SchedulerRegistry,
+    private readonly orgs: OrgsService,
+    private readonly jobs: JobsService,
+    @Inject(LOGGER) private readonly logger: Logger,
+  ) {}
+
+  onApplicationBootstrap(): void {
+    const job = CronJob.from({
+      cronTime: this.config.PACKAGE_SWEEP_CRON,
+      onTick: () => {
+        this.tick().catch((error) => this.logger.error({ err: error.message }, 'sweep-packages sweep failed'));
+      },
+    });
+    this.registry.addCronJob('sweep-packages', job);
+    job.start();
+  }
+
+  async tick(): Promise<number> {
+    const orgs = await this.orgs.listActive();
+    for (const org of orgs) await this.jobs.enqueue('sweep-packages', { orgId: org.id });
+    return orgs.length;
+  }
+}

@@ -1,0 +1,143 @@
+import { after, before, describe, test } from 'node:test';
+import assert from 'node:assert/strict';
+import { randomBytes } from 'node:crypto';
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { KMS, KmsProvider, orgKeyName } from '@coffer/kms';
+import { addUser, RunningApi, startApi, TestOrg } from '../support/api';
+import { rawGet, rawPut } from '../support/raw-http';
+import { connect } from '../support/test-env';
+
+describe('signed asset links (JWT signed with an org-scoped key)', () => {
+  let api: RunningApi;
+  let storageDir: string;
+  let orgA: TestOrg;
+  let orgB: TestOrg;
+  const content = randomBytes(5000);
+
+  before(async () => {
+    storageDir = mkdtempSync(join(tmpdir(), 'coffer-links-'));
+    api = await startApi({ STORAGE_DIR: storageDir, PACKAGE_LINK_MAX_TTL_SECONDS: '3600' });
+    orgA = await api.createOrg();
+    orgB = await api.createOrg();
+    for (const org of [orgA, orgB]) {
+      const res = await rawPut(`${api.url}/api/v1/organizations/${org.slug}/packages/brochure`, as(org), content);
+      assert.equal(res.status, 201);
+    }
+  });
+
+  after(async () => {
+    await api?.close();
+    rmSync(storageDir, { recursive: true, force: true });
+  });
+
+  function as(org: TestOrg) {
+    return { authorization: `Bearer ${org.adminToken}` };
+  }
+  const link = (org: TestOrg, body: object = {}, token = org.adminToken, version = 1) =>
+    api.http().post(`/api/v1/organizations/${org.slug}/packages/brochure/versions/${version}/links`).set({ authorization: `Bearer ${token}` }).send(body);
+  const fetchAsset = (url: string, headers: Record<string, string> = {}) => rawGet(`${api.url}${url}`, headers);
+  const errorCode = (res: { body: Buffer }) => JSON.parse(res.body.toString()).error.code;
+
+  /** The token with one claim changed, signature kept. */
+  function withClaim(url: string, claim: string, value: unknown): string {
+    const [header, payload, signature] = url.slice('/api/v1/assets/'.length).split('.');
+    const claims = JSON.parse(Buffer.from(payload, 'base64url').toString());
+    claims[claim] = value;
+    return `/api/v1/assets/${header}.${Buffer.from(JSON.stringify(claims)).toString('base64url')}.${signature}`;
+  }
+
+  test('a link streams the content without an API key (Range too), lives 15 minutes by default, and is audited', async () => {
+    const created = await link(orgA);
+    assert.equal(created.status, 201);
+    assert.match(created.body.url, /^\/api\/v1\/assets\/[\w-]+\.[\w-]+\.[\w-]+$/);
+    const ttl = new Date(created.body.expiresAt).getTime() - Date.now();
+    assert.ok(ttl > 14 * 60_000 && ttl <= 15 * 60_000, `expires in ${ttl} ms`);
+
+    const res = await fetchAsset(created.body.url);
+    assert.equal(res.status, 200);
+    assert.deepEqual(res.body, content);
+    const part = await fetchAsset(created.body.url, { range: 'bytes=100-199' });
+    assert.equal(part.status, 206);
+    assert.deepEqual(part.body, content.subarray(100, 200));
+
+    const logs = await api.http().get(`/api/v1/organizations/${orgA.slug}/audit-logs?action=package.content_read`).set(as(orgA));
+    const entries = logs.body.entries.filter((e: { body?: { via?: { assetLink?: string } } }) => e.body?.via?.assetLink === created.body.id);
+    assert.equal(entries.length, 2);
+    assert.equal(entries[0].actor.kind, 'anonymous');
+    assert.ok(!JSON.stringify(logs.body).includes(created.body.url.split('.')[2]), 'the token is not in the audit log');
+  });
+
+  test('a tampered token (claims or signature) is 401 invalid_link with no content', async () => {
+    const { url } = (await link(orgA)).body;
+    for (const forged of [
+      withClaim(url, 'ver', 2),
+      withClaim(url, 'exp', Math.floor(Date.now() / 1000) + 86_400 * 365),
+      withClaim(url, 'pkg', 'other'),
+      `${url.slice(0, -3)}${url.endsWith('AAA') ? 'BBB' : 'AAA'}`,
+      '/api/v1/assets/not-a-token',
+      '/api/v1/assets/a.b.c.d',
+    ]) {
+      const res = await fetchAsset(forged);
+      assert.equal(res.status, 401, forged);
+      assert.equal(errorCode(res), 'invalid_link');
+    }
+  });
+
+  test("another org's token does not open this org's content, and org A's key cannot unwrap org B's link key", async () => {
+    const { url } = (await link(orgA)).body;
+    const moved = await fetchAsset(withClaim(url, 'org', orgB.id));
+    assert.equal(moved.status, 401);
+    assert.equal(errorCode(moved), 'invalid_link');
+    assert.equal((await link(orgB)).status, 201);
+    const owner = await connect(api.env.config.DATABASE_OWNER_URL, `${api.env.config.ORG_DATABASE_PREFIX}${orgB.id}`);
+    try {
+      const { rows } = await owner.query('SELECT wrapped_key FROM link_keys');
+      assert.equal(rows.length, 1);
+      await assert.rejects(api.app.get<KmsProvider>(KMS).unwrap(orgKeyName(orgA.id), rows[0].wrapped_key));
+    } finally {
+      await owner.end();
+    }
+  });
+
+  test('an expired link is 401 link_expired; a lifetime over the maximum is refused', async () => {
+    const { url } = (await link(orgA, { ttlSeconds: 1 })).body;
+    await new Promise((r) => setTimeout(r, 2100));
+    const res = await fetchAsset(url);
+    assert.equal(res.status, 401);
+    assert.equal(errorCode(res), 'link_expired');
+    const tooLong = await link(orgA, { ttlSeconds: 3601 });
+    assert.equal(tooLong.status, 400);
+  });
+
+  test('a link to a deleted version is 404', async () => {
+    assert.equal((await rawPut(`${api.url}/api/v1/organizations/${orgA.slug}/packages/brochure`, as(orgA), randomBytes(10))).status, 201);
+    const { url } = (await link(orgA, {}, orgA.adminToken, 2)).body;
+    assert.equal((await fetchAsset(url)).status, 200);
+    assert.equal((await api.http().delete(`/api/v1/organizations/${orgA.slug}/packages/brochure/versions/2`).set(as(orgA))).status, 200);
+    const res = await fetchAsset(url);
+    assert.equal(res.status, 404);
+    assert.equal(errorCode(res), 'package_version_not_found');
+  });
+
+  test("an admin revokes all of the org's links (403 link_revoked); new links work; members cannot revoke", async () => {
+    const member = await addUser(api, orgA, 'member');
+    const fromMember = await link(orgA, {}, member.token);
+    assert.equal(fromMember.status, 201);
+    const fromAdmin = (await link(orgA)).body.url;
+    const otherOrg = (await link(orgB)).body.url;
+    assert.equal((await api.http().post(`/api/v1/organizations/${orgA.slug}/asset-links/revoke`).set({ authorization: `Bearer ${member.token}` })).status, 403);
+    const revoked = await api.http().post(`/api/v1/organizations/${orgA.slug}/asset-links/revoke`).set(as(orgA));
+    assert.equal(revoked.status, 200);
+    assert.equal(revoked.body.revokedKeys, 1);
+    for (const url of [fromMember.body.url, fromAdmin]) {
+      const res = await fetchAsset(url);
+      assert.equal(res.status, 403);
+      assert.equal(errorCode(res), 'link_revoked');
+    }
+    assert.equal((await fetchAsset(otherOrg)).status, 200, "another org's links are untouched");
+    const fresh = (await link(orgA)).body.url;
+    assert.deepEqual((await fetchAsset(fresh)).body, content);
+  });
+});
