@@ -2,6 +2,7 @@ import 'reflect-metadata';
 import { auditBenchmark } from './audit.bench';
 import { authBenchmark } from './auth.bench';
 import { packagesBenchmark } from './packages.bench';
+import { rotationBenchmark } from './rotation.bench';
 
 /** `npm run bench`: each benchmark prints its figures and its ratio against an in-run baseline. */
 async function main() {
@@ -11,6 +12,7 @@ async function main() {
     ['auth', () => authBenchmark(seconds)],
     ['audit', () => auditBenchmark(seconds)],
     ['packages', () => packagesBenchmark()],
+    ['rotation', () => rotationBenchmark(seconds)],
   ];
   const results: boolean[] = [];
   for (const [name, run] of benchmarks) if (!only || name.includes(only)) results.push(await run());

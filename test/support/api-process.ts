@@ -26,6 +26,22 @@ export async function startApiProcess(
   onOutput: (chunk: string) => void = () => undefined,
   extraEnv: Record<string, string> = {},
 ): Promise<{ child: ChildProcess; url: string; httpUrl: string }> {
+  for (let attempt = 1; ; attempt++) {
+    try {
+      return await launchApiProcess(config, onOutput, extraEnv);
+    } catch (error) {
+      // A port freePort() found free can be taken (an outgoing connection's ephemeral port)
+      // before the child binds it: pick new ones. Ports the caller chose are not retried.
+      if (attempt === 3 || extraEnv.HTTP_PORT || !/EADDRINUSE/.test((error as Error).message)) throw error;
+    }
+  }
+}
+
+async function launchApiProcess(
+  config: AppConfig,
+  onOutput: (chunk: string) => void,
+  extraEnv: Record<string, string>,
+): Promise<{ child: ChildProcess; url: string; httpUrl: string }> {
   const port = Number(extraEnv.HTTP_PORT ?? (await freePort()));
   const httpsPort = await freePort();
   const env = Object.fromEntries(Object.entries(config).map(([k, v]) => [k, String(v)]));

@@ -4,6 +4,7 @@ import { randomBytes } from 'node:crypto';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { Readable } from 'node:stream';
 import { FilesystemStorageDriver } from './filesystem.driver';
 import { chunkKey, layoutFor, ObjectIntegrityError, ObjectTooLarge, SealedObjectReader, writeSealedObject } from './sealed-object';
 
@@ -87,6 +88,38 @@ test('a reader stops before the first segment that fails: earlier segments are r
     chunk1[1040 + 5] ^= 1; // segment 5 (chunk 1, second segment)
     await driver.put(chunkKey(ref, 1), chunk1);
     const reader = await SealedObjectReader.open(driver, ref, dek, data.length);
+    const released: Buffer[] = [];
+    await assert.rejects(async () => {
+      for await (const part of reader.read()) released.push(part);
+    }, ObjectIntegrityError);
+    assert.deepEqual(Buffer.concat(released), data.subarray(0, 5 * 1024));
+  }));
+
+/** The filesystem driver, its reads handed over in pieces of `size` bytes (as a network stream would). */
+function inPieces(driver: FilesystemStorageDriver, size: number): FilesystemStorageDriver {
+  return Object.assign(Object.create(driver), {
+    async get(key: string, range?: { start: number; end: number }) {
+      const bytes = await readStream(await driver.get(key, range));
+      return Readable.from(pieces(bytes, size), { objectMode: false });
+    },
+  });
+}
+
+test('segments split across stream pieces read back exactly, and one that fails is still never released', () =>
+  withStore(async (driver) => {
+    const dek = randomBytes(32);
+    const ref = { orgId: 'org1', objectId: 'split' };
+    const data = randomBytes(10_000);
+    await writeSealedObject(driver, ref, dek, pieces(data), { layout, maxBytes: 1e6 });
+    for (const size of [1, 7, 700, 1040, 1041, 3000]) {
+      const split = inPieces(driver, size);
+      assert.deepEqual(await readBack(split, ref, dek, data.length), data, `pieces of ${size}`);
+      assert.deepEqual(await readBack(split, ref, dek, data.length, { start: 1000, end: 6000 }), data.subarray(1000, 6001), `range, pieces of ${size}`);
+    }
+    const chunk1 = await readStream(await driver.get(chunkKey(ref, 1)));
+    chunk1[2 * 1040 - 3] ^= 1; // segment 5's tag; the segment straddles two 1041-byte pieces
+    await driver.put(chunkKey(ref, 1), chunk1);
+    const reader = await SealedObjectReader.open(inPieces(driver, 1041), ref, dek, data.length);
     const released: Buffer[] = [];
     await assert.rejects(async () => {
       for await (const part of reader.read()) released.push(part);

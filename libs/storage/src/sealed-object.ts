@@ -309,11 +309,26 @@ class ExactReader {
         this.length += next.value.length;
       }
     }
-    const all = this.buffered.length === 1 ? this.buffered[0] : Buffer.concat(this.buffered);
-    const taken = all.subarray(0, Math.min(n, all.length));
-    const rest = all.subarray(taken.length);
-    this.buffered = rest.length ? [rest] : [];
-    this.length = rest.length;
+    const want = Math.min(n, this.length);
+    this.length -= want;
+    const first = this.buffered[0];
+    if (first && first.length >= want) {
+      // The common case: a view of the piece read, no copy.
+      if (first.length > want) this.buffered[0] = first.subarray(want);
+      else this.buffered.shift();
+      return first.subarray(0, want);
+    }
+    // The bytes straddle pieces: copy only them, never the rest of the last piece (a read is
+    // up to a MiB; copying it whole at every straddle would copy nearly every byte once more).
+    const taken = Buffer.allocUnsafe(want);
+    for (let at = 0; at < want; ) {
+      const piece = this.buffered[0];
+      const part = Math.min(piece.length, want - at);
+      piece.copy(taken, at, 0, part);
+      at += part;
+      if (part === piece.length) this.buffered.shift();
+      else this.buffered[0] = piece.subarray(part);
+    }
     return taken;
   }
 
