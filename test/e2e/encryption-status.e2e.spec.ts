@@ -30,7 +30,15 @@ describe('encryption status, measured from live state (API process over HTTPS, P
       req.end();
     });
   const status = (maxVersion?: 'TLSv1.2' | 'TLSv1.3') => call('GET', `/api/v1/organizations/${org.slug}/encryption-status`, org.token, undefined, maxVersion);
-  const afterCache = () => new Promise((resolve) => setTimeout(resolve, 2_100));
+  /** Reads the status until it shows `done` (measurements are refreshed every 2 s, in the background). */
+  const statusUntil = async (done: (body: any) => boolean) => {
+    const deadline = Date.now() + 10_000;
+    for (;;) {
+      const res = await status();
+      if (done(res.body) || Date.now() > deadline) return res;
+      await new Promise((resolve) => setTimeout(resolve, 200));
+    }
+  };
 
   before(async () => {
     dir = mkdtempSync(join(tmpdir(), 'coffer-status-'));
@@ -75,8 +83,7 @@ describe('encryption status, measured from live state (API process over HTTPS, P
   test('last_rotated moves after a rotation', async () => {
     const rotated = await call('POST', `/api/v1/organizations/${org.slug}/keys/rotate`, org.token);
     assert.equal(rotated.status, 200);
-    await afterCache();
-    const res = await status();
+    const res = await statusUntil((b) => b.key_rotation.last_rotated !== null);
     assert.equal(Date.parse(res.body.key_rotation.last_rotated), Date.parse(rotated.body.rotatedAt));
     assert.equal(res.body.details.key.latestVersion, 2);
   });
@@ -88,8 +95,7 @@ describe('encryption status, measured from live state (API process over HTTPS, P
     } finally {
       await owner.end();
     }
-    await afterCache();
-    const res = await status();
+    const res = await statusUntil((b) => b.db_encryption !== 'active');
     assert.equal(res.body.db_encryption, 'partial');
     const settings = res.body.details.database.columns.find((c: { table: string }) => c.table === 'org_settings');
     assert.deepEqual([settings.plaintext, settings.encrypted], [1, 0]);

@@ -199,8 +199,13 @@ for (const provider of providers) {
         await owner.end();
       }
 
-      await new Promise((resolve) => setTimeout(resolve, 2_100)); // past the status probes' cache
-      const res = await status();
+      // Measurements are refreshed every 2 s in the background: read until one postdates the checks above.
+      const since = Date.now();
+      let res = await status();
+      for (const deadline = since + 10_000; Date.parse(res.body.details?.measuredAt) <= since && Date.now() < deadline; ) {
+        await new Promise((resolve) => setTimeout(resolve, 200));
+        res = await status();
+      }
       assert.equal(res.status, 200);
       assert.equal(Date.parse(res.body.key_rotation.last_rotated), Date.parse(rotatedAt[rotatedAt.length - 1]), 'last_rotated moved to the last rotation');
       assert.equal(res.body.db_encryption, 'active');

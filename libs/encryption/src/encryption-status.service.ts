@@ -19,7 +19,7 @@ const PROBE_CACHE_MS = 2_000;
  */
 @Injectable()
 export class EncryptionStatusService {
-  private readonly cache = new Map<string, { at: number; probes: Promise<Probes> }>();
+  private readonly cache = new Map<string, { at: number; probes: Promise<Probes>; refreshing?: boolean }>();
 
   constructor(
     private readonly db: DatabaseService,
@@ -56,13 +56,26 @@ export class EncryptionStatusService {
     };
   }
 
+  /**
+   * Measured at most every PROBE_CACHE_MS per org. Once an org has a measurement, a stale one is
+   * answered while the next is taken in the background (each answer says `measuredAt`), so only
+   * an org's very first request waits for the probes.
+   */
   private probes(org: OrgRef): Promise<Probes> {
     const hit = this.cache.get(org.id);
-    if (hit && Date.now() - hit.at < PROBE_CACHE_MS) return hit.probes;
+    if (hit && (Date.now() - hit.at < PROBE_CACHE_MS || hit.refreshing)) return hit.probes;
     const probes = this.measure(org);
-    this.cache.set(org.id, { at: Date.now(), probes });
-    probes.catch(() => this.cache.delete(org.id));
-    return probes;
+    if (!hit) {
+      this.cache.set(org.id, { at: Date.now(), probes });
+      probes.catch(() => this.cache.delete(org.id));
+      return probes;
+    }
+    hit.refreshing = true;
+    probes.then(
+      () => this.cache.set(org.id, { at: Date.now(), probes }),
+      () => (hit.refreshing = false),
+    );
+    return hit.probes;
   }
 
   private async measure(org: OrgRef): Promise<Probes> {
