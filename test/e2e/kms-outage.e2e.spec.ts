@@ -7,6 +7,7 @@ import assert from 'node:assert/strict';
 import type { INestApplicationContext } from '@nestjs/common';
 import { withDatabase } from '@coffer/database';
 import { KMS, KmsProvider, orgKeyName } from '@coffer/kms';
+import { MetricsService } from '@coffer/metrics';
 import { createWorker } from '../../apps/worker/src/bootstrap';
 import { startWorkerProcess, stopProcess } from '../support/api-process';
 import { addUser, RunningApi, startApi, TestOrg } from '../support/api';
@@ -184,6 +185,8 @@ describe('writes through a KMS outage: queued with 202, flushed in order by the 
     await until('SpoolGrowing firing', () => sent('SpoolGrowing').includes('firing') || undefined);
     const status = await api.http().get(`/api/v1/organizations/${org.slug}/encryption-status`).set(as(officer.token));
     assert.equal(status.body.details.pendingWrites.pending, 6);
+    const metrics = await fetch(`http://127.0.0.1:${api.app.get(MetricsService).port}/metrics`).then((r) => r.text());
+    assert.match(metrics, new RegExp(`^coffer_pending_writes\\{org="${org.slug}"\\} 6$`, 'm'));
 
     // Taken while the writes wait: their data keys exist only sealed to the spool key.
     const dump = spawnSync('pg_dump', ['--data-only', withDatabase(api.env.config.DATABASE_OWNER_URL, `${api.env.config.ORG_DATABASE_PREFIX}${org.id}`)], {
