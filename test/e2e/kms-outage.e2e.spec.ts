@@ -258,6 +258,11 @@ describe('writes through a KMS outage: queued with 202, flushed in order by the 
     const queued = await queueUploads('killed', 12);
     vault.latencyMs = 150;
     await vault.start();
+    // The KMS is back but nothing has flushed yet: a new upload of the name queues behind the others.
+    const behind = randomBytes(2000);
+    const late = await upload('killed', behind);
+    assert.equal(late.status, 202);
+    queued.push({ id: late.body.pendingWriteId, body: behind });
     const flushedCount = () =>
       asOwner(async (owner) => (await owner.query(`SELECT count(*)::int AS n FROM pending_writes w JOIN package_versions v ON v.id = w.target WHERE v.package_name = 'killed' AND w.status = 'flushed'`)).rows[0].n as number);
     let child: ChildProcess | undefined = await startWorkerProcess(api.env.config);
