@@ -1,7 +1,7 @@
 import { Readable } from 'node:stream';
 import { Body, Controller, Delete, Get, Headers, HttpCode, Param, Post, Put, Req, Res } from '@nestjs/common';
 import { RouteConfig } from '@nestjs/platform-fastify';
-import { ApiBody, ApiConsumes, ApiOperation, ApiTags } from '@nestjs/swagger';
+import { ApiBody, ApiConsumes, ApiOperation, ApiResponse, ApiTags } from '@nestjs/swagger';
 import type { FastifyReply, FastifyRequest } from 'fastify';
 import { AuditAction, AuditRead } from '@coffer/audit';
 import { ALL_ROLES, CurrentOrg, CurrentPrincipal, OrgAccess, Principal, actorId } from '@coffer/auth';
@@ -35,6 +35,8 @@ export class PackagesController {
   })
   @ApiConsumes('application/octet-stream')
   @ApiBody({ schema: { type: 'string', format: 'binary' } })
+  @ApiResponse({ status: 201, description: 'the new version, committed and visible' })
+  @ApiResponse({ status: 202, description: 'KMS unavailable: stored and queued, `{pendingWriteId, status: "pending", ...}`' })
   @ApiErrors('forbidden', 'organization_not_found', 'package_too_large', 'bad_request', 'kms_unavailable')
   async upload(
     @CurrentOrg() org: OrgRef,
