@@ -91,6 +91,22 @@ describe('admin CLI (the compiled binary, PostgreSQL): same rules and audit entr
     assert.deepEqual(cliRotated.target, restRotated.target);
   });
 
+  test('status:encryption prints the encryption status like GET .../encryption-status and is audited like it', async () => {
+    const org = await api.createOrg('cli-status');
+    const rest = await api.http().get('/api/v1/organizations/cli-status/encryption-status').set('authorization', `Bearer ${org.adminToken}`);
+    assert.equal(rest.status, 200);
+    const printed = cli('status:encryption', 'cli-status');
+    assert.equal(printed.code, 0, printed.err);
+    const out = printed.out as { storage_encryption: string; db_encryption: string; key_rotation: unknown };
+    assert.deepEqual([out.storage_encryption, out.db_encryption, out.key_rotation], [rest.body.storage_encryption, rest.body.db_encryption, rest.body.key_rotation]);
+    const entries = (
+      await api.http().get('/api/v1/organizations/cli-status/audit-logs?action=encryption_status.read').set('authorization', `Bearer ${org.adminToken}`)
+    ).body.entries as Entry[];
+    assert.equal(entries.length, 2);
+    assert.deepEqual(entries[0].target, entries[1].target);
+    assert.match(entries[0].actor.id, /^cli:/);
+  });
+
   test('health reports PostgreSQL and the KMS', () => {
     const health = cli('health');
     assert.equal(health.code, 0, health.err);

@@ -157,6 +157,7 @@ for (const driver of drivers) {
         const res = await download(orgA, 'ranged', 1, { range: header });
         assert.equal(res.status, 206, header);
         assert.equal(res.headers['content-range'], `bytes ${start}-${end}/${content.length}`);
+        assert.equal(res.headers['cache-control'], 'no-store', 'decrypted content is never cached');
         assert.deepEqual(res.body, content.subarray(start, end + 1), header);
       }
       const outside = await download(orgA, 'ranged', 1, { range: `bytes=${content.length}-` });

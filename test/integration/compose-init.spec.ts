@@ -187,6 +187,17 @@ describe('coffer init: OpenBao setup (OpenBao sys API double)', () => {
     assert.equal(bao.sealed, true);
   });
 
+  test('with the keys file moved off the host and OpenBao unsealed by hand, init leaves OpenBao alone and succeeds', async () => {
+    const bao = await fresh();
+    const keysFile = join(dir, 'hardened', 'openbao-keys.json');
+    await init(bao, keysFile);
+    rmSync(keysFile);
+    const before = bao.requests.length;
+    await init(bao, keysFile);
+    assert.equal(bao.sealed, false);
+    assert.ok(!bao.requests.slice(before).some((r) => r.startsWith('PUT sys/') || r.startsWith('POST ')), 'nothing written');
+  });
+
   test('a keys file holding keys next to a server that is not initialized is never overwritten', async () => {
     const bao = await fresh();
     const keysFile = join(dir, 'kept', 'openbao-keys.json');

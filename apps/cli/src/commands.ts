@@ -2,6 +2,7 @@ import { randomUUID } from 'node:crypto';
 import { hostname, userInfo } from 'node:os';
 import type { INestApplicationContext } from '@nestjs/common';
 import { Actor, AuditService, AuditedWork } from '@coffer/audit';
+import { EncryptionStatusService } from '@coffer/encryption';
 import { KeyRotationService } from '@coffer/keys';
 import { KMS, KmsProvider } from '@coffer/kms';
 import { CreateOrganizationBody, OrgsService, publicOrg } from '@coffer/orgs';
@@ -115,6 +116,21 @@ export const COMMANDS: Record<string, { usage: string; run: Command }> = {
         chain: () => app.get(AuditService).chain(undefined),
         automatic: { action: 'certificate.renewal_requested', target: () => ({ id }) },
         work: () => app.get(CertificateRenewalService).requestRenewal(id),
+      });
+      return { output: result, exitCode: 0 };
+    },
+  },
+  'status:encryption': {
+    usage: 'status:encryption <org-slug>',
+    async run(app, [slug]) {
+      if (!slug) throw new UsageError('name an organization slug');
+      const org = await app.get(OrgsService).resolve(slug);
+      const result = await audited(app, {
+        transactional: false,
+        chain: () => app.get(AuditService).chain(org),
+        automatic: { action: 'encryption_status.read', target: () => ({ org: slug, orgId: org.id }) },
+        // No network hop: the CLI reads PostgreSQL and the KMS itself.
+        work: () => app.get(EncryptionStatusService).status(org, 'n/a (local CLI)'),
       });
       return { output: result, exitCode: 0 };
     },

@@ -1,4 +1,4 @@
-import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { closeSync, existsSync, fsyncSync, mkdirSync, openSync, readFileSync, renameSync, writeFileSync, writeSync } from 'node:fs';
 import { dirname } from 'node:path';
 import { AppConfig, ConfigError, loadConfig } from '@coffer/config';
 import { ensureRoles, roleOf, withClient } from '@coffer/database';
@@ -90,8 +90,13 @@ export async function initOpenBao(options: OpenBaoInit): Promise<void> {
     writeFileSync(keysFile, '', { mode: 0o600 });
     const { json } = await expectOk(call('PUT', 'sys/init', { secret_shares: 1, secret_threshold: 1 }), 'initialize');
     keys = { unsealKeys: json.keys_base64, rootToken: json.root_token };
-    writeFileSync(keysFile, JSON.stringify(keys), { mode: 0o600 });
+    writeDurably(keysFile, JSON.stringify(keys));
     log(`openbao initialized; unseal key and root token in ${keysFile}: back it up apart from the data (docs/kms.md)`);
+  } else if (!existsSync(keysFile) && !(await call('GET', 'sys/seal-status')).json.sealed) {
+    // The hardened setup (docs/kms.md): the keys live off the host and the operator unsealed
+    // OpenBao by hand. Transit, policy and AppRole were set up at install; nothing to do.
+    log(`openbao is unsealed and ${keysFile} is absent (kept off the host): leaving OpenBao as it is`);
+    return;
   } else {
     keys = readKeys(keysFile);
   }
@@ -128,6 +133,29 @@ export async function initOpenBao(options: OpenBaoInit): Promise<void> {
     await expectOk(call('POST', `auth/approle/role/${ROLE}/custom-secret-id`, { secret_id: options.secretId }, root), 'set secret id');
   }
   log(`openbao ready: transit at ${mount}/, policy ${POLICY}, approle ${ROLE}`);
+}
+
+/**
+ * The unseal key and root token exist once, at this moment: written to a temporary file,
+ * flushed, renamed into place and the directory flushed, so a crash cannot leave an empty file
+ * behind an initialized OpenBao.
+ */
+function writeDurably(path: string, content: string): void {
+  const temp = `${path}.tmp`;
+  const fd = openSync(temp, 'w', 0o600);
+  try {
+    writeSync(fd, content);
+    fsyncSync(fd);
+  } finally {
+    closeSync(fd);
+  }
+  renameSync(temp, path);
+  const dir = openSync(dirname(path), 'r');
+  try {
+    fsyncSync(dir);
+  } finally {
+    closeSync(dir);
+  }
 }
 
 function readKeys(keysFile: string): BaoKeys {

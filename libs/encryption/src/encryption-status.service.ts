@@ -31,15 +31,15 @@ export class EncryptionStatusService {
     private readonly spool: SpoolRepository,
   ) {}
 
-  /** `tlsProtocol`: the request's negotiated protocol (`TLSv1.3`), undefined over plain HTTP. */
-  async status(org: OrgRef, tlsProtocol: string | undefined) {
+  /** `transit`: how the asking request arrived (`transitOf`), or what the CLI says of itself. */
+  async status(org: OrgRef, transit: string) {
     const { columns, packages, serverSide, kms, key, schedule, pendingWrites, measuredAt } = await this.probes(org);
     const plaintext = columns.reduce((n, c) => n + c.plaintext, 0);
     const certificate = servedCertificate(this.moduleRef);
     return {
       // Every stored version sealed with AES-256-GCM under its own data key, wrapped by the KMS.
       storage_encryption: packages.kmsWrapped === packages.versions ? 'AES-256-KMS' : 'partial',
-      transit_encryption: tlsProtocol ? tlsProtocol.replace(/^TLSv/, 'TLS-') : 'none',
+      transit_encryption: transit,
       key_rotation: { last_rotated: schedule.lastRotatedAt, next_rotation: schedule.nextRotationAt },
       db_encryption: plaintext === 0 ? 'active' : 'partial',
       details: {
@@ -104,6 +104,11 @@ export class EncryptionStatusService {
     };
   }
 
+}
+
+/** `TLS-1.3` for a request that arrived over TLSv1.3; `none` over plain HTTP. */
+export function transitOf(tlsProtocol: string | null | undefined): string {
+  return tlsProtocol ? tlsProtocol.replace(/^TLSv/, 'TLS-') : 'none';
 }
 
 interface Probes {

@@ -32,7 +32,7 @@ export class FilesystemStorageDriver implements StorageDriver {
 
   async put(key: string, body: Buffer): Promise<void> {
     const path = this.path(key);
-    await mkdir(dirname(path), { recursive: true, mode: 0o700 });
+    const created = await mkdir(dirname(path), { recursive: true, mode: 0o700 });
     const temp = `${path}.${randomBytes(6).toString('hex')}${TEMP_SUFFIX}`;
     const file = await open(temp, 'w', 0o600);
     try {
@@ -45,6 +45,12 @@ export class FilesystemStorageDriver implements StorageDriver {
     }
     await file.close();
     await rename(temp, path);
+    // The rename, and any directory just made, last only once their parent directories are
+    // flushed too (ext4 in ordered mode forgives this; XFS and btrfs do not).
+    for (let dir = dirname(path); ; dir = dirname(dir)) {
+      await syncDirectory(dir);
+      if (!created || dir === dirname(created) || dir === dirname(dir)) break;
+    }
   }
 
   async get(key: string, range?: ByteRange): Promise<Readable> {
@@ -81,5 +87,14 @@ async function* walk(dir: string): AsyncIterable<string> {
     const path = join(dir, entry.name);
     if (entry.isDirectory()) yield* walk(path);
     else if (entry.isFile()) yield path;
+  }
+}
+
+async function syncDirectory(path: string): Promise<void> {
+  const dir = await open(path, 'r');
+  try {
+    await dir.sync();
+  } finally {
+    await dir.close();
   }
 }

@@ -166,7 +166,10 @@ export async function writeSealedObject(
     await Promise.allSettled(storing);
     throw error;
   }
-  await Promise.all(storing);
+  // Every PUT settled before the outcome is known: a failed one fails the upload only after the
+  // others have landed or failed, so none lands behind the caller's back.
+  const failed = (await Promise.allSettled(storing)).find((r): r is PromiseRejectedResult => r.status === 'rejected');
+  if (failed) throw failed.reason;
 
   const manifest: Manifest = {
     format: FORMAT,

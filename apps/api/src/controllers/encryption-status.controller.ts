@@ -4,7 +4,7 @@ import { ApiOperation, ApiTags } from '@nestjs/swagger';
 import type { FastifyRequest } from 'fastify';
 import { AuditRead } from '@coffer/audit';
 import { CurrentOrg, OrgAccess } from '@coffer/auth';
-import { EncryptionStatusService } from '@coffer/encryption';
+import { EncryptionStatusService, transitOf } from '@coffer/encryption';
 import { ApiErrors } from '@coffer/http';
 import type { OrgRef } from '@coffer/orgs';
 
@@ -20,6 +20,6 @@ export class EncryptionStatusController {
   @ApiErrors('forbidden', 'organization_not_found')
   get(@CurrentOrg() org: OrgRef, @Req() request: FastifyRequest) {
     const socket = request.raw.socket as Partial<TLSSocket>;
-    return this.status.status(org, socket.encrypted ? (socket.getProtocol?.() ?? undefined) : undefined);
+    return this.status.status(org, transitOf(socket.encrypted ? socket.getProtocol?.() : undefined));
   }
 }

@@ -144,6 +144,8 @@ export function sendContent(reply: FastifyReply, { version, range, content }: Do
     .header('content-type', version.contentType)
     .header('x-content-type-options', 'nosniff')
     .header('content-disposition', 'attachment')
+    // Decrypted content: no browser or proxy cache may keep it, nor outlive a link's expiry.
+    .header('cache-control', 'no-store')
     .header('accept-ranges', 'bytes')
     .header('etag', `"${version.sha256}"`);
   if (range) {

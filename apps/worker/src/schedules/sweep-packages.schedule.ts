@@ -1,10 +1,10 @@
 import { Inject, Injectable, OnApplicationBootstrap } from '@nestjs/common';
 import { SchedulerRegistry } from '@nestjs/schedule';
-import { CronJob } from 'cron';
 import { APP_CONFIG, AppConfig } from '@coffer/config';
 import { JobsService } from '@coffer/jobs';
 import { LOGGER, Logger } from '@coffer/logging';
 import { OrgsService } from '@coffer/orgs';
+import { startSweep } from './sweep';
 
 /** Enqueues a package sweep per active org; the job finds what is due in the org's database. */
 @Injectable()
@@ -18,14 +18,7 @@ export class SweepPackagesSchedule implements OnApplicationBootstrap {
   ) {}
 
   onApplicationBootstrap(): void {
-    const job = CronJob.from({
-      cronTime: this.config.PACKAGE_SWEEP_CRON,
-      onTick: () => {
-        this.tick().catch((error) => this.logger.error({ err: error.message }, 'sweep-packages sweep failed'));
-      },
-    });
-    this.registry.addCronJob('sweep-packages', job);
-    job.start();
+    startSweep(this.registry, this.logger, 'sweep-packages', this.config.PACKAGE_SWEEP_CRON, () => this.tick());
   }
 
   async tick(): Promise<number> {
