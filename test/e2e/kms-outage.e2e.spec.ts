@@ -1,4 +1,5 @@
 import { randomBytes } from 'node:crypto';
+import { request as httpRequest } from 'node:http';
 import { spawnSync, type ChildProcess } from 'node:child_process';
 import { readdirSync, readFileSync, statSync } from 'node:fs';
 import { join } from 'node:path';
@@ -11,7 +12,7 @@ import { MetricsService } from '@coffer/metrics';
 import { createWorker } from '../../apps/worker/src/bootstrap';
 import { startWorkerProcess, stopProcess } from '../support/api-process';
 import { addUser, RunningApi, startApi, TestOrg } from '../support/api';
-import { connectToOrgAsOwner } from '../support/test-env';
+import { connect, connectToOrgAsOwner } from '../support/test-env';
 import { VaultTransitDouble } from '../support/vault-transit-double';
 import { startWebhookReceiver, WebhookReceiver } from '../support/webhook';
 
@@ -249,6 +250,44 @@ describe('writes through a KMS outage: queued with 202, flushed in order by the 
     assert.deepEqual(failed.map((e) => [e.outcome, e.target.pendingWriteId]), [['failure', tampered.id]]);
     await until('KmsUnavailable resolved again', () => (sent('KmsUnavailable').length === 4 ? true : undefined));
     assert.deepEqual(sent('KmsUnavailable'), ['firing', 'resolved', 'firing', 'resolved']);
+  });
+
+  test('an upload, queued or not, holds no transaction open while its body streams', async () => {
+    const idleInTransaction = async () => {
+      const admin = await connect(api.env.adminUrl, 'postgres');
+      try {
+        const { rows } = await admin.query(
+          `SELECT count(*)::int AS n FROM pg_stat_activity WHERE datname = $1 AND state LIKE 'idle in transaction%'`,
+          [`${api.env.config.ORG_DATABASE_PREFIX}${org.id}`],
+        );
+        return rows[0].n as number;
+      } finally {
+        await admin.end();
+      }
+    };
+    const streamed = async (name: string) => {
+      const url = new URL(`/api/v1/organizations/${org.slug}/packages/${name}`, api.url);
+      const body = randomBytes(4096);
+      let answer!: (status: number) => void;
+      const status = new Promise<number>((resolve) => (answer = resolve));
+      const req = httpRequest(url, { method: 'PUT', headers: { ...as(org.adminToken), 'content-type': 'application/octet-stream' } }, (res) => {
+        res.resume();
+        answer(res.statusCode!);
+      });
+      req.write(body.subarray(0, 2048));
+      await new Promise((resolve) => setTimeout(resolve, 500));
+      const open = await idleInTransaction();
+      req.end(body.subarray(2048));
+      return { open, status: await status };
+    };
+    assert.deepEqual(await streamed('streamed'), { open: 0, status: 201 });
+    await vault.stop();
+    try {
+      assert.deepEqual(await streamed('streamed-queued'), { open: 0, status: 202 });
+      assert.deepEqual(await streamed('streamed-queued'), { open: 0, status: 202 }, 'behind a queued one');
+    } finally {
+      await vault.start();
+    }
   });
 
   test('killing the worker process in the middle of a flush loses and duplicates nothing (Vault transit double made slow)', async () => {

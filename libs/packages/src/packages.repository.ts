@@ -101,9 +101,14 @@ export class PackagesRepository {
     return rows[0] && toVersion(rows[0]);
   }
 
-  /** Whether uploads of `name` wait in the spool: a new one queues behind them, to keep their order. */
+  /**
+   * Whether uploads of `name` wait in the spool: a new one queues behind them, to keep their
+   * order. Outside the request's transaction, which must not stay open while the body streams.
+   */
   async hasPending(org: OrgRef, name: string): Promise<boolean> {
-    const { rows } = await this.pool(org).query(`SELECT 1 FROM package_versions WHERE package_name = $1 AND state = 'pending' LIMIT 1`, [name]);
+    const { rows } = await UnitOfWork.outside(() =>
+      this.pool(org).query(`SELECT 1 FROM package_versions WHERE package_name = $1 AND state = 'pending' LIMIT 1`, [name]),
+    );
     return rows.length > 0;
   }
 

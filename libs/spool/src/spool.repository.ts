@@ -38,8 +38,9 @@ export class SpoolRepository {
     return this.db.org(org.databaseName, org.databaseServer);
   }
 
+  /** Read outside any unit of work: an upload must not open its transaction before its body is in. */
   async key(org: OrgRef): Promise<SpoolKeyRow | undefined> {
-    return spoolKeyOf(this.pool(org));
+    return UnitOfWork.outside(() => spoolKeyOf(this.pool(org)));
   }
 
   /** Queues a write, in the caller's unit of work (the request that accepted it). */
