@@ -172,7 +172,7 @@ describe('encrypted fields: emails, API key hashes and settings sealed per org (
     assert.deepEqual(created?.body, { keyName, keyVersion: 1 });
     assert.deepEqual(
       mine.filter((e) => e.action === 'kms.data_key.created').map((e) => e.body.purpose).sort(),
-      ['field', 'index'],
+      ['field', 'index', 'spool'],
     );
     assert.ok(mine.some((e) => e.action === 'organization.created'));
   });

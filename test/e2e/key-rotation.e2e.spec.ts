@@ -63,7 +63,10 @@ describe('org key rotation and rewrap (API and worker on PostgreSQL and Redis; V
   const storedFieldKeys = async () => {
     const owner = await connectToOrgAsOwner(api.env, org.id);
     try {
-      return (await owner.query('SELECT wrapped, kms_key_version FROM field_keys ORDER BY id')).rows as { wrapped: string; kms_key_version: number }[];
+      const { rows } = await owner.query(
+        `SELECT wrapped, kms_key_version FROM field_keys UNION ALL SELECT wrapped_key, kms_key_version FROM spool_keys ORDER BY 1`,
+      );
+      return rows as { wrapped: string; kms_key_version: number }[];
     } finally {
       await owner.end();
     }
@@ -94,8 +97,8 @@ describe('org key rotation and rewrap (API and worker on PostgreSQL and Redis; V
     assert.equal(res.body.latestVersion, 1);
     assert.deepEqual(
       res.body.versions.map((v: { version: number; wrappedDataKeys: number }) => [v.version, v.wrappedDataKeys]),
-      [[1, 3]],
-      'the field key, the blind-index key and the destination credentials key',
+      [[1, 4]],
+      'the field key, the blind-index key, the spool key and the destination credentials key',
     );
     const days = (Date.parse(res.body.nextRotationAt) - Date.now()) / 86_400_000;
     assert.ok(days > 89.9 && days <= 90, `next rotation in ${days} days`);
@@ -124,7 +127,7 @@ describe('org key rotation and rewrap (API and worker on PostgreSQL and Redis; V
     worker = await createWorker({ ...api.env.config, KEY_RETIRE_OLD_VERSIONS: true }, 10_000);
     const done = await until('the rewrap', async () => {
       const res = await keys();
-      return res.body.rewrap.remaining === 0 && res.body.versions[1]?.wrappedDataKeys === 3 ? res.body : undefined;
+      return res.body.rewrap.remaining === 0 && res.body.versions[1]?.wrappedDataKeys === 4 ? res.body : undefined;
     });
     assert.equal(done.versions[0].wrappedDataKeys, 0, 'nothing left on version 1');
     const after = await storedWrappedKey();
@@ -132,9 +135,13 @@ describe('org key rotation and rewrap (API and worker on PostgreSQL and Redis; V
     const kms = api.app.get<KmsProvider>(KMS);
     assert.ok((await kms.unwrap(orgKeyName(org.id), before)).equals(await kms.unwrap(orgKeyName(org.id), after)), 'same data key');
     const [rewrapped] = await entries('kms.keys.rewrapped');
-    assert.deepEqual([rewrapped.body.version, rewrapped.body.rewrapped, rewrapped.body.remaining], [2, 3, 0]);
+    assert.deepEqual([rewrapped.body.version, rewrapped.body.rewrapped, rewrapped.body.remaining], [2, 4, 0]);
     const fieldKeys = await storedFieldKeys();
-    assert.deepEqual(fieldKeys.map((k) => [k.wrapped.slice(0, 9), k.kms_key_version]), [['vault:v2:', 2], ['vault:v2:', 2]]);
+    assert.deepEqual(
+      fieldKeys.map((k) => [k.wrapped.slice(0, 9), k.kms_key_version]),
+      [['vault:v2:', 2], ['vault:v2:', 2], ['vault:v2:', 2]],
+      'the field and index keys and the spool key',
+    );
     assert.equal(rewrapped.actor.id, 'system:rewrap-keys');
     const shown = await api.http().get(`/api/v1/organizations/${org.slug}/audit-logs/destination`).set(as(org.adminToken));
     assert.equal(shown.status, 200, 'the destination still reads');
@@ -166,7 +173,7 @@ describe('org key rotation and rewrap (API and worker on PostgreSQL and Redis; V
       const r = await keys();
       return r.body.minDecryptionVersion === 3 ? r.body : undefined;
     });
-    assert.equal(res.versions.find((v: { version: number }) => v.version === 3).wrappedDataKeys, 3);
+    assert.equal(res.versions.find((v: { version: number }) => v.version === 3).wrappedDataKeys, 4);
     const [retired] = await entries('kms.key.old_versions_retired');
     assert.equal(retired.body.minDecryptionVersion, 3);
     assert.equal((await api.http().get(`/api/v1/organizations/${org.slug}/audit-logs/destination`).set(as(org.adminToken))).status, 200);

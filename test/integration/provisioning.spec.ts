@@ -125,6 +125,37 @@ describe('org provisioning is idempotent and completes half-finished orgs (Postg
     assert.deepEqual(await snapshot(env, await provisionFully(org)), reference);
   });
 
+  test('an org from before the write spool (schema 5) gets its spool key at the next provisioning run, once; the app role cannot replace it', async () => {
+    const { org } = await provisioner.register('pre-spool', 'Before the spool');
+    await withClient(withDatabase(env.config.DATABASE_OWNER_URL, 'postgres'), (c) => ensureDatabase(c, org.databaseName, env.appRole));
+    await withClient(withDatabase(env.config.DATABASE_OWNER_URL, org.databaseName), (c) =>
+      migrate(c, { name: 'org', migrations: orgMigrations.migrations.filter((m) => m.version <= 5) }),
+    );
+    const spoolKeys = async () => {
+      const admin = await connect(env.adminUrl, org.databaseName);
+      try {
+        return (await admin.query('SELECT id, wrapped_key, kms_key_version, length(public_key) AS public_bytes FROM spool_keys')).rows;
+      } finally {
+        await admin.end();
+      }
+    };
+    assert.deepEqual(await snapshot(env, await provisionFully(org)), reference);
+    const [key, ...more] = await spoolKeys();
+    assert.deepEqual(more, []);
+    assert.match(key.wrapped_key, /^local:v1:/, 'stored only wrapped by the org key');
+    assert.deepEqual([key.kms_key_version, key.public_bytes], [1, 32]);
+    await provisionFully(org);
+    assert.deepEqual(await spoolKeys(), [key], 'idempotent');
+    const app = await connect(env.config.DATABASE_APP_URL, org.databaseName);
+    try {
+      await assert.rejects(app.query(`UPDATE spool_keys SET public_key = '\\x00'`), /permission denied/);
+      await assert.rejects(app.query(`INSERT INTO spool_keys (id, wrapped_key, kms_key_version, public_key) VALUES ('x', 'y', 1, '\\x00')`), /permission denied/);
+      await assert.rejects(app.query(`DELETE FROM spool_keys`), /permission denied/);
+    } finally {
+      await app.end();
+    }
+  });
+
   test('migrations refuse a database newer than the code', async () => {
     const { org } = await provisioner.register('newer', 'Newer');
     await provisionFully(org);

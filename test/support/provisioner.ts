@@ -4,6 +4,7 @@ import { FieldKeysRepository, FieldKeysService } from '@coffer/fields';
 import { CachingKmsProvider, createKmsProvider } from '@coffer/kms';
 import { createLogger } from '@coffer/logging';
 import { OrgProvisioner } from '@coffer/orgs';
+import { SpoolRepository, SpoolService } from '@coffer/spool';
 import type { TestEnv } from './test-env';
 
 export interface TestProvisioner {
@@ -24,6 +25,6 @@ export function testProvisioner(env: TestEnv): TestProvisioner {
   const db = new DatabaseService(env.config);
   const kms = createKmsProvider(env.config, db.control);
   const audit = new AuditService(new AuditRepository(db), createLogger('silent'), kms);
-  const fieldKeys = new FieldKeysService(new FieldKeysRepository(db), kms, audit);
+  const fieldKeys = new FieldKeysService(new FieldKeysRepository(db), kms, audit, new SpoolService(new SpoolRepository(db), kms));
   return { provisioner: new OrgProvisioner(env.config, fieldKeys), fieldKeys, kms, db, audit, close: () => db.onApplicationShutdown() };
 }

@@ -67,6 +67,8 @@ export class VaultTransitDouble {
   readonly mount: string;
   /** Requests received, by `METHOD path` (query stripped), to prove a call was or was not made. */
   readonly requests: string[] = [];
+  /** Added before answering anything but health: a slow KMS, so a test can act mid-way through work. */
+  latencyMs = 0;
   private readonly keys = new Map<string, TransitKey>();
   private readonly appRole?: { roleId: string; secretId: string };
   private server?: Server;
@@ -120,6 +122,7 @@ export class VaultTransitDouble {
     try {
       const raw = await readBody(req);
       if (url.pathname === '/v1/sys/health') return this.health(url, res);
+      if (this.latencyMs) await new Promise((resolve) => setTimeout(resolve, this.latencyMs));
       // A sealed Vault answers 503 to everything but health, before looking at the token.
       if (this.sealed) throw new VaultHttpError(503, ['Vault is sealed']);
       const body = parseJson(raw);

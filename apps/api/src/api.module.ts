@@ -22,6 +22,7 @@ import { KeysController } from './controllers/keys.controller';
 import { OpenApiController, OpenApiDocument } from './controllers/openapi.controller';
 import { OrganizationsController } from './controllers/organizations.controller';
 import { PackagesController } from './controllers/packages.controller';
+import { PendingWritesController } from './controllers/pending-writes.controller';
 import { UsersController } from './controllers/users.controller';
 
 @Module({})
@@ -45,7 +46,7 @@ export class ApiModule {
         PackagesModule,
         TlsModule.register(config),
       ],
-      controllers: [HealthController, OrganizationsController, UsersController, ApiKeysController, AuditLogsController, KeysController, EncryptionStatusController, CertificatesController, PackagesController, AssetLinksController, OpenApiController],
+      controllers: [HealthController, OrganizationsController, UsersController, ApiKeysController, AuditLogsController, KeysController, EncryptionStatusController, CertificatesController, PackagesController, PendingWritesController, AssetLinksController, OpenApiController],
       providers: [OpenApiDocument],
     };
   }

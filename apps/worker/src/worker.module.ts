@@ -11,6 +11,7 @@ import { AlertChecksModule } from '@coffer/metrics';
 import { LoggingModule } from '@coffer/logging';
 import { OrgsModule } from '@coffer/orgs';
 import { PackagesModule } from '@coffer/packages';
+import { SpoolModule } from '@coffer/spool';
 import { CertificatesModule } from '@coffer/tls';
 import { AlertChecksProcessor } from './processors/alert-checks.processor';
 import { AuditCheckpointProcessor } from './processors/audit-checkpoint.processor';
@@ -27,6 +28,8 @@ import { CertificateRenewalSchedule } from './schedules/certificate-renewal.sche
 import { ExpireApiKeysSchedule } from './schedules/expire-api-keys.schedule';
 import { KeyRotationSchedule } from './schedules/key-rotation.schedule';
 import { SweepPackagesSchedule } from './schedules/sweep-packages.schedule';
+import { FlushSpoolProcessor } from './processors/flush-spool.processor';
+import { FlushSpoolSchedule } from './schedules/flush-spool.schedule';
 
 @Module({})
 export class WorkerModule {
@@ -45,6 +48,7 @@ export class WorkerModule {
         AlertChecksModule,
         CertificatesModule,
         PackagesModule,
+        SpoolModule,
         DiscoveryModule,
         ScheduleModule.forRoot(),
       ],
@@ -65,6 +69,8 @@ export class WorkerModule {
         CertificateRenewalSchedule,
         SweepPackagesProcessor,
         SweepPackagesSchedule,
+        FlushSpoolProcessor,
+        FlushSpoolSchedule,
       ],
     };
   }

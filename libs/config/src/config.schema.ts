@@ -73,6 +73,13 @@ export const configSchema = z.object({
   /** An org's audit entries waiting this long for its bucket raise AuditDeliveryLagging. */
   AUDIT_DELIVERY_LAG_ALERT_SECONDS: z.coerce.number().int().min(60).default(3600),
   ALERT_WEBHOOK_TIMEOUT_MS: z.coerce.number().int().min(100).max(60_000).default(5000),
+  /** More writes than this queued in one org's spool (the KMS down for long) raise SpoolGrowing. */
+  SPOOL_PENDING_WRITES_ALERT: z.coerce.number().int().min(0).default(100),
+  /**
+   * How often the worker looks for queued writes and, if the KMS answers, flushes them. While it
+   * does not, probes back off (doubling, at most 5 minutes apart).
+   */
+  SPOOL_FLUSH_CRON: z.string().min(1).default('*/10 * * * * *'),
 
   /** Owner role: runs migrations and provisions org databases. Never used to serve requests. */
   DATABASE_OWNER_URL: postgresUrl,

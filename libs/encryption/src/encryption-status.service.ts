@@ -5,6 +5,7 @@ import { SEALED_COLUMNS } from '@coffer/fields';
 import { KeyRotationService, OrgKeyState } from '@coffer/keys';
 import { KMS, KmsProvider } from '@coffer/kms';
 import type { OrgRef } from '@coffer/orgs';
+import { SpoolRepository } from '@coffer/spool';
 import { STORAGE, StorageDriver } from '@coffer/storage';
 import { servedCertificate } from '@coffer/tls';
 
@@ -27,11 +28,12 @@ export class EncryptionStatusService {
     @Inject(KMS) private readonly kms: KmsProvider,
     @Inject(STORAGE) private readonly storage: StorageDriver,
     private readonly moduleRef: ModuleRef,
+    private readonly spool: SpoolRepository,
   ) {}
 
   /** `transit`: how the asking request arrived (`transitOf`), or what the CLI says of itself. */
   async status(org: OrgRef, transit: string) {
-    const { columns, packages, serverSide, kms, key, schedule, measuredAt } = await this.probes(org);
+    const { columns, packages, serverSide, kms, key, schedule, pendingWrites, measuredAt } = await this.probes(org);
     const plaintext = columns.reduce((n, c) => n + c.plaintext, 0);
     const certificate = servedCertificate(this.moduleRef);
     return {
@@ -50,6 +52,8 @@ export class EncryptionStatusService {
         },
         kms,
         key,
+        // Writes accepted while the KMS was down: stored sealed to the spool key until flushed.
+        pendingWrites,
         certificate: certificate ? { serial: certificate.serial, notAfter: certificate.notAfter, names: certificate.names } : null,
         measuredAt,
       },
@@ -100,6 +104,7 @@ export class EncryptionStatusService {
       this.storage.serverSideEncryption(),
     ]);
     const schedule = await this.keys.scheduleOf(org);
+    const pendingWrites = await this.spool.summary(org);
     return {
       columns,
       packages,
@@ -107,6 +112,7 @@ export class EncryptionStatusService {
       kms: { provider: this.kms.kind, reachable: health.reachable, sealed: health.sealed },
       key,
       schedule,
+      pendingWrites,
       measuredAt: new Date(),
     };
   }
@@ -125,5 +131,6 @@ interface Probes {
   kms: { provider: string; reachable: boolean; sealed: boolean };
   key: Awaited<ReturnType<KeyRotationService['describe']>> | null;
   schedule: OrgKeyState;
+  pendingWrites: { pending: number; failed: number; oldestPendingAt: Date | null };
   measuredAt: Date;
 }

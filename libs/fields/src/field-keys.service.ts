@@ -4,6 +4,7 @@ import { Actor, AuditParams, AuditService, currentAuditScope } from '@coffer/aud
 import { EncryptedFieldCodec, FieldCodec } from '@coffer/crypto';
 import { KMS, KmsProvider, KmsRequestError, orgKeyName } from '@coffer/kms';
 import type { OrgRef } from '@coffer/orgs';
+import { SpoolService } from '@coffer/spool';
 import { FieldKeysRepository, FieldKeyPurpose, insertFieldKey, listFieldKeys, WrappedFieldKey } from './field-keys.repository';
 import { sealLegacyRows } from './sealed-columns';
 
@@ -26,6 +27,7 @@ export class FieldKeysService {
     private readonly repository: FieldKeysRepository,
     @Inject(KMS) private readonly kms: KmsProvider,
     private readonly audit: AuditService,
+    private readonly spool: SpoolService,
   ) {}
 
   async codec(org: OrgRef): Promise<FieldCodec> {
@@ -46,7 +48,8 @@ export class FieldKeysService {
 
   /**
    * Provisioning's key step, as the owner under the org database's migration lock: the org's
-   * KMS key, its field and index keys, then every row written before encryption sealed.
+   * KMS key, its field and index keys, its spool key (libs/spool: existing orgs get theirs at
+   * the next start), then every row written before encryption sealed.
    * Idempotent; each key it creates is audited at once (auditKeyOperation).
    */
   async prepare(owner: ClientBase, org: OrgRef): Promise<{ sealedRows: number }> {
@@ -64,6 +67,16 @@ export class FieldKeysService {
         keyName,
         keyVersion: dek.keyVersion,
         purpose,
+      });
+    }
+    const spoolKey = await this.spool.prepare(owner, org);
+    if (spoolKey) {
+      await this.auditKeyOperation({
+        action: 'kms.data_key.created',
+        target: { orgId: org.id, keyName },
+        keyName,
+        keyVersion: spoolKey.keyVersion,
+        purpose: 'spool',
       });
     }
     keys = await listFieldKeys(owner);

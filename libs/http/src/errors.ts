@@ -22,6 +22,7 @@ export const ERROR_STATUS = {
   certificate_not_found: 404,
   package_not_found: 404,
   package_version_not_found: 404,
+  pending_write_not_found: 404,
   method_not_allowed: 405,
   organization_exists: 409,
   user_email_taken: 409,

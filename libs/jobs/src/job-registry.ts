@@ -21,6 +21,8 @@ export interface JobPayloads {
   'renew-certificate': { certificateId: string; force?: boolean };
   /** Removes the objects of deleted package versions and abandoned uploads. */
   'sweep-packages': { orgId: string };
+  /** Commits the org's writes queued through a KMS outage, in order (libs/spool). */
+  'flush-spool': { orgId: string };
 }
 
 export type JobName = keyof JobPayloads;
@@ -76,6 +78,13 @@ export const JOBS: { [K in JobName]: JobDefinition<K> } = {
   'sweep-packages': {
     queue: 'maintenance',
     jobId: ({ orgId }) => `sweep-packages/${orgId}`,
+  },
+  'flush-spool': {
+    queue: 'maintenance',
+    jobId: ({ orgId }) => `flush-spool/${orgId}`,
+    // A flush stopped by the KMS going away again keeps its writes pending; the schedule retries
+    // once its health probe (with backoff) sees the KMS back, so a failed job is not kept.
+    options: { attempts: 1, removeOnFail: true },
   },
 };
 

@@ -116,7 +116,8 @@ export class KeyRotationRepository {
     const counts = new Map<number, number>();
     for (const { table, column } of orgWrappedKeyColumns) {
       const { rows } = await this.orgPool(org).query<{ version: number; count: string }>(
-        `SELECT ${VERSION_SQL(column)} AS version, count(*) FROM ${table} GROUP BY 1`,
+        // A DEK sealed to the spool key (`spool:...`, libs/spool) is not wrapped by the KMS yet.
+        `SELECT ${VERSION_SQL(column)} AS version, count(*) FROM ${table} WHERE ${VERSION_SQL(column)} IS NOT NULL GROUP BY 1`,
       );
       for (const row of rows) counts.set(row.version, (counts.get(row.version) ?? 0) + Number(row.count));
     }

@@ -3,7 +3,8 @@ import { AlertsService } from '@coffer/alerts';
 import { AuditDeliveryService } from '@coffer/audit';
 import { APP_CONFIG, AppConfig } from '@coffer/config';
 import { KMS, KmsProvider } from '@coffer/kms';
-import { OrgsService } from '@coffer/orgs';
+import { OrgRef, OrgsService } from '@coffer/orgs';
+import { SpoolRepository } from '@coffer/spool';
 
 /**
  * The conditions an operator is paged for, checked from live state by the worker's
@@ -19,9 +20,10 @@ export class AlertChecksService {
     private readonly orgs: OrgsService,
     private readonly delivery: AuditDeliveryService,
     private readonly alerts: AlertsService,
+    private readonly spool: SpoolRepository,
   ) {}
 
-  async run(now = new Date()): Promise<{ kmsUp: boolean; lagging: string[] }> {
+  async run(now = new Date()): Promise<{ kmsUp: boolean; lagging: string[]; spoolGrowing: string[] }> {
     const health = await this.kms.health();
     const kmsUp = health.reachable && !health.sealed;
     const kmsAlert = { name: 'KmsUnavailable', labels: { provider: this.kms.kind } };
@@ -36,7 +38,9 @@ export class AlertChecksService {
       });
     }
     const lagging: string[] = [];
+    const spoolGrowing: string[] = [];
     for (const org of await this.orgs.listActive()) {
+      if (await this.checkSpool(org, now)) spoolGrowing.push(org.slug);
       const alert = { name: 'AuditDeliveryLagging', labels: { org: org.slug } };
       const behind = (await this.delivery.hasDestination(org)) ? await this.deliveryLagSeconds(org, now) : 0;
       if (behind < this.config.AUDIT_DELIVERY_LAG_ALERT_SECONDS) {
@@ -51,7 +55,25 @@ export class AlertChecksService {
         startsAt: now,
       });
     }
-    return { kmsUp, lagging };
+    return { kmsUp, lagging, spoolGrowing };
+  }
+
+  /** SpoolGrowing: more than SPOOL_PENDING_WRITES_ALERT writes of the org wait for the KMS. */
+  private async checkSpool(org: OrgRef, now: Date): Promise<boolean> {
+    const alert = { name: 'SpoolGrowing', labels: { org: org.slug } };
+    const pending = await this.spool.countPending(org);
+    if (pending <= this.config.SPOOL_PENDING_WRITES_ALERT) {
+      await this.alerts.resolve(alert, now);
+      return false;
+    }
+    await this.alerts.fire({
+      ...alert,
+      severity: 'warning',
+      summary: `${pending} writes of ${org.slug} are queued in the spool`,
+      description: 'They are stored encrypted and flushed in order once the KMS answers again.',
+      startsAt: now,
+    });
+    return true;
   }
 
   /** How long entries have been waiting: since the last delivery (or the destination's setup). */

@@ -11,6 +11,7 @@ import { KeyRotationRepository } from '@coffer/keys';
 import { KMS, KmsProvider } from '@coffer/kms';
 import { LOGGER, Logger } from '@coffer/logging';
 import { OrgsService } from '@coffer/orgs';
+import { SpoolRepository } from '@coffer/spool';
 import { CertificatesRepository, servedCertificate, StoredCertificate } from '@coffer/tls';
 
 /** Per-org figures cost a query per org: a scrape within this long reuses the last ones. */
@@ -46,6 +47,7 @@ export class MetricsService implements OnApplicationBootstrap, OnApplicationShut
     private readonly jobs: JobsService,
     private readonly stored: CertificatesRepository,
     private readonly moduleRef: ModuleRef,
+    private readonly spool: SpoolRepository,
   ) {
     collectDefaultMetrics({ register: this.registry, prefix: 'coffer_' });
     const self = this;
@@ -102,6 +104,7 @@ export class MetricsService implements OnApplicationBootstrap, OnApplicationShut
     perOrg('coffer_org_key_rewrap_remaining', 'Stored data keys still wrapped under an older key version', (o) => o.rewrapRemaining);
     perOrg('coffer_audit_delivery_pending_entries', 'Audit entries not yet delivered to the org bucket', (o) => o.deliveryPending);
     perOrg('coffer_audit_delivery_last_success_timestamp_seconds', 'When a batch was last delivered', (o) => o.lastDeliveredAt);
+    perOrg('coffer_pending_writes', 'Writes queued in the spool through a KMS outage, not yet flushed', (o) => o.pendingWrites);
     const perCertificate = gaugePer('certificate', () => this.stored.list(), (c: StoredCertificate) => c.id);
     perCertificate('coffer_certificate_expiry_seconds', 'Seconds until each stored (ACME) certificate expires', (c) =>
       c.notAfter ? (c.notAfter.getTime() - Date.now()) / 1000 : undefined,
@@ -169,6 +172,7 @@ export class MetricsService implements OnApplicationBootstrap, OnApplicationShut
         rewrapRemaining: key?.rewrapRemaining,
         deliveryPending: delivery?.pendingEntries,
         lastDeliveredAt: delivery?.lastDeliveredAt ? Date.parse(delivery.lastDeliveredAt) / 1000 : undefined,
+        pendingWrites: await this.spool.countPending(org),
       });
     }
     return result;
@@ -181,4 +185,5 @@ interface PerOrg {
   rewrapRemaining?: number;
   deliveryPending?: number;
   lastDeliveredAt?: number;
+  pendingWrites: number;
 }

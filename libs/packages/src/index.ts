@@ -5,3 +5,4 @@ export * from './packages.service';
 export * from './packages.module';
 export * from './asset-links.service';
 export * from './link-keys.repository';
+export * from './package-flush.service';

@@ -11,6 +11,12 @@ export interface PackageVersion {
   createdAt: Date;
 }
 
+/** An upload accepted while the KMS was unavailable (202): stored, invisible until flushed. */
+export interface QueuedVersion extends Omit<PackageVersion, 'version' | 'kmsKeyVersion'> {
+  pendingWriteId: string;
+  status: 'pending' | 'flushed' | 'failed';
+}
+
 export interface PackageSummary {
   name: string;
   latestVersion: number | null;

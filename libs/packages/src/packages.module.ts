@@ -1,14 +1,16 @@
 import { Module } from '@nestjs/common';
 import { OrgsModule } from '@coffer/orgs';
+import { SpoolModule } from '@coffer/spool';
 import { StorageModule } from '@coffer/storage';
 import { AssetLinksService } from './asset-links.service';
 import { LinkKeysRepository } from './link-keys.repository';
 import { PackagesRepository } from './packages.repository';
 import { PackagesService } from './packages.service';
+import { PackageFlushService } from './package-flush.service';
 
 @Module({
-  imports: [StorageModule, OrgsModule],
-  providers: [PackagesRepository, PackagesService, LinkKeysRepository, AssetLinksService],
-  exports: [PackagesService, AssetLinksService],
+  imports: [StorageModule, OrgsModule, SpoolModule],
+  providers: [PackagesRepository, PackagesService, PackageFlushService, LinkKeysRepository, AssetLinksService],
+  exports: [PackagesService, PackageFlushService, AssetLinksService],
 })
 export class PackagesModule {}

@@ -1,6 +1,7 @@
 import { Injectable } from '@nestjs/common';
 import type { ClientBase, Pool } from 'pg';
 import { DatabaseService, transaction, UnitOfWork } from '@coffer/database';
+import type { WrappedKey } from '@coffer/kms';
 import type { OrgRef } from '@coffer/orgs';
 import { PackageSummary, PackageVersion, StoredVersion } from './package';
 
@@ -16,6 +17,11 @@ interface VersionRow {
   created_at: Date;
   wrapped_dek: string;
   manifest_key: string;
+}
+
+export interface UploadResult {
+  size: number;
+  sha256: Buffer;
 }
 
 export interface NewUpload {
@@ -78,11 +84,72 @@ export class PackagesRepository {
    * package is created on its first version, and numbers come from its row, which this locks
    * until commit, so concurrent uploads of one name get consecutive numbers.
    */
-  async commitUpload(org: OrgRef, id: string, result: { size: number; sha256: Buffer }, packageId: string): Promise<PackageVersion | undefined> {
+  async commitUpload(org: OrgRef, id: string, result: UploadResult, packageId: string): Promise<PackageVersion | undefined> {
+    return this.commitVersion(org, { id, state: 'uploading' }, packageId, { size: result.size, sha256: result.sha256 });
+  }
+
+  /**
+   * Queues the upload (its DEK is sealed to the spool key, libs/spool), in the request's
+   * transaction: stored in full but without a number, invisible until the flush commits it.
+   */
+  async markPending(org: OrgRef, id: string, result: UploadResult): Promise<PackageVersion | undefined> {
+    const { rows } = await this.pool(org).query<VersionRow>(
+      `UPDATE package_versions SET state = 'pending', size = $2, sha256 = $3, updated_at = now()
+       WHERE id = $1 AND state = 'uploading' RETURNING *`,
+      [id, result.size, result.sha256],
+    );
+    return rows[0] && toVersion(rows[0]);
+  }
+
+  /**
+   * Whether uploads of `name` wait in the spool: a new one queues behind them, to keep their
+   * order. Outside the request's transaction, which must not stay open while the body streams.
+   */
+  async hasPending(org: OrgRef, name: string): Promise<boolean> {
+    const { rows } = await UnitOfWork.outside(() =>
+      this.pool(org).query(`SELECT 1 FROM package_versions WHERE package_name = $1 AND state = 'pending' LIMIT 1`, [name]),
+    );
+    return rows.length > 0;
+  }
+
+  async pendingVersion(org: OrgRef, id: string): Promise<{ id: string; wrappedDek: string } | undefined> {
+    const { rows } = await this.pool(org).query<{ id: string; wrapped_dek: string }>(
+      `SELECT id, wrapped_dek FROM package_versions WHERE id = $1 AND state = 'pending'`,
+      [id],
+    );
+    return rows[0] && { id: rows[0].id, wrappedDek: rows[0].wrapped_dek };
+  }
+
+  /**
+   * The flush of a queued version, in the caller's transaction: the spool-sealed DEK (`sealed`,
+   * still the row's) is swapped for its KMS wrapping and the version gets the next number.
+   */
+  async commitPending(org: OrgRef, id: string, sealed: string, wrapped: WrappedKey, packageId: string): Promise<PackageVersion | undefined> {
+    return this.commitVersion(org, { id, state: 'pending', wrappedDek: sealed }, packageId, {
+      wrapped_dek: wrapped.wrapped,
+      kms_key_version: wrapped.keyVersion,
+    });
+  }
+
+  /** A queued version whose DEK does not authenticate: never visible; the sweep removes its chunks. */
+  async abandonPending(org: OrgRef, id: string): Promise<void> {
+    await this.pool(org).query(
+      `UPDATE package_versions SET state = 'deleted', deleted_at = now(), updated_at = now() WHERE id = $1 AND state = 'pending'`,
+      [id],
+    );
+  }
+
+  private async commitVersion(
+    org: OrgRef,
+    from: { id: string; state: 'uploading' | 'pending'; wrappedDek?: string },
+    packageId: string,
+    set: Record<'size' | 'sha256', unknown> | Record<'wrapped_dek' | 'kms_key_version', unknown>,
+  ): Promise<PackageVersion | undefined> {
     const pool = this.pool(org);
     const { rows: pending } = await pool.query<{ package_name: string; created_by: string }>(
-      `SELECT package_name, created_by FROM package_versions WHERE id = $1 AND state = 'uploading' FOR UPDATE`,
-      [id],
+      `SELECT package_name, created_by FROM package_versions
+       WHERE id = $1 AND state = $2 AND ($3::text IS NULL OR wrapped_dek = $3) FOR UPDATE`,
+      [from.id, from.state, from.wrappedDek ?? null],
     );
     if (!pending[0]) return undefined;
     const { rows: pkg } = await pool.query<{ id: string; last_version: number }>(
@@ -91,13 +158,20 @@ export class PackagesRepository {
        RETURNING id, last_version`,
       [packageId, pending[0].package_name, pending[0].created_by],
     );
+    const columns = Object.keys(set);
     const { rows } = await pool.query<VersionRow>(
-      `UPDATE package_versions SET state = 'committed', package_id = $2, version = $3, size = $4, sha256 = $5,
-         committed_at = now(), updated_at = now()
+      `UPDATE package_versions SET state = 'committed', package_id = $2, version = $3,
+         ${columns.map((c, i) => `${c} = $${i + 4}`).join(', ')}, committed_at = now(), updated_at = now()
        WHERE id = $1 RETURNING *`,
-      [id, pkg[0].id, pkg[0].last_version, result.size, result.sha256],
+      [from.id, pkg[0].id, pkg[0].last_version, ...Object.values(set)],
     );
     return toVersion(rows[0]);
+  }
+
+  /** A version by id whatever its state: what a queued write became. */
+  async versionById(org: OrgRef, id: string): Promise<{ package: string; version: number | null; state: string } | undefined> {
+    const { rows } = await this.pool(org).query(`SELECT package_name AS package, version, state FROM package_versions WHERE id = $1`, [id]);
+    return rows[0];
   }
 
   async list(org: OrgRef): Promise<PackageSummary[]> {

@@ -1,12 +1,14 @@
+import { randomBytes } from 'node:crypto';
 import { Readable } from 'node:stream';
 import { Inject, Injectable } from '@nestjs/common';
 import { audit } from '@coffer/audit';
 import { APP_CONFIG, AppConfig } from '@coffer/config';
 import { randomId } from '@coffer/crypto';
 import { AppError } from '@coffer/http';
-import { KMS, KmsProvider, orgKeyName } from '@coffer/kms';
+import { DataKey, KMS, KmsProvider, KmsUnavailableError, orgKeyName } from '@coffer/kms';
 import { LOGGER, Logger } from '@coffer/logging';
 import type { OrgRef } from '@coffer/orgs';
+import { SpoolRepository, SpoolService } from '@coffer/spool';
 import {
   ByteRange,
   layoutFor,
@@ -20,7 +22,7 @@ import {
   StorageDriver,
   writeSealedObject,
 } from '@coffer/storage';
-import { PackageVersion, StoredVersion } from './package';
+import { PackageVersion, QueuedVersion, StoredVersion } from './package';
 import { PackagesRepository } from './packages.repository';
 
 /** How often a running upload tells the sweep it is alive. */
@@ -57,25 +59,59 @@ export class PackagesService {
     @Inject(KMS) private readonly kms: KmsProvider,
     @Inject(APP_CONFIG) private readonly config: AppConfig,
     @Inject(LOGGER) private readonly logger: Logger,
+    private readonly spool: SpoolService,
+    private readonly pendingWrites: SpoolRepository,
   ) {
     this.layout = layoutFor(config.PACKAGE_SEGMENT_BYTES, config.PACKAGE_CHUNK_BYTES);
   }
 
-  async upload(org: OrgRef, request: UploadRequest): Promise<PackageVersion> {
+  /**
+   * Stores a new version. With the KMS unavailable (or uploads of this name already queued
+   * ahead of it), the version's DEK is made here and sealed to the org's spool key instead of
+   * wrapped by the KMS (libs/spool/README.md): the content is stored all the same, and the
+   * version is queued, invisible, until the worker's flush commits it.
+   */
+  async upload(org: OrgRef, request: UploadRequest): Promise<PackageVersion | QueuedVersion> {
     const max = this.config.PACKAGE_MAX_BYTES;
     if (request.declaredLength !== undefined && request.declaredLength > max) throw tooLarge(max);
-    // The org's key exists from provisioning on (libs/fields FieldKeysService.prepare).
-    const dek = await this.kms.generateDataKey(orgKeyName(org.id));
     const ref = { orgId: org.id, objectId: randomId(16) };
-    await this.repository.startUpload(org, {
-      id: ref.objectId,
-      name: request.name,
-      contentType: request.contentType ?? 'application/octet-stream',
-      wrappedDek: dek.wrapped,
-      kmsKeyVersion: dek.keyVersion,
-      manifestKey: manifestKey(ref),
-      createdBy: request.createdBy,
-    });
+    const dek = await this.newDataKey(org, request.name, ref.objectId);
+    try {
+      await this.repository.startUpload(org, {
+        id: ref.objectId,
+        name: request.name,
+        contentType: request.contentType ?? 'application/octet-stream',
+        wrappedDek: dek.wrapped,
+        kmsKeyVersion: dek.keyVersion,
+        manifestKey: manifestKey(ref),
+        createdBy: request.createdBy,
+      });
+      return await this.store(org, ref, dek, request);
+    } finally {
+      dek.plaintext.fill(0);
+    }
+  }
+
+  /**
+   * A fresh DEK from the KMS; or, when it is unavailable or this name has queued uploads, one
+   * made here and sealed to the spool key (`keyVersion` 0: no KMS version wraps it yet).
+   */
+  private async newDataKey(org: OrgRef, name: string, objectId: string): Promise<DataKey & { queued: boolean }> {
+    if (!(await this.repository.hasPending(org, name))) {
+      try {
+        // The org's key exists from provisioning on (libs/fields FieldKeysService.prepare).
+        return { ...(await this.kms.generateDataKey(orgKeyName(org.id))), queued: false };
+      } catch (error) {
+        if (!(error instanceof KmsUnavailableError)) throw error;
+        this.logger.warn({ org: org.slug, upload: objectId }, 'KMS unavailable; upload queued in the write spool');
+      }
+    }
+    const plaintext = randomBytes(32);
+    return { plaintext, wrapped: await this.spool.seal(org, objectId, plaintext), keyVersion: 0, queued: true };
+  }
+
+  private async store(org: OrgRef, ref: { orgId: string; objectId: string }, dek: DataKey & { queued: boolean }, request: UploadRequest) {
+    const max = this.config.PACKAGE_MAX_BYTES;
     let lastBeat = Date.now();
     try {
       const manifest = await writeSealedObject(this.storage, ref, dek.plaintext, request.body, {
@@ -90,15 +126,44 @@ export class PackagesService {
       if (request.declaredLength !== undefined && manifest.size !== request.declaredLength) {
         throw new AppError('bad_request', 'the body is not as long as its Content-Length');
       }
-      const version = await this.repository.commitUpload(org, ref.objectId, { size: manifest.size, sha256: Buffer.from(manifest.sha256, 'hex') }, randomId(16));
+      const result = { size: manifest.size, sha256: Buffer.from(manifest.sha256, 'hex') };
+      const version = dek.queued
+        ? await this.repository.markPending(org, ref.objectId, result)
+        : await this.repository.commitUpload(org, ref.objectId, result, randomId(16));
       if (!version) throw new AppError('bad_request', 'the upload took too long and was abandoned');
-      return version;
+      return dek.queued ? await this.queue(org, version) : version;
     } catch (error) {
       await this.repository.abandonUpload(org, ref.objectId).catch(() => undefined);
       this.logger.warn({ org: org.slug, upload: ref.objectId, err: (error as Error).message }, 'package upload failed; its chunks are left for the sweep');
       if (error instanceof ObjectTooLarge) throw tooLarge(max);
       throw error;
     }
+  }
+
+  /** The queue entry of a stored, pending version, in the request's transaction. */
+  private async queue(org: OrgRef, version: PackageVersion): Promise<QueuedVersion> {
+    const write = await this.pendingWrites.add(org, { id: randomId(16), kind: 'package.version', target: version.id, createdBy: version.createdBy });
+    audit({ action: 'package.version_queued', target: { id: version.id, package: version.package, pendingWriteId: write.id } });
+    const { version: _none, kmsKeyVersion: _notYet, ...known } = version;
+    return { pendingWriteId: write.id, status: write.status, ...known };
+  }
+
+  /** A queued upload's status (`GET .../pending-writes/:id`), with its version number once flushed. */
+  async pendingWrite(org: OrgRef, id: string) {
+    const write = await this.pendingWrites.get(org, id);
+    if (!write) throw new AppError('pending_write_not_found', `no pending write ${id}`);
+    const target = await this.repository.versionById(org, write.target);
+    return {
+      id: write.id,
+      kind: write.kind,
+      status: write.status,
+      package: target?.package ?? null,
+      version: target?.state === 'committed' ? target.version : null,
+      createdAt: write.createdAt,
+      flushedAt: write.flushedAt,
+      attempts: write.attempts,
+      lastError: write.lastError,
+    };
   }
 
   list(org: OrgRef) {

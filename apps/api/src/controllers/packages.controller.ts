@@ -1,7 +1,7 @@
 import { Readable } from 'node:stream';
 import { Body, Controller, Delete, Get, Headers, HttpCode, Param, Post, Put, Req, Res } from '@nestjs/common';
 import { RouteConfig } from '@nestjs/platform-fastify';
-import { ApiBody, ApiConsumes, ApiOperation, ApiTags } from '@nestjs/swagger';
+import { ApiBody, ApiConsumes, ApiOperation, ApiResponse, ApiTags } from '@nestjs/swagger';
 import type { FastifyReply, FastifyRequest } from 'fastify';
 import { AuditAction, AuditRead } from '@coffer/audit';
 import { ALL_ROLES, CurrentOrg, CurrentPrincipal, OrgAccess, Principal, actorId } from '@coffer/auth';
@@ -27,24 +27,34 @@ export class PackagesController {
   @RouteConfig(STREAM_BODY)
   @OrgAccess(['admin', 'member'])
   @AuditAction('package.version_created')
-  @ApiOperation({ summary: 'Upload a new version (the raw body, any type, Content-Length or chunked); answers its metadata' })
+  @ApiOperation({
+    summary:
+      'Upload a new version (the raw body, any type, Content-Length or chunked); answers its metadata. While the KMS is ' +
+      'unavailable the content is stored and the version queued: 202 with `{pendingWriteId, status}` (poll ' +
+      '`GET .../pending-writes/:id`); it appears once the worker has flushed it.',
+  })
   @ApiConsumes('application/octet-stream')
   @ApiBody({ schema: { type: 'string', format: 'binary' } })
-  @ApiErrors('forbidden', 'organization_not_found', 'package_too_large', 'bad_request')
+  @ApiResponse({ status: 201, description: 'the new version, committed and visible' })
+  @ApiResponse({ status: 202, description: 'KMS unavailable: stored and queued, `{pendingWriteId, status: "pending", ...}`' })
+  @ApiErrors('forbidden', 'organization_not_found', 'package_too_large', 'bad_request', 'kms_unavailable')
   async upload(
     @CurrentOrg() org: OrgRef,
     @CurrentPrincipal() principal: Principal,
     @Param('name', new ZodValidationPipe(PackageName)) name: string,
     @Req() request: FastifyRequest,
+    @Res({ passthrough: true }) reply: FastifyReply,
   ) {
     const length = request.headers['content-length'];
-    return this.packages.upload(org, {
+    const stored = await this.packages.upload(org, {
       name,
       createdBy: actorId(principal),
       contentType: request.streamContentType,
       declaredLength: length === undefined ? undefined : Number(length),
       body: (request.body as AsyncIterable<Buffer> | undefined) ?? Readable.from([]),
     });
+    if ('pendingWriteId' in stored) void reply.status(202);
+    return stored;
   }
 
   @Get()

@@ -2,6 +2,7 @@ import { GrantSpec } from '../grants';
 import { MigrationSet } from '../migrator';
 import { AUDIT_CHAIN_DDL, AUDIT_DELIVERY_DDL, AUDIT_LOG_DDL } from './audit-log.sql';
 import { PACKAGES_DDL } from './packages.sql';
+import { SPOOL_DDL } from './spool.sql';
 
 /**
  * Each organization's own database. Sensitive values (email, settings, key hashes) are bytea
@@ -86,6 +87,13 @@ export const orgMigrations: MigrationSet = {
         await db.query(PACKAGES_DDL);
       },
     },
+    {
+      version: 6,
+      name: 'write spool: the spool key and writes queued through a KMS outage',
+      async up(db) {
+        await db.query(SPOOL_DDL);
+      },
+    },
   ],
 };
 
@@ -104,6 +112,9 @@ export const orgGrants: GrantSpec = {
   packages: 'read-write',
   package_versions: 'read-write',
   link_keys: 'read-write',
+  // Like field_keys: made by the owner at provisioning; the rewrap may only swap its wrapping.
+  spool_keys: { read: true, update: ['wrapped_key', 'kms_key_version'] },
+  pending_writes: 'read-write',
 };
 
 /**
@@ -116,6 +127,7 @@ export const orgWrappedKeyColumns: readonly WrappedKeyColumn[] = [
   { table: 'field_keys', column: 'wrapped', rowId: 'id', versionColumn: 'kms_key_version' },
   { table: 'package_versions', column: 'wrapped_dek', rowId: 'id', versionColumn: 'kms_key_version' },
   { table: 'link_keys', column: 'wrapped_key', rowId: 'id', versionColumn: 'kms_key_version' },
+  { table: 'spool_keys', column: 'wrapped_key', rowId: 'id', versionColumn: 'kms_key_version' },
 ];
 
 export interface WrappedKeyColumn {
