@@ -25,9 +25,7 @@ describe('operator alerts: KMS down and recovered, audit delivery lagging (worke
     s3 = await startS3(['audit']);
     webhook = await startWebhookReceiver();
     api = await startApi({
-      KMS_PROVIDER: 'vault',
-      KMS_VAULT_ADDR: vault.address,
-      KMS_VAULT_TOKEN: vault.token,
+      ...vault.cofferConfig,
       ALERT_WEBHOOK_URLS: webhook.url,
       ALERT_CHECK_CRON: '* * * * * *',
       AUDIT_DELIVERY_CRON: '0 0 1 1 *',

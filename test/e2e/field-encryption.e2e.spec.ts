@@ -268,7 +268,7 @@ describe('field keys and the KMS: cached DEKs, outages (Vault transit double ove
   before(async () => {
     await vault.start();
     // Key credentials read (and the hash decrypted) on every request: the DEK cache alone saves KMS calls.
-    api = await startApi({ KMS_PROVIDER: 'vault', KMS_VAULT_ADDR: vault.address, KMS_VAULT_TOKEN: vault.token, API_KEY_CACHE_TTL_MS: '0' });
+    api = await startApi({ ...vault.cofferConfig, API_KEY_CACHE_TTL_MS: '0' });
     org = await api.createOrg();
   });
 

@@ -24,7 +24,7 @@ describe('org key rotation and rewrap (API and worker on PostgreSQL and Redis; V
     vault = new VaultTransitDouble();
     await vault.start();
     s3 = await startS3([BUCKET]);
-    api = await startApi({ KMS_PROVIDER: 'vault', KMS_VAULT_ADDR: vault.address, KMS_VAULT_TOKEN: vault.token });
+    api = await startApi(vault.cofferConfig);
     org = await api.createOrg();
     officer = await addUser(api, org, 'security_officer');
     // A stored data key to rewrap: the audit destination's credentials are sealed under one.

@@ -31,9 +31,7 @@ describe('writes through a KMS outage: queued with 202, flushed in order by the 
     await vault.start();
     webhook = await startWebhookReceiver();
     api = await startApi({
-      KMS_PROVIDER: 'vault',
-      KMS_VAULT_ADDR: vault.address,
-      KMS_VAULT_TOKEN: vault.token,
+      ...vault.cofferConfig,
       ALERT_WEBHOOK_URLS: webhook.url,
       ALERT_CHECK_CRON: '* * * * * *',
       SPOOL_FLUSH_CRON: '* * * * * *',

@@ -16,7 +16,7 @@ describe('Prometheus metrics on their own port (API on PostgreSQL and Redis; Vau
     vault = new VaultTransitDouble();
     await vault.start();
     s3 = await startS3(['audit']);
-    api = await startApi({ KMS_PROVIDER: 'vault', KMS_VAULT_ADDR: vault.address, KMS_VAULT_TOKEN: vault.token });
+    api = await startApi(vault.cofferConfig);
     org = await api.createOrg();
     const put = await api
       .http()

@@ -63,7 +63,7 @@ for (const provider of providers) {
         PACKAGE_CHUNK_BYTES: String(4 * SEGMENT),
         // Several batches per rewrap.
         KEY_REWRAP_BATCH_SIZE: '7',
-        ...(vault ? { KMS_PROVIDER: 'vault', KMS_VAULT_ADDR: vault.address, KMS_VAULT_TOKEN: vault.token } : {}),
+        ...vault?.cofferConfig,
       });
       worker = await createWorker(api.env.config, 10_000);
       org = await api.createOrg();

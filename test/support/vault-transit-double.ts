@@ -86,6 +86,11 @@ export class VaultTransitDouble {
     return `http://127.0.0.1:${this.port}`;
   }
 
+  /** Coffer's settings that point its KMS at this double. */
+  get cofferConfig(): { KMS_PROVIDER: 'vault'; KMS_VAULT_ADDR: string; KMS_VAULT_TOKEN: string } {
+    return { KMS_PROVIDER: 'vault', KMS_VAULT_ADDR: this.address, KMS_VAULT_TOKEN: this.token };
+  }
+
   /** Listens on a random port the first time, on the same port afterwards. */
   async start(): Promise<void> {
     if (this.server) return;

@@ -61,9 +61,16 @@ export class AuditDeliveryService {
   }
 
   async describe(org: OrgRef) {
+    const described = await this.progress(org);
+    if (!described) throw new AppError('audit_destination_not_found', 'no audit destination is configured');
+    return described;
+  }
+
+  /** Where the org's log goes and how far delivery has got; undefined with no destination. */
+  async progress(org: OrgRef) {
     const chain = this.audit.chain(org);
     const destination = await this.deliveries.destination(chain);
-    if (!destination) throw new AppError('audit_destination_not_found', 'no audit destination is configured');
+    if (!destination) return undefined;
     const [progress, head] = await Promise.all([this.deliveries.progress(chain), this.audit.head(chain)]);
     return {
       endpoint: destination.endpoint,

@@ -42,7 +42,7 @@ export class AlertChecksService {
     for (const org of await this.orgs.listActive()) {
       if (await this.checkSpool(org, now)) spoolGrowing.push(org.slug);
       const alert = { name: 'AuditDeliveryLagging', labels: { org: org.slug } };
-      const behind = (await this.delivery.hasDestination(org)) ? await this.deliveryLagSeconds(org, now) : 0;
+      const behind = await this.deliveryLagSeconds(org, now);
       if (behind < this.config.AUDIT_DELIVERY_LAG_ALERT_SECONDS) {
         await this.alerts.resolve(alert, now);
         continue;
@@ -76,10 +76,10 @@ export class AlertChecksService {
     return true;
   }
 
-  /** How long entries have been waiting: since the last delivery (or the destination's setup). */
-  private async deliveryLagSeconds(org: Parameters<AuditDeliveryService['describe']>[0], now: Date): Promise<number> {
-    const d = await this.delivery.describe(org);
-    if (d.pendingEntries === 0) return 0;
+  /** How long entries have been waiting: since the last delivery (or the destination's setup); 0 with no destination. */
+  private async deliveryLagSeconds(org: Parameters<AuditDeliveryService['progress']>[0], now: Date): Promise<number> {
+    const d = await this.delivery.progress(org);
+    if (!d || d.pendingEntries === 0) return 0;
     return (now.getTime() - Date.parse(d.lastDeliveredAt ?? d.updatedAt)) / 1000;
   }
 }

@@ -164,7 +164,7 @@ export class MetricsService implements OnApplicationBootstrap, OnApplicationShut
     const result: PerOrg[] = [];
     for (const org of await this.orgs.listActive()) {
       const key = await this.keys.state(org.id);
-      const delivery = (await this.delivery.hasDestination(org)) ? await this.delivery.describe(org) : undefined;
+      const delivery = await this.delivery.progress(org);
       const keyCreatedAt = key?.lastRotatedAt ?? org.provisionedAt;
       result.push({
         slug: org.slug,
