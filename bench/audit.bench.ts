@@ -1,6 +1,6 @@
 import { audit } from '@coffer/audit';
 import { SchemaService, transaction } from '@coffer/database';
-import type { OrgRef } from '@coffer/orgs';
+import type { OrgRef } from '@coffer/tenancy';
 import { testProvisioner } from '../test/support/provisioner';
 import { connect, createTestEnv } from '../test/support/test-env';
 

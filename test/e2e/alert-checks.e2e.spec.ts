@@ -4,7 +4,7 @@ import type { INestApplicationContext } from '@nestjs/common';
 import { SchedulerRegistry } from '@nestjs/schedule';
 import { AuditDeliveryService } from '@coffer/audit';
 import { AlertChecksService } from '@coffer/metrics';
-import { OrgsService } from '@coffer/orgs';
+import { OrgRegistry } from '@coffer/tenancy';
 import { createWorker } from '../../apps/worker/src/bootstrap';
 import { RunningApi, startApi, TestOrg } from '../support/api';
 import { startS3, TestS3 } from '../support/s3-server';
@@ -83,7 +83,7 @@ describe('operator alerts: KMS down and recovered, audit delivery lagging (worke
     const later = new Date(Date.now() + 61 * 60_000);
     assert.deepEqual((await checks.run(later)).lagging, [org.slug]);
     await until('the lag alert', () => sent('AuditDeliveryLagging').length === 1);
-    const resolved = await worker.get(OrgsService).resolve(org.slug);
+    const resolved = await worker.get(OrgRegistry).resolve(org.slug);
     assert.ok((await worker.get(AuditDeliveryService).deliver(resolved)) >= 1);
     assert.deepEqual((await checks.run(later)).lagging, []);
     await until('its resolution', () => sent('AuditDeliveryLagging').length === 2);

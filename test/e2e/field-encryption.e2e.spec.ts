@@ -7,8 +7,9 @@ import { formatOrgKey, generateSecret, hashSecret, PlaintextFieldCodec, randomId
 import { withDatabase } from '@coffer/database';
 import { FieldKeysService, ORG_SETTING_VALUE, sealLegacyRows, USER_EMAIL } from '@coffer/fields';
 import { CachingKmsProvider, KMS } from '@coffer/kms';
-import { OrgProvisioner, OrgRef, OrgSettingsRepository, OrgsService } from '@coffer/orgs';
+import { OrgProvisioner, OrgSettingsRepository } from '@coffer/orgs';
 import { UsersService } from '@coffer/users';
+import { OrgRef, OrgRegistry } from '@coffer/tenancy';
 import { createApi } from '../../apps/api/src/bootstrap';
 import { addUser, RunningApi, startApi, TestOrg } from '../support/api';
 import { connect, TestEnv } from '../support/test-env';
@@ -46,7 +47,7 @@ describe('encrypted fields: emails, API key hashes and settings sealed per org (
   before(async () => {
     api = await startApi();
     org = await api.createOrg();
-    ref = await api.app.get(OrgsService).resolve(org.slug);
+    ref = await api.app.get(OrgRegistry).resolve(org.slug);
   });
 
   after(async () => api?.close());
@@ -142,7 +143,7 @@ describe('encrypted fields: emails, API key hashes and settings sealed per org (
     assert.equal(found.user.id, first.body.user.id);
 
     const other = await api.createOrg();
-    const otherRef = await api.app.get(OrgsService).resolve(other.slug);
+    const otherRef = await api.app.get(OrgRegistry).resolve(other.slug);
     await api.http().post(`/api/v1/organizations/${other.slug}/users`).set(as(other.adminToken)).send({ email, displayName: 'S', role: 'member' });
     const indexOf = (r: OrgRef, id?: string) =>
       asOwner(api.env, r, async (owner) => {

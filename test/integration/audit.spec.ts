@@ -1,10 +1,11 @@
 import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { Client } from 'pg';
-import { Actor, audit, AUDIT_LIMITS, AuditChain, AuditRepository, AuditService, auditVars, ChainedEntry, ChainVerifier, entryHash, fromRow } from '@coffer/audit';
+import { audit, AUDIT_LIMITS, AuditChain, AuditRepository, AuditService, auditVars, ChainedEntry, ChainVerifier, entryHash, fromRow } from '@coffer/audit';
 import { DatabaseService, SchemaService } from '@coffer/database';
 import { AppError } from '@coffer/http';
-import { OrgProvisioner, OrgRef } from '@coffer/orgs';
+import { OrgProvisioner } from '@coffer/orgs';
+import { Actor, OrgRef } from '@coffer/tenancy';
 import { testProvisioner } from '../support/provisioner';
 import { connect, createTestEnv, TestEnv } from '../support/test-env';
 

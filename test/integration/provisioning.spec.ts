@@ -12,7 +12,8 @@ import {
   withClient,
   withDatabase,
 } from '@coffer/database';
-import { OrgProvisioner, OrgRef } from '@coffer/orgs';
+import { OrgProvisioner } from '@coffer/orgs';
+import { OrgRef } from '@coffer/tenancy';
 import { testProvisioner, TestProvisioner } from '../support/provisioner';
 import { connect, createTestEnv, TestEnv } from '../support/test-env';
 

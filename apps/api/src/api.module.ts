@@ -12,6 +12,7 @@ import { MetricsModule } from '@coffer/metrics';
 import { OrgsModule } from '@coffer/orgs';
 import { PackagesModule } from '@coffer/packages';
 import { CertificatesModule, TlsModule } from '@coffer/tls';
+import { TenancyModule } from '@coffer/tenancy';
 import { ApiKeysController } from './controllers/api-keys.controller';
 import { AssetLinksController } from './controllers/asset-links.controller';
 import { AuditLogsController } from './controllers/audit-logs.controller';
@@ -34,6 +35,7 @@ export class ApiModule {
         ConfigModule.forRoot(config),
         LoggingModule,
         DatabaseModule,
+        TenancyModule,
         KmsModule,
         AuditModule,
         JobsModule,

@@ -7,8 +7,9 @@ import { SchemaService } from '@coffer/database';
 import { AllExceptionsFilter, ERROR_SCHEMA, fastifyOptions, installHttpHooks } from '@coffer/http';
 import { LOGGER, Logger, NestPinoLogger } from '@coffer/logging';
 import { MetricsService } from '@coffer/metrics';
-import { OrgProvisioner, OrgsService } from '@coffer/orgs';
+import { OrgProvisioner } from '@coffer/orgs';
 import { installSecurityHeaders, TLS_SERVER_OPTIONS } from '@coffer/tls';
+import { OrgRegistry } from '@coffer/tenancy';
 import { ApiModule } from './api.module';
 import { OpenApiDocument } from './controllers/openapi.controller';
 
@@ -43,7 +44,7 @@ export async function createApi(config: AppConfig): Promise<NestFastifyApplicati
   app.enableShutdownHooks();
 
   if (config.MIGRATE_ON_START) {
-    await app.get(OrgProvisioner).migrateAll(await app.get(OrgsService).list());
+    await app.get(OrgProvisioner).migrateAll(await app.get(OrgRegistry).list());
     const tokenFile = await app.get(PlatformTokensService).bootstrap();
     if (tokenFile) {
       logger.warn({ path: tokenFile }, 'platform admin bootstrap token created; read it from this file once, store it safely, delete the file');

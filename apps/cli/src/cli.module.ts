@@ -10,6 +10,7 @@ import { LoggingModule } from '@coffer/logging';
 import { OrgsModule } from '@coffer/orgs';
 import { StorageModule } from '@coffer/storage';
 import { CertificatesModule } from '@coffer/tls';
+import { TenancyModule } from '@coffer/tenancy';
 
 /** What the admin CLI needs: the same services as the API (Redis to enqueue jobs), without HTTP or the worker. */
 @Module({})
@@ -17,7 +18,7 @@ export class CliModule {
   static register(config: AppConfig): DynamicModule {
     return {
       module: CliModule,
-      imports: [ConfigModule.forRoot(config), LoggingModule, DatabaseModule, KmsModule, AuditModule, OrgsModule, JobsModule, KeysModule, CertificatesModule, StorageModule, EncryptionModule],
+      imports: [ConfigModule.forRoot(config), LoggingModule, DatabaseModule, TenancyModule, KmsModule, AuditModule, OrgsModule, JobsModule, KeysModule, CertificatesModule, StorageModule, EncryptionModule],
     };
   }
 }

@@ -1,14 +1,15 @@
 import { randomUUID } from 'node:crypto';
 import { hostname, userInfo } from 'node:os';
 import type { INestApplicationContext } from '@nestjs/common';
-import { Actor, AuditService, AuditedWork } from '@coffer/audit';
+import { AuditService, AuditedWork } from '@coffer/audit';
 import { EncryptionStatusService } from '@coffer/encryption';
 import { KeyRotationService } from '@coffer/keys';
 import { KMS, KmsProvider } from '@coffer/kms';
-import { CreateOrganizationBody, OrgsService, publicOrg } from '@coffer/orgs';
+import { CreateOrganizationBody, OrgsService } from '@coffer/orgs';
 import { DatabaseService } from '@coffer/database';
 import { AppError } from '@coffer/http';
 import { CertificateRenewalService } from '@coffer/tls';
+import { Actor, OrgRegistry, publicOrg } from '@coffer/tenancy';
 
 export interface CommandResult {
   output: unknown;
@@ -40,7 +41,7 @@ async function chainOf(app: INestApplicationContext, target: string | undefined)
   const audit = app.get(AuditService);
   if (target === '--control') return { chain: audit.chain(undefined), target: null };
   if (!target) throw new UsageError('name an organization slug, or --control');
-  const org = await app.get(OrgsService).resolve(target);
+  const org = await app.get(OrgRegistry).resolve(target);
   return { chain: audit.chain(org), target: { org: target, orgId: org.id } };
 }
 
@@ -83,7 +84,7 @@ export const COMMANDS: Record<string, { usage: string; run: Command }> = {
     usage: 'keys:rotate <org-slug>',
     async run(app, [slug]) {
       if (!slug) throw new UsageError('name an organization slug');
-      const org = await app.get(OrgsService).resolve(slug);
+      const org = await app.get(OrgRegistry).resolve(slug);
       const result = await audited(app, {
         transactional: true,
         chain: () => app.get(AuditService).chain(org),
@@ -124,7 +125,7 @@ export const COMMANDS: Record<string, { usage: string; run: Command }> = {
     usage: 'status:encryption <org-slug>',
     async run(app, [slug]) {
       if (!slug) throw new UsageError('name an organization slug');
-      const org = await app.get(OrgsService).resolve(slug);
+      const org = await app.get(OrgRegistry).resolve(slug);
       const result = await audited(app, {
         transactional: false,
         chain: () => app.get(AuditService).chain(org),

@@ -13,6 +13,7 @@ import { OrgsModule } from '@coffer/orgs';
 import { PackagesModule } from '@coffer/packages';
 import { SpoolModule } from '@coffer/spool';
 import { CertificatesModule } from '@coffer/tls';
+import { TenancyModule } from '@coffer/tenancy';
 import { AlertChecksProcessor } from './processors/alert-checks.processor';
 import { AuditCheckpointProcessor } from './processors/audit-checkpoint.processor';
 import { AuditDeliveryProcessor } from './processors/audit-delivery.processor';
@@ -40,6 +41,7 @@ export class WorkerModule {
         ConfigModule.forRoot(config),
         LoggingModule,
         DatabaseModule,
+        TenancyModule,
         KmsModule,
         AuditModule,
         JobsModule,

@@ -1,7 +1,7 @@
 import { AsyncLocalStorage } from 'node:async_hooks';
 import { randomUUID } from 'node:crypto';
 import { AppError } from '@coffer/http';
-import type { OrgRef } from '@coffer/orgs';
+import type { Actor, OrgRef, RequestSource } from '@coffer/tenancy';
 import type { NewEntry } from './audit-chain';
 
 /**
@@ -23,20 +23,6 @@ export interface AuditParams {
   target?: Record<string, unknown> | string;
   outcome?: 'success' | 'failure';
   [field: string]: unknown;
-}
-
-/** Who acted: filled in from the authenticated principal or the job, never from the params. */
-export interface Actor {
-  id: string;
-  kind: 'user' | 'platform_admin' | 'system' | 'anonymous';
-  [field: string]: string;
-}
-
-/** Where the request came from, or the request that enqueued the job. */
-export interface RequestSource {
-  requestId: string | null;
-  clientIp: string | null;
-  userAgent: string | null;
 }
 
 /** Per request or job run (seed 001): beyond one of them the work fails and nothing commits. */

@@ -5,7 +5,7 @@ import { APP_CONFIG, AppConfig } from '@coffer/config';
 import { aeadOpen, aeadSeal } from '@coffer/crypto';
 import { AppError } from '@coffer/http';
 import { KMS, KmsProvider, orgKeyName } from '@coffer/kms';
-import type { OrgRef } from '@coffer/orgs';
+import type { OrgRef } from '@coffer/tenancy';
 import { canonicalJson } from './audit-chain';
 import { AuditDestinationInput } from './audit-delivery.dto';
 import { AuditDeliveryRepository, BucketCredentials, DeliveryBatch, StoredDestination } from './audit-delivery.repository';

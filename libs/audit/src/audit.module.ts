@@ -1,12 +1,10 @@
 import { Global, Module } from '@nestjs/common';
-import { APP_INTERCEPTOR } from '@nestjs/core';
 import { AuditDeliveryRepository } from './audit-delivery.repository';
 import { AuditDeliveryService } from './audit-delivery.service';
-import { AuditInterceptor } from './audit.interceptor';
 import { AuditRepository } from './audit.repository';
 import { AuditService } from './audit.service';
 
-/** Importing this module puts every route in an audit scope (AuditInterceptor). */
+/** `audit()`'s service, the chains, checkpoints, verify and delivery. */
 @Global()
 @Module({
   providers: [
@@ -14,7 +12,6 @@ import { AuditService } from './audit.service';
     AuditService,
     AuditDeliveryRepository,
     AuditDeliveryService,
-    { provide: APP_INTERCEPTOR, useClass: AuditInterceptor },
   ],
   exports: [AuditService, AuditDeliveryService],
 })

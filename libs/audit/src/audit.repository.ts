@@ -1,7 +1,7 @@
 import { Injectable } from '@nestjs/common';
 import type { ClientBase, Pool } from 'pg';
 import { CONTROL, DatabaseService, UnitOfWork } from '@coffer/database';
-import type { OrgRef } from '@coffer/orgs';
+import type { OrgRef } from '@coffer/tenancy';
 import { appendStatement, AuditRow, ChainedEntry, fromRow, NewEntry } from './audit-chain';
 
 /** Which chain an entry belongs to: an org's (in its database) or the control plane's. */

@@ -3,9 +3,9 @@ import { UnitOfWork } from '@coffer/database';
 import { toErrorResponse } from '@coffer/http';
 import { KMS, KmsProvider } from '@coffer/kms';
 import { LOGGER, Logger } from '@coffer/logging';
-import type { OrgRef } from '@coffer/orgs';
+import { Actor, NO_REQUEST, OrgRef, RequestSource } from '@coffer/tenancy';
 import { ChainVerifier, VerifyResult } from './audit-chain';
-import { Actor, AuditParams, AuditScope, RequestSource, runInAuditScope } from './audit-context';
+import { AuditParams, AuditScope, runInAuditScope } from './audit-context';
 import { AuditChain, AuditQuery, AuditRepository } from './audit.repository';
 
 export interface AuditedWork<T> {
@@ -88,7 +88,7 @@ export class AuditService {
     chain: AuditChain,
     actor: Actor,
     entries: AuditParams[],
-    source: RequestSource = { requestId: null, clientIp: null, userAgent: null },
+    source: RequestSource = NO_REQUEST,
   ): Promise<void> {
     const scope = new AuditScope(actor, source);
     for (const entry of entries) scope.add(entry);

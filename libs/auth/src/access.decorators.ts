@@ -1,6 +1,6 @@
 import { createParamDecorator, ExecutionContext, SetMetadata } from '@nestjs/common';
 import type { FastifyRequest } from 'fastify';
-import type { Role } from '@coffer/users';
+import type { Role } from '@coffer/tenancy';
 
 /**
  * Who may call a route. Every route declares it; a route that forgets is treated as

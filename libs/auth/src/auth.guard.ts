@@ -1,13 +1,13 @@
 import { CanActivate, ExecutionContext, Injectable } from '@nestjs/common';
 import { Reflector } from '@nestjs/core';
 import type { FastifyRequest } from 'fastify';
-import { actorOf, automaticAction, AuditService, isMutation, requestSource, targetOf } from '@coffer/audit';
+import { AuditService } from '@coffer/audit';
 import { parseBearerToken } from '@coffer/crypto';
 import { AppError } from '@coffer/http';
-import { OrgsService } from '@coffer/orgs';
 import { ApiKeysService } from '@coffer/users';
 import { Access, ACCESS_KEY } from './access.decorators';
-import { actorId, Principal } from './principal';
+import { actorId, OrgRegistry, Principal } from '@coffer/tenancy';
+import { actorOf, automaticAction, isMutation, requestSource, targetOf } from './request-audit';
 import { PlatformTokensService } from './platform-tokens.service';
 
 const DENY_BY_DEFAULT: Access = { kind: 'platform_admin' };
@@ -16,7 +16,7 @@ const DENY_BY_DEFAULT: Access = { kind: 'platform_admin' };
 export class AuthGuard implements CanActivate {
   constructor(
     private readonly reflector: Reflector,
-    private readonly orgs: OrgsService,
+    private readonly orgs: OrgRegistry,
     private readonly apiKeys: ApiKeysService,
     private readonly platformTokens: PlatformTokensService,
     private readonly audit: AuditService,

@@ -1,13 +1,17 @@
 import { Module } from '@nestjs/common';
-import { APP_GUARD } from '@nestjs/core';
-import { OrgsModule } from '@coffer/orgs';
+import { APP_GUARD, APP_INTERCEPTOR } from '@nestjs/core';
+import { UsersModule } from '@coffer/users';
+import { AuditInterceptor } from './audit.interceptor';
 import { AuthGuard } from './auth.guard';
 import { PlatformTokensService } from './platform-tokens.service';
 
-/** Importing this module protects every route of the app with AuthGuard. */
+/**
+ * The request pipeline: importing this module protects every route of the app with AuthGuard and
+ * runs it in an audit scope (AuditInterceptor).
+ */
 @Module({
-  imports: [OrgsModule],
-  providers: [PlatformTokensService, { provide: APP_GUARD, useClass: AuthGuard }],
+  imports: [UsersModule],
+  providers: [PlatformTokensService, { provide: APP_GUARD, useClass: AuthGuard }, { provide: APP_INTERCEPTOR, useClass: AuditInterceptor }],
   exports: [PlatformTokensService],
 })
 export class AuthModule {}

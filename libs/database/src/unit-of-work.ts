@@ -135,3 +135,17 @@ interface ScopedPool {
 export function scopedPoolOf(pool: Pool): ScopedPool[typeof SCOPED] | undefined {
   return (pool as unknown as Partial<ScopedPool>)[SCOPED];
 }
+
+/**
+ * Marks a repository method that commits on its own, outside the caller's unit of work: progress
+ * that must show while a job runs and survive its failure, or an entry that must outlive a
+ * rollback. Only repositories use it, so where a transaction ends is visible in one place.
+ */
+export function OutsideTransaction(): MethodDecorator {
+  return (_target, _key, descriptor: PropertyDescriptor) => {
+    const method = descriptor.value as (...args: unknown[]) => Promise<unknown>;
+    descriptor.value = function (this: unknown, ...args: unknown[]) {
+      return UnitOfWork.outside(() => method.apply(this, args));
+    };
+  };
+}

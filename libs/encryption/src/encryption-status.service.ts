@@ -4,10 +4,10 @@ import { DatabaseService, quoteIdent } from '@coffer/database';
 import { SEALED_COLUMNS } from '@coffer/fields';
 import { KeyRotationService, OrgKeyState } from '@coffer/keys';
 import { KMS, KmsProvider } from '@coffer/kms';
-import type { OrgRef } from '@coffer/orgs';
 import { SpoolRepository } from '@coffer/spool';
 import { STORAGE, StorageDriver } from '@coffer/storage';
 import { servedCertificate } from '@coffer/tls';
+import type { OrgRef } from '@coffer/tenancy';
 
 /** The probes below cost a scan per sensitive column and KMS calls: reuse them this long. */
 const PROBE_CACHE_MS = 2_000;

@@ -1,10 +1,10 @@
 import { Inject, Injectable } from '@nestjs/common';
 import type { ClientBase } from 'pg';
-import { Actor, AuditParams, AuditService, currentAuditScope } from '@coffer/audit';
+import { AuditParams, AuditService, currentAuditScope } from '@coffer/audit';
 import { EncryptedFieldCodec, FieldCodec } from '@coffer/crypto';
 import { KMS, KmsProvider, KmsRequestError, orgKeyName } from '@coffer/kms';
-import type { OrgRef } from '@coffer/orgs';
 import { SpoolService } from '@coffer/spool';
+import { Actor, OrgRef } from '@coffer/tenancy';
 import { FieldKeysRepository, FieldKeyPurpose, insertFieldKey, listFieldKeys, WrappedFieldKey } from './field-keys.repository';
 import { sealLegacyRows } from './sealed-columns';
 

@@ -1,5 +1,5 @@
 import type { JobsOptions } from 'bullmq';
-import type { RequestSource } from '@coffer/audit';
+import type { RequestSource } from '@coffer/tenancy';
 
 /**
  * Every queue and job Coffer has, with its payload type. `enqueue(name, payload)` is checked

@@ -5,6 +5,7 @@ import { Redis } from 'ioredis';
 import { AuditService } from '@coffer/audit';
 import { APP_CONFIG, AppConfig } from '@coffer/config';
 import { LOGGER, Logger } from '@coffer/logging';
+import { NO_REQUEST } from '@coffer/tenancy';
 import { JobData, JobName, JobPayloads, JOBS, QUEUE_NAMES } from './job-registry';
 import { createRedis, queuePrefix } from './redis';
 
@@ -95,7 +96,7 @@ export class JobWorkers implements OnApplicationBootstrap, OnApplicationShutdown
     const { requestSource, ...payload } = job.data;
     const result = await this.audit.run({
       actor: { kind: 'system', id: `system:${job.name}` },
-      source: requestSource ?? { requestId: null, clientIp: null, userAgent: null },
+      source: requestSource ?? NO_REQUEST,
       transactional: true,
       chain: (org) => this.audit.chain(org),
       work: () => handlers.get(job.name as JobName)!.process(payload as JobPayloads[JobName], job),

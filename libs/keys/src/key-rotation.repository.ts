@@ -2,7 +2,7 @@ import { Injectable } from '@nestjs/common';
 import type { Pool } from 'pg';
 import { DatabaseService, orgWrappedKeyColumns, UnitOfWork, WrappedKeyColumn } from '@coffer/database';
 import { orgKeyName, wrappedKeyVersion } from '@coffer/kms';
-import type { OrgRef } from '@coffer/orgs';
+import type { OrgRef } from '@coffer/tenancy';
 
 export interface OrgKeyState {
   orgId: string;

@@ -4,7 +4,7 @@ import { APP_CONFIG, AppConfig } from '@coffer/config';
 import { JobsService } from '@coffer/jobs';
 import { KMS, KmsProvider, orgKeyName } from '@coffer/kms';
 import { LOGGER, Logger } from '@coffer/logging';
-import type { OrgRef } from '@coffer/orgs';
+import type { OrgRef } from '@coffer/tenancy';
 import { KeyRotationRepository, OrgKeyState } from './key-rotation.repository';
 
 /** How long after a rotation older versions may be retired: the longest a write may hold a data key. */

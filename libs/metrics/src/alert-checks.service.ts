@@ -3,8 +3,8 @@ import { AlertsService } from '@coffer/alerts';
 import { AuditDeliveryService } from '@coffer/audit';
 import { APP_CONFIG, AppConfig } from '@coffer/config';
 import { KMS, KmsProvider } from '@coffer/kms';
-import { OrgRef, OrgsService } from '@coffer/orgs';
 import { SpoolRepository } from '@coffer/spool';
+import { OrgRef, OrgRegistry } from '@coffer/tenancy';
 
 /**
  * The conditions an operator is paged for, checked from live state by the worker's
@@ -17,7 +17,7 @@ export class AlertChecksService {
   constructor(
     @Inject(APP_CONFIG) private readonly config: AppConfig,
     @Inject(KMS) private readonly kms: KmsProvider,
-    private readonly orgs: OrgsService,
+    private readonly orgs: OrgRegistry,
     private readonly delivery: AuditDeliveryService,
     private readonly alerts: AlertsService,
     private readonly spool: SpoolRepository,

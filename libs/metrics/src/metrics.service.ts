@@ -10,9 +10,9 @@ import { JobsService, QUEUE_NAMES } from '@coffer/jobs';
 import { KeyRotationRepository } from '@coffer/keys';
 import { KMS, KmsProvider } from '@coffer/kms';
 import { LOGGER, Logger } from '@coffer/logging';
-import { OrgsService } from '@coffer/orgs';
 import { SpoolRepository } from '@coffer/spool';
 import { CertificatesRepository, servedCertificate, StoredCertificate } from '@coffer/tls';
+import { OrgRegistry } from '@coffer/tenancy';
 
 /** Per-org figures cost a query per org: a scrape within this long reuses the last ones. */
 const PER_ORG_CACHE_MS = 15_000;
@@ -41,7 +41,7 @@ export class MetricsService implements OnApplicationBootstrap, OnApplicationShut
     @Inject(APP_CONFIG) private readonly config: AppConfig,
     @Inject(LOGGER) private readonly logger: Logger,
     @Inject(KMS) private readonly kms: KmsProvider,
-    private readonly orgs: OrgsService,
+    private readonly orgs: OrgRegistry,
     private readonly keys: KeyRotationRepository,
     private readonly delivery: AuditDeliveryService,
     private readonly jobs: JobsService,

@@ -1,5 +1,3 @@
-export * from './org';
-export * from './orgs.repository';
 export * from './org-provisioner.service';
 export * from './orgs.service';
 export * from './orgs.module';

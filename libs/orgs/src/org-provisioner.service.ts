@@ -12,7 +12,7 @@ import {
   withDatabase,
 } from '@coffer/database';
 import { FieldKeysService } from '@coffer/fields';
-import { OrgRef, OrgRow, toOrgRef } from './org';
+import { OrgRef, OrgRow, toOrgRef } from '@coffer/tenancy';
 
 /**
  * Creates and completes org databases with the owner credentials. Every step is idempotent,

@@ -1,7 +1,7 @@
 import { Injectable } from '@nestjs/common';
 import { DatabaseService } from '@coffer/database';
 import { FieldKeysService, ORG_SETTING_VALUE } from '@coffer/fields';
-import { OrgRef } from './org';
+import { OrgRef } from '@coffer/tenancy';
 
 /** An org's settings: keys in clear, values sealed with the org's field codec, bound to their key. */
 @Injectable()

@@ -1,6 +1,6 @@
 import { z } from 'zod';
 import { DisplayName, Email } from '@coffer/users';
-import { SLUG_PATTERN } from './org';
+import { SLUG_PATTERN } from '@coffer/tenancy';
 
 export const CreateOrganizationBody = z
   .object({

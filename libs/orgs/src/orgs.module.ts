@@ -3,12 +3,11 @@ import { FieldsModule } from '@coffer/fields';
 import { UsersModule } from '@coffer/users';
 import { OrgSettingsRepository } from './org-settings.repository';
 import { OrgProvisioner } from './org-provisioner.service';
-import { OrgsRepository } from './orgs.repository';
 import { OrgsService } from './orgs.service';
 
 @Module({
   imports: [UsersModule, FieldsModule],
-  providers: [OrgsRepository, OrgProvisioner, OrgsService, OrgSettingsRepository],
+  providers: [OrgProvisioner, OrgsService, OrgSettingsRepository],
   exports: [OrgsService, OrgProvisioner, OrgSettingsRepository, UsersModule],
 })
 export class OrgsModule {}

@@ -4,7 +4,7 @@ import { APP_CONFIG, AppConfig } from '@coffer/config';
 import { randomId } from '@coffer/crypto';
 import { AppError } from '@coffer/http';
 import { KMS, KmsProvider, orgKeyName } from '@coffer/kms';
-import { OrgRef, OrgsService } from '@coffer/orgs';
+import { OrgRef, OrgRegistry } from '@coffer/tenancy';
 import { LinkKeysRepository } from './link-keys.repository';
 import { StoredVersion } from './package';
 import { PackagesRepository } from './packages.repository';
@@ -34,7 +34,7 @@ export class AssetLinksService {
   constructor(
     private readonly keys: LinkKeysRepository,
     private readonly packages: PackagesRepository,
-    private readonly orgs: OrgsService,
+    private readonly orgs: OrgRegistry,
     @Inject(KMS) private readonly kms: KmsProvider,
     @Inject(APP_CONFIG) private readonly config: AppConfig,
   ) {}

@@ -1,15 +1,14 @@
 import { Inject, Injectable } from '@nestjs/common';
-import { Actor, audit, AuditService } from '@coffer/audit';
+import { audit, AuditService } from '@coffer/audit';
 import { randomId } from '@coffer/crypto';
 import { UnitOfWork } from '@coffer/database';
 import { KMS, KmsProvider, orgKeyName, WrappedKey } from '@coffer/kms';
 import { LOGGER, Logger } from '@coffer/logging';
-import type { OrgRef } from '@coffer/orgs';
 import { PendingWrite, SpoolIntegrityError, SpoolRepository, SpoolService } from '@coffer/spool';
+import { Actor, NO_REQUEST, OrgRef } from '@coffer/tenancy';
 import { PackagesRepository } from './packages.repository';
 
 const FLUSH_ACTOR: Actor = { kind: 'system', id: 'system:flush-spool' };
-const NO_SOURCE = { requestId: null, clientIp: null, userAgent: null };
 const BATCH = 100;
 
 export interface FlushResult {
@@ -61,7 +60,7 @@ export class PackageFlushService {
   private flushOne(org: OrgRef, write: PendingWrite): Promise<'flushed' | 'failed' | 'skipped'> {
     return this.audit.run({
       actor: FLUSH_ACTOR,
-      source: NO_SOURCE,
+      source: NO_REQUEST,
       transactional: true,
       chain: () => this.audit.chain(org),
       work: async () => {

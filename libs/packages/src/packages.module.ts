@@ -1,5 +1,4 @@
 import { Module } from '@nestjs/common';
-import { OrgsModule } from '@coffer/orgs';
 import { SpoolModule } from '@coffer/spool';
 import { StorageModule } from '@coffer/storage';
 import { AssetLinksService } from './asset-links.service';
@@ -9,7 +8,7 @@ import { PackagesService } from './packages.service';
 import { PackageFlushService } from './package-flush.service';
 
 @Module({
-  imports: [StorageModule, OrgsModule, SpoolModule],
+  imports: [StorageModule, SpoolModule],
   providers: [PackagesRepository, PackagesService, PackageFlushService, LinkKeysRepository, AssetLinksService],
   exports: [PackagesService, PackageFlushService, AssetLinksService],
 })

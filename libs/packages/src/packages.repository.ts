@@ -2,7 +2,7 @@ import { Injectable } from '@nestjs/common';
 import type { ClientBase, Pool } from 'pg';
 import { DatabaseService, transaction, UnitOfWork } from '@coffer/database';
 import type { WrappedKey } from '@coffer/kms';
-import type { OrgRef } from '@coffer/orgs';
+import type { OrgRef } from '@coffer/tenancy';
 import { PackageSummary, PackageVersion, StoredVersion } from './package';
 
 interface VersionRow {

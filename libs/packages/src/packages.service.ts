@@ -7,7 +7,6 @@ import { randomId } from '@coffer/crypto';
 import { AppError } from '@coffer/http';
 import { DataKey, KMS, KmsProvider, KmsUnavailableError, orgKeyName } from '@coffer/kms';
 import { LOGGER, Logger } from '@coffer/logging';
-import type { OrgRef } from '@coffer/orgs';
 import { SpoolRepository, SpoolService } from '@coffer/spool';
 import {
   ByteRange,
@@ -22,6 +21,7 @@ import {
   StorageDriver,
   writeSealedObject,
 } from '@coffer/storage';
+import type { OrgRef } from '@coffer/tenancy';
 import { PackageVersion, QueuedVersion, StoredVersion } from './package';
 import { PackagesRepository } from './packages.repository';
 

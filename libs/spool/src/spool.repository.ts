@@ -1,7 +1,7 @@
 import { Injectable } from '@nestjs/common';
 import type { ClientBase, Pool } from 'pg';
 import { DatabaseService, UnitOfWork } from '@coffer/database';
-import type { OrgRef } from '@coffer/orgs';
+import type { OrgRef } from '@coffer/tenancy';
 
 export type PendingWriteKind = 'package.version';
 export type PendingWriteStatus = 'pending' | 'flushed' | 'failed';

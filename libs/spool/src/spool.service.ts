@@ -2,7 +2,7 @@ import { Inject, Injectable } from '@nestjs/common';
 import type { ClientBase } from 'pg';
 import { randomId } from '@coffer/crypto';
 import { KMS, KmsProvider, KmsUnavailableError, orgKeyName, WrappedKey } from '@coffer/kms';
-import type { OrgRef } from '@coffer/orgs';
+import type { OrgRef } from '@coffer/tenancy';
 import { openFromSpool, sealToSpool, spoolPrivateKey, spoolPublicKey } from './spool-crypto';
 import { insertSpoolKey, spoolKeyOf, SpoolRepository } from './spool.repository';
 

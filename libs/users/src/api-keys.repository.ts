@@ -2,8 +2,9 @@ import { Injectable } from '@nestjs/common';
 import { ClientBase, Pool } from 'pg';
 import { DatabaseService } from '@coffer/database';
 import { API_KEY_SECRET_HASH, FieldKeysService } from '@coffer/fields';
-import type { OrgRef } from '@coffer/orgs';
-import { ApiKey, ApiKeyStatus, Role } from './user';
+import type { OrgRef } from '@coffer/tenancy';
+import type { Role } from '@coffer/tenancy';
+import { ApiKey, ApiKeyStatus } from './user';
 
 interface ApiKeyRow {
   id: string;

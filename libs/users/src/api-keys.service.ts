@@ -3,9 +3,10 @@ import { APP_CONFIG, AppConfig } from '@coffer/config';
 import { ClientBase, Pool } from 'pg';
 import { formatOrgKey, generateSecret, hashSecret, randomId, secretMatches } from '@coffer/crypto';
 import { AppError } from '@coffer/http';
-import type { OrgRef } from '@coffer/orgs';
+import type { OrgRef } from '@coffer/tenancy';
 import { ApiKeysRepository, KeyCredentials } from './api-keys.repository';
-import { ApiKey, Role } from './user';
+import type { Role } from '@coffer/tenancy';
+import { ApiKey } from './user';
 import { UsersRepository } from './users.repository';
 
 export interface VerifiedKey {

@@ -1,5 +1,4 @@
-export const ROLES = ['admin', 'security_officer', 'member'] as const;
-export type Role = (typeof ROLES)[number];
+import type { Role } from '@coffer/tenancy';
 
 export interface User {
   id: string;

@@ -1,5 +1,5 @@
 import { z } from 'zod';
-import { ROLES } from './user';
+import { ROLES } from '@coffer/tenancy';
 
 export const Email = z.string().trim().pipe(z.email().max(254));
 export const DisplayName = z.string().trim().min(1).max(200);

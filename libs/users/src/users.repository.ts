@@ -3,8 +3,9 @@ import { ClientBase, Pool } from 'pg';
 import { DatabaseService } from '@coffer/database';
 import { FieldCodec } from '@coffer/crypto';
 import { FieldKeysService, USER_EMAIL } from '@coffer/fields';
-import type { OrgRef } from '@coffer/orgs';
-import { normalizeEmail, Role, User } from './user';
+import type { OrgRef } from '@coffer/tenancy';
+import type { Role } from '@coffer/tenancy';
+import { normalizeEmail, User } from './user';
 
 interface UserRow {
   id: string;

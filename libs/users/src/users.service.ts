@@ -2,9 +2,10 @@ import { Injectable } from '@nestjs/common';
 import { randomId } from '@coffer/crypto';
 import { pgCode, PG_UNIQUE_VIOLATION, transaction } from '@coffer/database';
 import { AppError } from '@coffer/http';
-import type { OrgRef } from '@coffer/orgs';
+import type { OrgRef } from '@coffer/tenancy';
 import { ApiKeysService } from './api-keys.service';
-import { ApiKey, Role, User } from './user';
+import type { Role } from '@coffer/tenancy';
+import { ApiKey, User } from './user';
 import { UsersRepository } from './users.repository';
 
 export interface NewUser {

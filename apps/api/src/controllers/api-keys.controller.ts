@@ -3,8 +3,8 @@ import { ApiOperation, ApiTags } from '@nestjs/swagger';
 import { AuditAction } from '@coffer/audit';
 import { CurrentOrg, OrgAccess } from '@coffer/auth';
 import { ApiErrors } from '@coffer/http';
-import type { OrgRef } from '@coffer/orgs';
 import { ApiKeysService } from '@coffer/users';
+import type { OrgRef } from '@coffer/tenancy';
 
 @ApiTags('api-keys')
 @Controller('api/v1/organizations/:org/api-keys')

@@ -4,8 +4,8 @@ import type { FastifyReply } from 'fastify';
 import { audit, AuditAction, setAuditOrg } from '@coffer/audit';
 import { CurrentOrg, OrgAccess, Public } from '@coffer/auth';
 import { ApiErrors } from '@coffer/http';
-import type { OrgRef } from '@coffer/orgs';
 import { AssetLinksService, PackagesService } from '@coffer/packages';
+import type { OrgRef } from '@coffer/tenancy';
 import { rangeAware, sendContent } from './packages.controller';
 
 @ApiTags('packages')

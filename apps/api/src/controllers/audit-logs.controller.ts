@@ -16,7 +16,7 @@ import {
 } from '@coffer/audit';
 import { CurrentOrg, OrgAccess, PlatformAdminOnly } from '@coffer/auth';
 import { ApiErrors, ApiJsonBody, ZodValidationPipe } from '@coffer/http';
-import type { OrgRef } from '@coffer/orgs';
+import type { OrgRef } from '@coffer/tenancy';
 
 const NDJSON = 'application/x-ndjson';
 const EXPORT_PAGE = 500;

@@ -6,7 +6,7 @@ import { AuditRead } from '@coffer/audit';
 import { CurrentOrg, OrgAccess } from '@coffer/auth';
 import { EncryptionStatusService, transitOf } from '@coffer/encryption';
 import { ApiErrors } from '@coffer/http';
-import type { OrgRef } from '@coffer/orgs';
+import type { OrgRef } from '@coffer/tenancy';
 
 @ApiTags('encryption')
 @Controller('api/v1/organizations/:org/encryption-status')

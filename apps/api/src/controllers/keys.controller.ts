@@ -4,7 +4,7 @@ import { AuditAction } from '@coffer/audit';
 import { CurrentOrg, OrgAccess } from '@coffer/auth';
 import { ApiErrors } from '@coffer/http';
 import { KeyRotationService } from '@coffer/keys';
-import type { OrgRef } from '@coffer/orgs';
+import type { OrgRef } from '@coffer/tenancy';
 
 /** The org's KMS key: its versions, what they still wrap, and rotation on demand. */
 @ApiTags('keys')

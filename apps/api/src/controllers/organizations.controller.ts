@@ -3,12 +3,16 @@ import { ApiOperation, ApiTags } from '@nestjs/swagger';
 import { AuditAction } from '@coffer/audit';
 import { ALL_ROLES, CurrentOrg, OrgAccess, PlatformAdminOnly } from '@coffer/auth';
 import { ApiErrors, ApiJsonBody, ZodValidationPipe } from '@coffer/http';
-import { CreateOrganizationBody, OrgRef, OrgsService, publicOrg } from '@coffer/orgs';
+import { CreateOrganizationBody, OrgsService } from '@coffer/orgs';
+import { OrgRef, OrgRegistry, publicOrg } from '@coffer/tenancy';
 
 @ApiTags('organizations')
 @Controller('api/v1/organizations')
 export class OrganizationsController {
-  constructor(private readonly orgs: OrgsService) {}
+  constructor(
+    private readonly orgs: OrgsService,
+    private readonly registry: OrgRegistry,
+  ) {}
 
   @Post()
   @HttpCode(201)
@@ -30,7 +34,7 @@ export class OrganizationsController {
   @ApiOperation({ summary: 'List organizations' })
   @ApiErrors('forbidden')
   async list() {
-    return { organizations: (await this.orgs.list()).map(publicOrg) };
+    return { organizations: (await this.registry.list()).map(publicOrg) };
   }
 
   @Get(':org')

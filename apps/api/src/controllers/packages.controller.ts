@@ -4,10 +4,10 @@ import { RouteConfig } from '@nestjs/platform-fastify';
 import { ApiBody, ApiConsumes, ApiOperation, ApiResponse, ApiTags } from '@nestjs/swagger';
 import type { FastifyReply, FastifyRequest } from 'fastify';
 import { AuditAction, AuditRead } from '@coffer/audit';
-import { ALL_ROLES, CurrentOrg, CurrentPrincipal, OrgAccess, Principal, actorId } from '@coffer/auth';
+import { ALL_ROLES, CurrentOrg, CurrentPrincipal, OrgAccess } from '@coffer/auth';
 import { ApiErrors, ApiJsonBody, AppError, STREAM_BODY, ZodValidationPipe } from '@coffer/http';
-import type { OrgRef } from '@coffer/orgs';
 import { AssetLinksService, CreateLinkBody, Download, PackageName, PackagesService, VersionNumber } from '@coffer/packages';
+import { OrgRef, Principal, actorId } from '@coffer/tenancy';
 
 /**
  * KB packages. Every role reads; admins and members upload; only admins delete (a deletion

@@ -2,8 +2,8 @@ import { Controller, Get, Param } from '@nestjs/common';
 import { ApiOperation, ApiTags } from '@nestjs/swagger';
 import { CurrentOrg, OrgAccess } from '@coffer/auth';
 import { ApiErrors } from '@coffer/http';
-import type { OrgRef } from '@coffer/orgs';
 import { PackagesService } from '@coffer/packages';
+import type { OrgRef } from '@coffer/tenancy';
 
 /** Writes accepted (202) while the KMS was unavailable, polled by whoever may make them. */
 @ApiTags('packages')

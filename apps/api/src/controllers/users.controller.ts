@@ -1,10 +1,10 @@
 import { Body, Controller, Get, HttpCode, Param, Post } from '@nestjs/common';
 import { ApiOperation, ApiTags } from '@nestjs/swagger';
 import { AuditAction, AuditRead } from '@coffer/audit';
-import { CurrentOrg, CurrentPrincipal, OrgAccess, Principal } from '@coffer/auth';
+import { CurrentOrg, CurrentPrincipal, OrgAccess } from '@coffer/auth';
 import { ApiErrors, ApiJsonBody, AppError, ZodValidationPipe } from '@coffer/http';
-import type { OrgRef } from '@coffer/orgs';
 import { ApiKeysService, CreateApiKeyBody, CreateUserBody, UsersService } from '@coffer/users';
+import { OrgRef, Principal } from '@coffer/tenancy';
 
 @ApiTags('users')
 @Controller('api/v1/organizations/:org/users')

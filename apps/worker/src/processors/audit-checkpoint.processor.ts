@@ -2,14 +2,14 @@ import { Inject, Injectable } from '@nestjs/common';
 import { AuditService } from '@coffer/audit';
 import { JobPayloads, JobProcessor, Processes } from '@coffer/jobs';
 import { LOGGER, Logger } from '@coffer/logging';
-import { OrgsService } from '@coffer/orgs';
+import { OrgRegistry } from '@coffer/tenancy';
 
 @Injectable()
 @Processes('audit-checkpoint')
 export class AuditCheckpointProcessor implements JobProcessor<'audit-checkpoint'> {
   constructor(
     private readonly audit: AuditService,
-    private readonly orgs: OrgsService,
+    private readonly orgs: OrgRegistry,
     @Inject(LOGGER) private readonly logger: Logger,
   ) {}
 

@@ -3,14 +3,14 @@ import { AuditDeliveryService } from '@coffer/audit';
 import { UnitOfWork } from '@coffer/database';
 import { JobPayloads, JobProcessor, Processes } from '@coffer/jobs';
 import { LOGGER, Logger } from '@coffer/logging';
-import { OrgsService } from '@coffer/orgs';
+import { OrgRegistry } from '@coffer/tenancy';
 
 @Injectable()
 @Processes('audit-delivery')
 export class AuditDeliveryProcessor implements JobProcessor<'audit-delivery'> {
   constructor(
     private readonly delivery: AuditDeliveryService,
-    private readonly orgs: OrgsService,
+    private readonly orgs: OrgRegistry,
     @Inject(LOGGER) private readonly logger: Logger,
   ) {}
 

@@ -2,14 +2,14 @@ import { Inject, Injectable } from '@nestjs/common';
 import { audit, setAuditOrg } from '@coffer/audit';
 import { JobPayloads, JobProcessor, Processes } from '@coffer/jobs';
 import { LOGGER, Logger } from '@coffer/logging';
-import { OrgsService } from '@coffer/orgs';
 import { ApiKeysService } from '@coffer/users';
+import { OrgRegistry } from '@coffer/tenancy';
 
 @Injectable()
 @Processes('expire-api-keys')
 export class ExpireApiKeysProcessor implements JobProcessor<'expire-api-keys'> {
   constructor(
-    private readonly orgs: OrgsService,
+    private readonly orgs: OrgRegistry,
     private readonly apiKeys: ApiKeysService,
     @Inject(LOGGER) private readonly logger: Logger,
   ) {}

@@ -1,13 +1,13 @@
 import { Injectable } from '@nestjs/common';
 import { JobPayloads, JobProcessor, Processes } from '@coffer/jobs';
-import { OrgsService } from '@coffer/orgs';
 import { PackageFlushService } from '@coffer/packages';
+import { OrgRegistry } from '@coffer/tenancy';
 
 @Injectable()
 @Processes('flush-spool')
 export class FlushSpoolProcessor implements JobProcessor<'flush-spool'> {
   constructor(
-    private readonly orgs: OrgsService,
+    private readonly orgs: OrgRegistry,
     private readonly flusher: PackageFlushService,
   ) {}
 

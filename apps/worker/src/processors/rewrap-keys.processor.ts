@@ -2,13 +2,13 @@ import { Injectable } from '@nestjs/common';
 import { setAuditOrg } from '@coffer/audit';
 import { JobPayloads, JobProcessor, Processes } from '@coffer/jobs';
 import { KeyRotationService } from '@coffer/keys';
-import { OrgsService } from '@coffer/orgs';
+import { OrgRegistry } from '@coffer/tenancy';
 
 @Injectable()
 @Processes('rewrap-keys')
 export class RewrapKeysProcessor implements JobProcessor<'rewrap-keys'> {
   constructor(
-    private readonly orgs: OrgsService,
+    private readonly orgs: OrgRegistry,
     private readonly keys: KeyRotationService,
   ) {}
 

@@ -2,13 +2,13 @@ import { Injectable } from '@nestjs/common';
 import { setAuditOrg } from '@coffer/audit';
 import { JobPayloads, JobProcessor, Processes } from '@coffer/jobs';
 import { KeyRotationService } from '@coffer/keys';
-import { OrgsService } from '@coffer/orgs';
+import { OrgRegistry } from '@coffer/tenancy';
 
 @Injectable()
 @Processes('rotate-key')
 export class RotateKeyProcessor implements JobProcessor<'rotate-key'> {
   constructor(
-    private readonly orgs: OrgsService,
+    private readonly orgs: OrgRegistry,
     private readonly keys: KeyRotationService,
   ) {}
 

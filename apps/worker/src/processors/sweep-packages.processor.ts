@@ -2,14 +2,14 @@ import { Inject, Injectable } from '@nestjs/common';
 import { setAuditOrg } from '@coffer/audit';
 import { JobPayloads, JobProcessor, Processes } from '@coffer/jobs';
 import { LOGGER, Logger } from '@coffer/logging';
-import { OrgsService } from '@coffer/orgs';
 import { PackagesService } from '@coffer/packages';
+import { OrgRegistry } from '@coffer/tenancy';
 
 @Injectable()
 @Processes('sweep-packages')
 export class SweepPackagesProcessor implements JobProcessor<'sweep-packages'> {
   constructor(
-    private readonly orgs: OrgsService,
+    private readonly orgs: OrgRegistry,
     private readonly packages: PackagesService,
     @Inject(LOGGER) private readonly logger: Logger,
   ) {}

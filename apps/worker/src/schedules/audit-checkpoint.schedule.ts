@@ -3,7 +3,7 @@ import { SchedulerRegistry } from '@nestjs/schedule';
 import { APP_CONFIG, AppConfig } from '@coffer/config';
 import { JobsService } from '@coffer/jobs';
 import { LOGGER, Logger } from '@coffer/logging';
-import { OrgsService } from '@coffer/orgs';
+import { OrgRegistry } from '@coffer/tenancy';
 import { startSweep } from './sweep';
 
 /**
@@ -15,7 +15,7 @@ export class AuditCheckpointSchedule implements OnApplicationBootstrap {
   constructor(
     @Inject(APP_CONFIG) private readonly config: AppConfig,
     private readonly registry: SchedulerRegistry,
-    private readonly orgs: OrgsService,
+    private readonly orgs: OrgRegistry,
     private readonly jobs: JobsService,
     @Inject(LOGGER) private readonly logger: Logger,
   ) {}

@@ -4,7 +4,7 @@ import { AuditDeliveryService } from '@coffer/audit';
 import { APP_CONFIG, AppConfig } from '@coffer/config';
 import { JobsService } from '@coffer/jobs';
 import { LOGGER, Logger } from '@coffer/logging';
-import { OrgsService } from '@coffer/orgs';
+import { OrgRegistry } from '@coffer/tenancy';
 import { startSweep } from './sweep';
 
 /** Enqueues a delivery job for each org that has a destination; the job finds what is new. */
@@ -13,7 +13,7 @@ export class AuditDeliverySchedule implements OnApplicationBootstrap {
   constructor(
     @Inject(APP_CONFIG) private readonly config: AppConfig,
     private readonly registry: SchedulerRegistry,
-    private readonly orgs: OrgsService,
+    private readonly orgs: OrgRegistry,
     private readonly delivery: AuditDeliveryService,
     private readonly jobs: JobsService,
     @Inject(LOGGER) private readonly logger: Logger,

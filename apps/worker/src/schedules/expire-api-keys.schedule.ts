@@ -3,9 +3,9 @@ import { SchedulerRegistry } from '@nestjs/schedule';
 import { APP_CONFIG, AppConfig } from '@coffer/config';
 import { JobsService } from '@coffer/jobs';
 import { LOGGER, Logger } from '@coffer/logging';
-import { OrgsService } from '@coffer/orgs';
 import { startSweep } from './sweep';
 import { ApiKeysService } from '@coffer/users';
+import { OrgRegistry } from '@coffer/tenancy';
 
 /**
  * Finds orgs with keys past their expiry and enqueues one job each. It does no work itself:
@@ -17,7 +17,7 @@ export class ExpireApiKeysSchedule implements OnApplicationBootstrap {
   constructor(
     @Inject(APP_CONFIG) private readonly config: AppConfig,
     private readonly registry: SchedulerRegistry,
-    private readonly orgs: OrgsService,
+    private readonly orgs: OrgRegistry,
     private readonly apiKeys: ApiKeysService,
     private readonly jobs: JobsService,
     @Inject(LOGGER) private readonly logger: Logger,

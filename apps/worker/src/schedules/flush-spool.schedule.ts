@@ -4,8 +4,8 @@ import { APP_CONFIG, AppConfig } from '@coffer/config';
 import { JobsService } from '@coffer/jobs';
 import { KMS, KmsProvider } from '@coffer/kms';
 import { LOGGER, Logger } from '@coffer/logging';
-import { OrgsService } from '@coffer/orgs';
 import { KmsProbe, SpoolRepository } from '@coffer/spool';
+import { OrgRegistry } from '@coffer/tenancy';
 import { startSweep } from './sweep';
 
 /**
@@ -19,7 +19,7 @@ export class FlushSpoolSchedule implements OnApplicationBootstrap {
   constructor(
     @Inject(APP_CONFIG) private readonly config: AppConfig,
     private readonly registry: SchedulerRegistry,
-    private readonly orgs: OrgsService,
+    private readonly orgs: OrgRegistry,
     private readonly spool: SpoolRepository,
     private readonly jobs: JobsService,
     @Inject(KMS) kms: KmsProvider,

@@ -3,7 +3,7 @@ import { SchedulerRegistry } from '@nestjs/schedule';
 import { APP_CONFIG, AppConfig } from '@coffer/config';
 import { JobsService } from '@coffer/jobs';
 import { LOGGER, Logger } from '@coffer/logging';
-import { OrgsService } from '@coffer/orgs';
+import { OrgRegistry } from '@coffer/tenancy';
 import { startSweep } from './sweep';
 
 /** Enqueues a package sweep per active org; the job finds what is due in the org's database. */
@@ -12,7 +12,7 @@ export class SweepPackagesSchedule implements OnApplicationBootstrap {
   constructor(
     @Inject(APP_CONFIG) private readonly config: AppConfig,
     private readonly registry: SchedulerRegistry,
-    private readonly orgs: OrgsService,
+    private readonly orgs: OrgRegistry,
     private readonly jobs: JobsService,
     @Inject(LOGGER) private readonly logger: Logger,
   ) {}

@@ -2,7 +2,7 @@ import { CallHandler, ExecutionContext, Injectable, NestInterceptor } from '@nes
 import { Reflector } from '@nestjs/core';
 import type { FastifyRequest } from 'fastify';
 import { from, lastValueFrom, Observable } from 'rxjs';
-import { AuditService } from './audit.service';
+import { AuditService } from '@coffer/audit';
 import { actorOf, automaticAction, isMutation, requestSource, targetOf } from './request-audit';
 
 /**

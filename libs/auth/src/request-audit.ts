@@ -1,17 +1,8 @@
 import { ExecutionContext } from '@nestjs/common';
 import { Reflector } from '@nestjs/core';
 import type { FastifyRequest } from 'fastify';
-import type { Principal } from '@coffer/auth';
-import type { OrgRef } from '@coffer/orgs';
-import { Actor, RequestSource, truncateUserAgent } from './audit-context';
-import { AUDIT_ACTION_KEY, AUDIT_READ_KEY } from './audit.decorators';
-
-declare module 'fastify' {
-  interface FastifyRequest {
-    /** The caller's own org (a user's), whose chain records what they were denied elsewhere. */
-    principalOrg?: OrgRef;
-  }
-}
+import { AUDIT_ACTION_KEY, AUDIT_READ_KEY, truncateUserAgent } from '@coffer/audit';
+import type { Actor, Principal, RequestSource } from '@coffer/tenancy';
 
 const SAFE_METHODS = new Set(['GET', 'HEAD', 'OPTIONS']);
 
