@@ -2,7 +2,7 @@
 # (the compose one-shot: database roles, OpenBao) and `coffer <cli command>` (the admin CLI).
 # Build: docker build -t coffer:latest .
 
-FROM node:20-bookworm-slim AS build
+FROM node:24.21.0-bookworm-slim AS build
 WORKDIR /src
 COPY package.json package-lock.json ./
 # npm ci refuses a lock written without other platforms' optional binaries (see
@@ -14,7 +14,7 @@ COPY apps ./apps
 COPY libs ./libs
 RUN node scripts/build.mjs && npm prune --omit=dev --no-audit --no-fund
 
-FROM node:20-bookworm-slim
+FROM node:24.21.0-bookworm-slim
 # openssl: the internal CA signs certificates with it (libs/tls); tini reaps and forwards signals.
 RUN apt-get update \
   && apt-get install -y --no-install-recommends openssl ca-certificates tini \

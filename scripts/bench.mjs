@@ -4,9 +4,11 @@
 import { spawnSync } from 'node:child_process';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { ensureRuntime } from './runtime.mjs';
 
 const root = resolve(dirname(fileURLToPath(import.meta.url)), '..');
 const log = (line) => console.error(`[bench] ${line}`);
+await ensureRuntime({ root, log });
 
 const { ensureDependencies, ensurePostgres, ensureRedis } = await import('./services.mjs');
 await ensureDependencies({ root, log });

@@ -5,8 +5,10 @@ import { spawnSync } from 'node:child_process';
 import { existsSync, readFileSync } from 'node:fs';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { ensureRuntime } from './runtime.mjs';
 
 const root = resolve(dirname(fileURLToPath(import.meta.url)), '..');
+await ensureRuntime({ root, log: (line) => console.error(`[coffer] ${line}`) });
 const main = join(root, 'dist/apps/cli/src/main.js');
 if (!existsSync(main)) {
   console.error('coffer: not built yet; run `npm run build` (or `npm run up`) first');

@@ -6,16 +6,21 @@ import { spawnSync } from 'node:child_process';
 import { readdirSync, statSync } from 'node:fs';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { ensureRuntime } from './runtime.mjs';
 
 const root = resolve(dirname(fileURLToPath(import.meta.url)), '..');
 const log = (line) => console.error(`[test] ${line}`);
+await ensureRuntime({ root, log });
 const filter = process.argv[2];
 
 const { ensureDependencies, ensurePebble, ensurePostgres, ensureRedis } = await import('./services.mjs');
 await ensureDependencies({ root, log });
 
+log(`Node ${process.version}`);
 log('type-checking');
 run(process.execPath, [join(root, 'node_modules/typescript/bin/tsc'), '-p', 'tsconfig.json', '--noEmit']);
+log('checking the library layers (.dependency-cruiser.cjs)');
+run(process.execPath, [join(root, 'node_modules/dependency-cruiser/bin/dependency-cruiser.mjs'), '--config', '.dependency-cruiser.cjs', '--output-type', 'err', 'apps', 'libs']);
 const { build } = await import('./build.mjs');
 log(`built ${await build()} files`);
 

@@ -10,11 +10,13 @@ import { createRequire } from 'node:module';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { ensureDependencies, ensurePostgres, ensureRedis } from './services.mjs';
+import { ensureRuntime } from './runtime.mjs';
 
 const root = resolve(dirname(fileURLToPath(import.meta.url)), '..');
 const env = process.env;
 const home = resolve(env.COFFER_HOME ?? join(root, '.coffer'));
 const log = (line) => console.error(`[up] ${line}`);
+await ensureRuntime({ root, log });
 mkdirSync(home, { recursive: true, mode: 0o700 });
 
 if (env.COFFER_SKIP_INSTALL !== '1') {

@@ -20,8 +20,8 @@ describe('the container image (Dockerfile)', () => {
   const stages = dockerfile.split(/^FROM /m).slice(1);
   const copies = (stage: string) => [...stage.matchAll(/^COPY (?:--from=(\S+) )?(.+) (\S+)$/gm)].map((m) => ({ from: m[1], sources: m[2].split(' '), target: m[3] }));
 
-  test('is built on node:20-bookworm-slim in two stages and runs as a non-root user with openssl installed', () => {
-    assert.deepEqual(stages.map((s) => s.split(/\s/)[0]), ['node:20-bookworm-slim', 'node:20-bookworm-slim']);
+  test('is built on Node 24 LTS (node:24.21.0-bookworm-slim, an exact tag) in two stages and runs as a non-root user with openssl installed', () => {
+    assert.deepEqual(stages.map((s) => s.split(/\s/)[0]), ['node:24.21.0-bookworm-slim', 'node:24.21.0-bookworm-slim']);
     const runtime = stages[1];
     assert.match(runtime, /apt-get install[^\n]*\bopenssl\b/);
     assert.match(runtime, /^USER node$/m);
