@@ -1,12 +1,21 @@
 // Emits dist/ with swc (fast, keeps decorator metadata) and rewrites the @coffer/* aliases.
 // Type checking is tsc's job (`npm run typecheck`), run by the test script before any test.
-import { readdirSync, mkdirSync, writeFileSync, rmSync, statSync } from 'node:fs';
+// What it compiles and which aliases it rewrites come from nest-cli.json's `projects`: every app
+// and library is one (test/build/nest-cli.spec.ts fails when one is missing), plus test/ and
+// bench/, which are not projects. A library left out would type-check (tsconfig maps every
+// `@coffer/*`) but its imports would not be rewritten, so the test is what keeps the two in step.
+import { readdirSync, readFileSync, mkdirSync, writeFileSync, rmSync, statSync } from 'node:fs';
 import { dirname, join, relative, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 
 const root = resolve(dirname(fileURLToPath(import.meta.url)), '..');
 const out = join(root, 'dist');
-const sources = ['apps', 'libs', 'test', 'bench'];
+const projects = Object.entries(JSON.parse(readFileSync(join(root, 'nest-cli.json'), 'utf8')).projects);
+const sources = [...projects.map(([, project]) => project.root), 'test', 'bench'];
+/** `@coffer/<library>` → the library's sourceRoot, as tsconfig.json's `@coffer/*` maps it. */
+const paths = Object.fromEntries(
+  projects.filter(([, project]) => project.type === 'library').map(([name, project]) => [`@coffer/${name}`, [project.sourceRoot]]),
+);
 
 export async function build() {
   const swc = await import('@swc/core');
@@ -22,7 +31,7 @@ export async function build() {
           transform: { legacyDecorator: true, decoratorMetadata: true, useDefineForClassFields: false },
           target: 'es2022',
           baseUrl: root,
-          paths: { '@coffer/*': ['libs/*/src'] },
+          paths,
           keepClassNames: true,
         },
         module: { type: 'commonjs' },

@@ -60,7 +60,7 @@ describe('encryption status, measured from live state (API process over HTTPS, P
     rmSync(dir, { recursive: true, force: true });
   });
 
-  test("answers seed 000's keys: storage, the request's own TLS version, key rotation, database", async () => {
+  test("answers the four keys the encryption requirement fixes: storage, the request's own TLS version, key rotation, database", async () => {
     const uploaded = await call('PUT', `/api/v1/organizations/${org.slug}/packages/handbook`, org.token, Buffer.from('knowledge'));
     assert.equal(uploaded.status, 201);
     const res = await status();

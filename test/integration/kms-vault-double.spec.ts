@@ -4,7 +4,7 @@ import NodeVault from 'node-vault';
 import { VaultTransitDouble } from '../support/vault-transit-double';
 
 /**
- * The double against the facts of /work/shared/reference/vault-transit-api.md, over plain HTTP,
+ * The double against the facts of the Vault HTTP API in test/support/README.md, over plain HTTP,
  * so that a provider passing against the double has been tested against Vault's behaviour and
  * not against the double's own ideas.
  */

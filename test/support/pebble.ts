@@ -19,7 +19,7 @@ export interface Pebble {
 /**
  * pebble (Let's Encrypt's ACME test server) and pebble-challtestsrv as its DNS, so that every
  * name resolves to 127.0.0.1 and HTTP-01 is validated for real against `httpPort`
- * (see shared/reference/pebble-acme.md). Debian ships no certificate for pebble's listener:
+ * (see test/support/README.md). Debian ships no certificate for pebble's listener:
  * one is made here with a throwaway CA. Bad-nonce rejections stay on (5 %), as real CAs do.
  */
 export async function startPebble(

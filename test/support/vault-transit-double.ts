@@ -14,7 +14,7 @@ import { AddressInfo } from 'node:net';
 
 /**
  * A test double of the Vault / OpenBao HTTP API: the transit secrets engine, `sys/health` and
- * AppRole login, as described in /work/shared/reference/vault-transit-api.md. It is a double of
+ * AppRole login, as described in test/support/README.md (from Vault's API docs). It is a double of
  * Vault, not of Coffer: paths, status codes, envelopes and error texts follow Vault's, with real
  * cryptography (AES-256-GCM, ed25519, HMAC) so that tampering and foreign ciphertext fail the
  * way they do against a real server.

@@ -5,8 +5,8 @@ import type { Actor, OrgRef, RequestSource } from '@coffer/tenancy';
 import type { NewEntry } from './audit-chain';
 
 /**
- * Dynamic values for audit entries, resolved when the request or job has finished (seed 001's
- * `log.vars`): put one anywhere in the params of `audit()`.
+ * The audit API's dynamic variables, resolved when the request or job has finished (as Convex's
+ * `log.vars`; libs/audit/README.md, ADR 0006): put one anywhere in the params of `audit()`.
  */
 export const auditVars = {
   ip: Symbol('audit.ip'),
@@ -25,7 +25,7 @@ export interface AuditParams {
   [field: string]: unknown;
 }
 
-/** Per request or job run (seed 001): beyond one of them the work fails and nothing commits. */
+/** Per request or job run (the audit requirement, ADR 0006): beyond one of them the work fails and nothing commits. */
 export const AUDIT_LIMITS = { entries: 500, entryBytes: 1024 * 1024, totalBytes: 4 * 1024 * 1024 } as const;
 
 const USER_AGENT_MAX_BYTES = 512;

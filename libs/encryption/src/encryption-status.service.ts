@@ -13,7 +13,8 @@ import type { OrgRef } from '@coffer/tenancy';
 const PROBE_CACHE_MS = 2_000;
 
 /**
- * Seed 000's encryption status, measured from live state: the sensitive columns are counted
+ * The encryption status the encryption requirement asks for (docs/requirements.md §1: its four
+ * keys, plus details), measured from live state: the sensitive columns are counted
  * (how many rows are sealed, how many still plaintext), the KMS is asked, the key's versions
  * and rewrap progress are read, the certificate is the one being served, and the transport is
  * the protocol the request itself arrived on. Nothing here is a constant.

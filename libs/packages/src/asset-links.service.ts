@@ -25,7 +25,8 @@ interface LinkClaims {
 const b64 = (value: object) => Buffer.from(JSON.stringify(value)).toString('base64url');
 
 /**
- * Signed asset links (seed 003): JWTs (HS256) signed with a key of the org's own, kept wrapped
+ * Signed asset links (assets reachable only through org-bound signed JWTs: docs/requirements.md
+ * §4): JWTs (HS256) signed with a key of the org's own, kept wrapped
  * by the org's KMS key, so one org's key can never vouch for another org's content. Revoking an
  * org's links revokes its signing key.
  */

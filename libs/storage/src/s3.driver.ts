@@ -12,7 +12,7 @@ export interface S3Settings {
 
 /**
  * Objects in one S3 bucket through the `minio` client, path-style. Single PUTs only (no
- * multipart), so it works on every S3 server, s3rver included (DESIGN §4).
+ * multipart), so it works on every S3 server, s3rver included (ADR 0003).
  */
 export class S3StorageDriver implements StorageDriver {
   readonly kind = 's3';
@@ -34,7 +34,7 @@ export class S3StorageDriver implements StorageDriver {
 
   /**
    * Creates the bucket if missing and, where the server supports it and the credentials allow,
-   * turns on its default encryption (SSE-S3): a second layer under Coffer's own (DESIGN §4).
+   * turns on its default encryption (SSE-S3): a second layer under Coffer's own (ADR 0003).
    */
   async ready(): Promise<void> {
     if (!(await this.client.bucketExists(this.settings.bucket))) await this.client.makeBucket(this.settings.bucket, this.settings.region);

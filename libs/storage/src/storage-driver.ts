@@ -19,7 +19,7 @@ export interface StorageDriver {
   /**
    * The storage server's own at-rest encryption of new objects (S3 bucket default encryption,
    * e.g. `AES256` or `aws:kms`), as the server reports it now; null when it has none or will not
-   * say. A second layer under Coffer's, reported, never relied upon (DESIGN §4).
+   * say. A second layer under Coffer's, reported, never relied upon (ADR 0003).
    */
   serverSideEncryption(): Promise<string | null>;
 }

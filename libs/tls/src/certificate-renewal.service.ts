@@ -19,7 +19,7 @@ const ERROR_MAX_CHARS = 500;
 export type RenewalOutcome = 'issued' | 'renewed' | 'failed' | 'not_due' | 'locked' | 'unknown';
 
 /**
- * ACME certificates kept in the control-plane database and renewed by the worker (DESIGN §1, §6).
+ * ACME certificates kept in the control-plane database and renewed by the worker (ADR 0002, 0005).
  * The schedule registers the configured certificate and enqueues a job for each one due; the
  * job orders under the installation's order lock, stores the result (or the failure and the
  * next attempt), audits it, and raises or resolves the renewal alert. API replicas pick the new

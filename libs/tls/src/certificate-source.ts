@@ -120,7 +120,7 @@ export class StoredAcmeSource implements CertificateSource {
     const stored = await this.certificates.get(this.certificateId);
     const usable = stored?.serial && stored.notAfter && stored.notAfter > now && coversNames({ names: stored.domains }, this.names);
     if (usable) {
-      // The KMS down (DESIGN §7) must not stop HTTPS: keep what is served and try at the next check.
+      // The KMS down (ADR 0007) must not stop HTTPS: keep what is served and try at the next check.
       if (this.loaded?.serial !== stored.serial) {
         const opened = await this.certificates.pair(this.certificateId).catch((error: unknown) => void this.onOpenFailed(error));
         this.loaded = opened ?? this.loaded;

@@ -29,7 +29,7 @@ const DAY = 86_400_000;
 
 /**
  * When a certificate should be renewed: once a third of its lifetime or 30 days remain,
- * whichever comes first (DESIGN.md §6), but never later than half-way, so that short-lived
+ * whichever comes first (ADR 0002), but never later than half-way, so that short-lived
  * certificates (45-day Let's Encrypt, 2-minute test certificates) get the same proportion.
  */
 export function renewalDue(info: Pick<CertificateInfo, 'notBefore' | 'notAfter'>): Date {

@@ -16,7 +16,7 @@ export class EncryptionStatusController {
   @Get()
   @OrgAccess(['admin', 'security_officer'])
   @AuditRead('encryption_status.read')
-  @ApiOperation({ summary: "The org's encryption at rest and in transit, measured from live state (seed 000's keys plus details)" })
+  @ApiOperation({ summary: "The org's encryption at rest and in transit, measured from live state (storage_encryption, transit_encryption, key_rotation, db_encryption, plus details)" })
   @ApiErrors('forbidden', 'organization_not_found')
   get(@CurrentOrg() org: OrgRef, @Req() request: FastifyRequest) {
     const socket = request.raw.socket as Partial<TLSSocket>;

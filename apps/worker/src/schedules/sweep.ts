@@ -4,7 +4,7 @@ import type { Logger } from '@coffer/logging';
 
 /**
  * Starts a schedule. Its tick only finds due work in PostgreSQL and enqueues jobs with fixed ids
- * (DESIGN.md §1), so a failed or missed tick is caught up by the next, and two workers ticking
+ * (ADR 0005), so a failed or missed tick is caught up by the next, and two workers ticking
  * together enqueue the work once.
  */
 export function startSweep(registry: SchedulerRegistry, logger: Logger, name: string, cronTime: string, tick: () => Promise<unknown>): void {

@@ -87,7 +87,7 @@ export const controlMigrations: MigrationSet = {
             cert_pem text,
             key_wrapped_dek text,
             key_sealed bytea,
-            -- The due dates the worker's schedule looks for (DESIGN §1): renewal from
+            -- The due dates the worker's schedule looks for (ADR 0005): renewal from
             -- renew_after, and after a failure not before next_attempt_at.
             renew_after timestamptz NOT NULL,
             next_attempt_at timestamptz,
@@ -114,7 +114,7 @@ export const controlMigrations: MigrationSet = {
       name: 'org key rotation schedule and rewrap progress',
       async up(db) {
         // The due date lives here, not in the KMS, so that the worker's sweep finds due keys with
-        // one query and a missed tick heals itself (DESIGN.md §1).
+        // one query and a missed tick heals itself (ADR 0005).
         await db.query(`
           CREATE TABLE org_keys (
             org_id text PRIMARY KEY REFERENCES organizations (id),
