@@ -5,9 +5,7 @@
 FROM node:24.21.0-bookworm-slim AS build
 WORKDIR /src
 COPY package.json package-lock.json ./
-# npm ci refuses a lock written without other platforms' optional binaries (see
-# scripts/services.mjs); npm install honours the same lock.
-RUN npm ci --no-audit --no-fund || npm install --no-audit --no-fund
+RUN npm ci --no-audit --no-fund
 COPY tsconfig.json nest-cli.json ./
 COPY scripts/build.mjs ./scripts/build.mjs
 COPY apps ./apps

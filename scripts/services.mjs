@@ -13,12 +13,8 @@ export async function ensureDependencies({ root, log }) {
   const lock = join(root, 'package-lock.json');
   if (existsSync(marker) && statSync(marker).mtimeMs >= statSync(lock).mtimeMs) return;
   log('installing npm dependencies (npm ci)');
-  if (spawnSync('npm', ['ci', '--no-audit', '--no-fund'], { cwd: root, stdio: 'inherit' }).status === 0) return;
-  // npm 11 here writes lock files without the other platforms' optional binaries (@swc/core-*,
-  // msgpackr-extract), which `npm ci` then refuses; `npm install` honours the same lock.
-  log('npm ci refused the lock file; installing with npm install instead');
-  const result = spawnSync('npm', ['install', '--no-audit', '--no-fund'], { cwd: root, stdio: 'inherit' });
-  if (result.status !== 0) throw new Error(`npm install failed with exit code ${result.status}`);
+  const result = spawnSync('npm', ['ci', '--no-audit', '--no-fund'], { cwd: root, stdio: 'inherit' });
+  if (result.status !== 0) throw new Error(`npm ci failed with exit code ${result.status}`);
 }
 
 export function freePort() {

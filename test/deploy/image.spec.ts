@@ -29,6 +29,11 @@ describe('the container image (Dockerfile)', () => {
     assert.match(runtime, /^CMD \["api"\]$/m);
   });
 
+  test('installs exactly the committed lock file (npm ci), never npm install', () => {
+    assert.match(stages[0], /^RUN npm ci --no-audit --no-fund$/m);
+    assert.doesNotMatch(dockerfile, /npm install/);
+  });
+
   test('its build context holds everything the build copies, and .dockerignore keeps secrets and state out', () => {
     const ignored = readFileSync(join(REPO_ROOT, '.dockerignore'), 'utf8').split('\n').filter((l) => l && !l.startsWith('#'));
     for (const { from, sources } of stages.flatMap(copies)) {
