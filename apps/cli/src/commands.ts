@@ -17,42 +17,68 @@ export interface CommandResult {
   exitCode: number;
 }
 
-type Command = (app: INestApplicationContext, args: string[]) => Promise<CommandResult>;
+export interface Invocation {
+  /** The positional arguments, options removed. */
+  args: string[];
+  /** `--control`: the control plane's chain, where a command takes one. */
+  control: boolean;
+  /** Who runs the command, as the audit entries name them (`--as`, else the invoking user). */
+  operator: string;
+}
+
+export interface Command {
+  usage: string;
+  summary: string;
+  /** How many positional arguments it takes: [at least, at most]. */
+  arity: [number, number];
+  /** Takes `--control` in place of an org slug. */
+  control?: boolean;
+  run(app: INestApplicationContext, invocation: Invocation): Promise<CommandResult>;
+}
 
 /**
  * The operator at the shell is a platform admin: they hold the database credentials. Every
  * command runs as its REST twin does (AuditService.run, same action and target), so the log
  * cannot tell a change made here from one made over HTTP except by this actor.
  */
-function operator(): Actor {
-  return { kind: 'platform_admin', id: `cli:${userInfo().username}@${hostname()}`, via: 'cli' };
+function operatorActor(operator: string): Actor {
+  return { kind: 'platform_admin', id: `cli:${operator}@${hostname()}`, via: 'cli', operator };
 }
 
-function audited<T>(app: INestApplicationContext, spec: Pick<AuditedWork<T>, 'transactional' | 'chain' | 'automatic' | 'work'>) {
+/** The operator's name by default: the invoking user (in a container, whoever `exec`s names themselves with --as). */
+export function defaultOperator(): string {
+  return process.env.COFFER_OPERATOR || userInfo().username;
+}
+
+function audited<T>(app: INestApplicationContext, operator: string, spec: Pick<AuditedWork<T>, 'transactional' | 'chain' | 'automatic' | 'work'>) {
   return app.get(AuditService).run({
     ...spec,
-    actor: operator(),
+    actor: operatorActor(operator),
     source: { requestId: randomUUID(), clientIp: null, userAgent: 'coffer-cli' },
   });
 }
 
 /** `<org-slug>` or `--control` (the control plane's chain). */
-async function chainOf(app: INestApplicationContext, target: string | undefined) {
+async function chainOf(app: INestApplicationContext, { args: [target], control }: Invocation) {
   const audit = app.get(AuditService);
-  if (target === '--control') return { chain: audit.chain(undefined), target: null };
+  if (control && target) throw new UsageError('name an organization slug or --control, not both');
+  if (control) return { chain: audit.chain(undefined), target: null };
   if (!target) throw new UsageError('name an organization slug, or --control');
   const org = await app.get(OrgRegistry).resolve(target);
   return { chain: audit.chain(org), target: { org: target, orgId: org.id } };
 }
 
-export const COMMANDS: Record<string, { usage: string; run: Command }> = {
+export const COMMANDS: Record<string, Command> = {
   'orgs:create': {
     usage: 'orgs:create <slug> <name> [<admin-email> <admin-display-name>]',
-    async run(app, [slug, name, email, displayName]) {
-      const parsed = CreateOrganizationBody.safeParse({ slug, name, ...(email && { admin: { email, displayName: displayName ?? email } }) });
+    summary: 'create an organization, with its first admin and their API key (shown once) if both are given',
+    arity: [2, 4],
+    async run(app, { args: [slug, name, email, displayName], operator }) {
+      if (email !== undefined && displayName === undefined) throw new UsageError('the first admin needs both an e-mail and a display name');
+      const parsed = CreateOrganizationBody.safeParse({ slug, name, ...(email !== undefined && { admin: { email, displayName } }) });
       if (!parsed.success) throw new AppError('validation_failed', 'invalid organization', parsed.error.issues);
       const body = parsed.data;
-      const result = await audited(app, {
+      const result = await audited(app, operator, {
         transactional: true,
         chain: () => app.get(AuditService).chain(undefined),
         automatic: { action: 'organization.created', target: (r) => (r ? { id: (r as { organization: { id: string } }).organization.id } : null) },
@@ -69,9 +95,12 @@ export const COMMANDS: Record<string, { usage: string; run: Command }> = {
   },
   'audit:verify': {
     usage: 'audit:verify <org-slug> | --control',
-    async run(app, [target]) {
-      const { chain, target: entryTarget } = await chainOf(app, target);
-      const result = await audited(app, {
+    summary: "check an org's (or the control plane's) audit chain and its signed checkpoints; exit 2 when it is broken",
+    arity: [0, 1],
+    control: true,
+    async run(app, invocation) {
+      const { chain, target: entryTarget } = await chainOf(app, invocation);
+      const result = await audited(app, invocation.operator, {
         transactional: false,
         chain: () => chain,
         automatic: { action: 'audit_log.verified', target: () => entryTarget },
@@ -82,10 +111,11 @@ export const COMMANDS: Record<string, { usage: string; run: Command }> = {
   },
   'keys:rotate': {
     usage: 'keys:rotate <org-slug>',
-    async run(app, [slug]) {
-      if (!slug) throw new UsageError('name an organization slug');
+    summary: "rotate the org's KMS key now; the worker then rewraps its stored data keys",
+    arity: [1, 1],
+    async run(app, { args: [slug], operator }) {
       const org = await app.get(OrgRegistry).resolve(slug);
-      const result = await audited(app, {
+      const result = await audited(app, operator, {
         transactional: true,
         chain: () => app.get(AuditService).chain(org),
         automatic: { action: 'kms.key.rotation_requested', target: () => ({ org: slug, orgId: org.id }) },
@@ -96,23 +126,29 @@ export const COMMANDS: Record<string, { usage: string; run: Command }> = {
   },
   'audit:checkpoint': {
     usage: 'audit:checkpoint <org-slug> | --control',
-    async run(app, [target]) {
-      const { chain } = await chainOf(app, target);
+    summary: "sign the head of an org's (or the control plane's) audit chain now",
+    arity: [0, 1],
+    control: true,
+    async run(app, invocation) {
+      const { chain } = await chainOf(app, invocation);
       const signed = await app.get(AuditService).checkpoint(chain);
       return { output: { signed: signed ?? null }, exitCode: 0 };
     },
   },
   'certs:list': {
     usage: 'certs:list',
+    summary: 'list the ACME certificates: names, expiry, last renewal, next attempt',
+    arity: [0, 0],
     async run(app) {
       return { output: { certificates: await app.get(CertificateRenewalService).list() }, exitCode: 0 };
     },
   },
   'certs:renew': {
-    usage: 'certs:renew <certificate-id>   (ids: certs:list)',
-    async run(app, [id]) {
-      if (!id) throw new UsageError('name a certificate id');
-      const result = await audited(app, {
+    usage: 'certs:renew <certificate-id>',
+    summary: 'renew an ACME certificate now, whatever its due date (ids: certs:list)',
+    arity: [1, 1],
+    async run(app, { args: [id], operator }) {
+      const result = await audited(app, operator, {
         transactional: true,
         chain: () => app.get(AuditService).chain(undefined),
         automatic: { action: 'certificate.renewal_requested', target: () => ({ id }) },
@@ -123,10 +159,11 @@ export const COMMANDS: Record<string, { usage: string; run: Command }> = {
   },
   'status:encryption': {
     usage: 'status:encryption <org-slug>',
-    async run(app, [slug]) {
-      if (!slug) throw new UsageError('name an organization slug');
+    summary: "an org's encryption status, measured now (what GET .../encryption-status answers)",
+    arity: [1, 1],
+    async run(app, { args: [slug], operator }) {
       const org = await app.get(OrgRegistry).resolve(slug);
-      const result = await audited(app, {
+      const result = await audited(app, operator, {
         transactional: false,
         chain: () => app.get(AuditService).chain(org),
         automatic: { action: 'encryption_status.read', target: () => ({ org: slug, orgId: org.id }) },
@@ -138,6 +175,8 @@ export const COMMANDS: Record<string, { usage: string; run: Command }> = {
   },
   health: {
     usage: 'health',
+    summary: 'check PostgreSQL and the KMS; exit 2 when either is down or the KMS is sealed',
+    arity: [0, 0],
     async run(app) {
       const postgres = await app
         .get(DatabaseService)

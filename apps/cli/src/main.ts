@@ -1,10 +1,13 @@
 import 'reflect-metadata';
 process.env.COFFER_SERVICE ??= 'cli';
+import { readFileSync } from 'node:fs';
+import { join } from 'node:path';
 import { NestFactory } from '@nestjs/core';
 import { ConfigError, loadConfig } from '@coffer/config';
 import { toErrorResponse } from '@coffer/http';
 import { CliModule } from './cli.module';
-import { COMMANDS, UsageError } from './commands';
+import { helpText, parseCommandLine } from './command-line';
+import { UsageError } from './commands';
 
 /**
  * `coffer <command> [args]`: the admin CLI, for the container (`docker compose exec api coffer
@@ -12,21 +15,28 @@ import { COMMANDS, UsageError } from './commands';
  * the API's error body. Exit codes: 0 done, 1 failed, 2 done but the answer is bad, 64 usage.
  */
 async function main(argv: string[]): Promise<number> {
-  const [name, ...args] = argv;
-  const command = name ? COMMANDS[name] : undefined;
-  if (!command) {
-    console.error(`usage: coffer <command>\n${Object.values(COMMANDS).map((c) => `  ${c.usage}`).join('\n')}`);
-    return 64;
+  const line = parseCommandLine(argv);
+  switch (line.kind) {
+    case 'help':
+      console.log(helpText(undefined, line.command));
+      return 0;
+    case 'version':
+      console.log(JSON.parse(readFileSync(join(__dirname, '../../../../package.json'), 'utf8')).version);
+      return 0;
+    case 'usage':
+      console.error(`coffer: ${line.message}\n\n${helpText(undefined, line.command)}`);
+      return 64;
   }
+  const { command, invocation } = line;
   const config = loadConfig({ ...process.env, LOG_LEVEL: process.env.LOG_LEVEL ?? 'warn' });
   const app = await NestFactory.createApplicationContext(CliModule.register(config), { logger: false });
   try {
-    const { output, exitCode } = await command.run(app, args);
+    const { output, exitCode } = await command.run(app, invocation);
     console.log(JSON.stringify(output, null, 2));
     return exitCode;
   } catch (error) {
     if (error instanceof UsageError) {
-      console.error(`${error.message}\nusage: coffer ${command.usage}`);
+      console.error(`coffer: ${error.message}\n\n${helpText(undefined, line.name)}`);
       return 64;
     }
     console.error(JSON.stringify(toErrorResponse(error, 'cli').body));

@@ -1,0 +1,91 @@
+import { after, before, describe, test } from 'node:test';
+import assert from 'node:assert/strict';
+import { spawnSync } from 'node:child_process';
+import { readFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { REPO_ROOT } from '../support/api-process';
+import { RunningApi, startApi, TestOrg } from '../support/api';
+
+type Entry = { action: string; actor: Record<string, string> };
+
+describe('admin CLI (the compiled binary, PostgreSQL): --help never acts, bad command lines are refused, the operator is named', () => {
+  let api: RunningApi;
+  let org: TestOrg;
+
+  before(async () => {
+    api = await startApi();
+    org = await api.createOrg();
+  });
+
+  after(async () => api?.close());
+
+  const cli = (...args: string[]) => {
+    const env = Object.fromEntries(Object.entries(api.env.config).map(([k, v]) => [k, String(v)]));
+    const result = spawnSync(process.execPath, [join(REPO_ROOT, 'scripts/cli.mjs'), ...args], {
+      cwd: REPO_ROOT,
+      env: { ...process.env, ...env, COFFER_HOME: join(REPO_ROOT, '.coffer', 'no-local-start') },
+      encoding: 'utf8',
+    });
+    return { code: result.status, out: result.stdout, err: result.stderr };
+  };
+  const orgLog = async (action: string) =>
+    (await api.http().get(`/api/v1/organizations/${org.slug}/audit-logs?action=${action}`).set('authorization', `Bearer ${org.adminToken}`)).body
+      .entries as Entry[];
+  const controlLog = async (action: string) =>
+    (await api.http().get(`/api/v1/admin/audit-logs?action=${action}`).set('authorization', `Bearer ${api.adminToken}`)).body.entries as Entry[];
+  const keyVersion = async () =>
+    (await api.http().get(`/api/v1/organizations/${org.slug}/keys`).set('authorization', `Bearer ${org.adminToken}`)).body.latestVersion as number;
+
+  test('keys:rotate <org> --help prints the command\'s help, exits 0 and rotates nothing', async () => {
+    const before = await keyVersion();
+    assert.equal(typeof before, 'number');
+    const help = cli('keys:rotate', org.slug, '--help');
+    assert.equal(help.code, 0, help.err);
+    assert.match(help.out, /^usage: coffer keys:rotate <org-slug>/);
+    assert.equal(await keyVersion(), before);
+    assert.deepEqual(await orgLog('kms.key.rotation_requested'), []);
+  });
+
+  test('certs:renew --help prints help and requests no renewal of a certificate named --help', async () => {
+    const help = cli('certs:renew', '--help');
+    assert.equal(help.code, 0, help.err);
+    assert.match(help.out, /^usage: coffer certs:renew <certificate-id>/);
+    assert.deepEqual(await controlLog('certificate.renewal_requested'), []);
+  });
+
+  test('no command or help lists every command; version prints the package version', () => {
+    for (const args of [[], ['help'], ['--help']]) {
+      const help = cli(...args);
+      assert.equal(help.code, 0, help.err);
+      for (const name of ['orgs:create', 'audit:verify', 'keys:rotate', 'certs:renew', 'status:encryption', 'health']) assert.match(help.out, new RegExp(`\\b${name}\\b`));
+    }
+    const version = cli('version');
+    assert.equal(version.code, 0);
+    assert.equal(version.out.trim(), JSON.parse(readFileSync(join(REPO_ROOT, 'package.json'), 'utf8')).version);
+  });
+
+  test('an unknown command or option says so (exit 64); orgs:create with an e-mail but no display name creates nothing', async () => {
+    const unknown = cli('orgs:delete-everything');
+    assert.equal(unknown.code, 64);
+    assert.match(unknown.err, /unknown command 'orgs:delete-everything'/);
+    const option = cli('keys:rotate', org.slug, '--force');
+    assert.equal(option.code, 64);
+    assert.match(option.err, /unknown option '--force'/);
+    const half = cli('orgs:create', 'half-made', 'Half', 'root@half.example');
+    assert.equal(half.code, 64);
+    assert.match(half.err, /display name/);
+    const orgs = await api.http().get('/api/v1/organizations').set('authorization', `Bearer ${api.adminToken}`);
+    assert.ok(!orgs.body.organizations.some((o: { slug: string }) => o.slug === 'half-made'));
+  });
+
+  test('--as names the operator in the audit entry; without it, the invoking user', async () => {
+    const named = cli('status:encryption', org.slug, '--as', 'alice');
+    assert.equal(named.code, 0, named.err);
+    const plain = cli('status:encryption', org.slug);
+    assert.equal(plain.code, 0, plain.err);
+    const [latest, first] = await orgLog('encryption_status.read');
+    assert.equal(first.actor.operator, 'alice');
+    assert.match(first.actor.id, /^cli:alice@/);
+    assert.equal(latest.actor.operator, process.env.COFFER_OPERATOR || (await import('node:os')).userInfo().username);
+  });
+});
