@@ -5,8 +5,15 @@ export type Bearer = string | { token: string } | { adminToken: string };
 
 /** The authorization header of a bearer token: the one way tests authenticate. */
 export function bearer(who: Bearer): { authorization: string } {
-  const token = typeof who === 'string' ? who : 'token' in who ? who.token : who.adminToken;
-  return { authorization: `Bearer ${token}` };
+  return { authorization: `Bearer ${tokenOf(who)}` };
+}
+
+function tokenOf(who: Bearer): string {
+  if (typeof who === 'string') return who;
+  const { token, adminToken } = who as { token?: string; adminToken?: string };
+  const found = token ?? adminToken;
+  if (!found) throw new Error('no bearer token to send');
+  return found;
 }
 
 /** The path every route of one org lives under. */
@@ -65,7 +72,7 @@ export class ApiClient {
 
   /** The same base as another bearer, or without one. */
   as(who?: Bearer): this {
-    return this.with({ token: who === undefined ? undefined : bearer(who).authorization.slice('Bearer '.length) });
+    return this.with({ token: who === undefined ? undefined : tokenOf(who) });
   }
 
   /** The same base and bearer on another API process (one started on the same installation). */
