@@ -1,80 +1,58 @@
 import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
-import type { INestApplicationContext } from '@nestjs/common';
 import { SchedulerRegistry } from '@nestjs/schedule';
 import { AuditDeliveryService } from '@coffer/audit';
 import { AlertChecksService } from '@coffer/metrics';
 import { OrgRegistry } from '@coffer/tenancy';
-import { createWorker } from '../../apps/worker/src/bootstrap';
-import { RunningApi, startApi, TestOrg } from '../support/api';
-import { startS3, TestS3 } from '../support/s3-server';
-import { VaultTransitDouble } from '../support/vault-transit-double';
-import { startWebhookReceiver, WebhookReceiver } from '../support/webhook';
+import { TestWorld } from '../support/world';
 
 describe('operator alerts: KMS down and recovered, audit delivery lagging (worker, Redis; Vault transit double, s3rver, a webhook receiver over HTTP)', () => {
-  let vault: VaultTransitDouble;
-  let s3: TestS3;
-  let webhook: WebhookReceiver;
-  let api: RunningApi;
-  let org: TestOrg;
-  let worker: INestApplicationContext;
+  let world: TestWorld;
 
   before(async () => {
-    vault = new VaultTransitDouble();
-    await vault.start();
-    s3 = await startS3(['audit']);
-    webhook = await startWebhookReceiver();
-    api = await startApi({
-      ...vault.cofferConfig,
-      ALERT_WEBHOOK_URLS: webhook.url,
-      ALERT_CHECK_CRON: '* * * * * *',
-      AUDIT_DELIVERY_CRON: '0 0 1 1 *',
+    world = await TestWorld.start({
+      vault: true,
+      s3: ['audit'],
+      webhook: true,
+      config: { ALERT_CHECK_CRON: '* * * * * *', AUDIT_DELIVERY_CRON: '0 0 1 1 *' },
+      orgs: ['acme'],
+      worker: true,
     });
-    org = await api.createOrg();
-    worker = await createWorker(api.env.config, 10_000);
   });
 
-  after(async () => {
-    await worker?.close();
-    await api?.close();
-    await webhook?.close();
-    await s3?.stop();
-    await vault?.stop();
-  });
+  after(() => world?.stop());
 
-  const sent = (name: string) => webhook.received.filter((b) => b.commonLabels.alertname === name).map((b) => b.status);
+  const sent = (name: string) => world.webhook.received.filter((b) => b.commonLabels.alertname === name).map((b) => b.status);
   const until = async (what: string, done: () => boolean) => {
     const deadline = Date.now() + 15_000;
     while (!done()) {
-      if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}: ${JSON.stringify(webhook.received.map((b) => [b.commonLabels.alertname, b.status]))}`);
+      if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}: ${JSON.stringify(world.webhook.received.map((b) => [b.commonLabels.alertname, b.status]))}`);
       await new Promise((resolve) => setTimeout(resolve, 100));
     }
   };
 
   test('a sealed KMS raises KmsUnavailable once, however many checks run, and unsealing resolves it', async () => {
-    vault.seal();
+    world.vault.seal();
     try {
       await until('the firing alert', () => sent('KmsUnavailable').length === 1);
       await new Promise((resolve) => setTimeout(resolve, 2_500)); // two or three more checks
       assert.deepEqual(sent('KmsUnavailable'), ['firing']);
-      const [firing] = webhook.received.filter((b) => b.commonLabels.alertname === 'KmsUnavailable');
+      const [firing] = world.webhook.received.filter((b) => b.commonLabels.alertname === 'KmsUnavailable');
       assert.equal(firing.commonLabels.severity, 'critical');
       assert.equal(firing.alerts[0].annotations.summary, 'The KMS is sealed');
     } finally {
-      vault.unseal();
+      world.vault.unseal();
     }
     await until('the resolution', () => sent('KmsUnavailable').length === 2);
     assert.deepEqual(sent('KmsUnavailable'), ['firing', 'resolved']);
   });
 
   test('entries waiting longer than AUDIT_DELIVERY_LAG_ALERT_SECONDS raise AuditDeliveryLagging; delivering resolves it', async () => {
-    const put = await api
-      .http()
-      .put(`/api/v1/organizations/${org.slug}/audit-logs/destination`)
-      .set('authorization', `Bearer ${org.adminToken}`)
-      .send({ endpoint: s3.endpoint, bucket: 'audit', prefix: 'p', accessKeyId: s3.accessKeyId, secretAccessKey: s3.secretAccessKey });
+    const org = world.org('acme');
+    const put = await org.put('audit-logs/destination').send(world.s3.destination('audit', 'p'));
     assert.equal(put.status, 204);
     // The schedule's own checks run on the real clock, which would resolve the alert at once.
+    const { worker } = world;
     worker.get(SchedulerRegistry).getCronJob('alert-checks').stop();
     const checks = worker.get(AlertChecksService);
     // A controllable clock for the threshold; the delivery state and the webhook are real.
@@ -88,6 +66,6 @@ describe('operator alerts: KMS down and recovered, audit delivery lagging (worke
     assert.deepEqual((await checks.run(later)).lagging, []);
     await until('its resolution', () => sent('AuditDeliveryLagging').length === 2);
     assert.deepEqual(sent('AuditDeliveryLagging'), ['firing', 'resolved']);
-    assert.equal(webhook.received.find((b) => b.commonLabels.alertname === 'AuditDeliveryLagging')!.commonLabels.org, org.slug);
+    assert.equal(world.webhook.received.find((b) => b.commonLabels.alertname === 'AuditDeliveryLagging')!.commonLabels.org, org.slug);
   });
 });

@@ -3,42 +3,39 @@ import assert from 'node:assert/strict';
 import type { FastifyInstance } from 'fastify';
 import { registeredRoutes } from '@coffer/http';
 import { OrgProvisioner } from '@coffer/orgs';
-import { addUser, RunningApi, startApi, TestOrg } from '../support/api';
+import { bearer, type OrgClient } from '../support/client';
+import { TestWorld } from '../support/world';
 
 const PUBLIC_ROUTES = new Set(['/health/live', '/health/ready', '/api/v1/openapi.json']);
 
 describe('API over HTTP (Fastify, PostgreSQL, Redis)', () => {
-  let api: RunningApi;
-  let a: TestOrg;
-  let b: TestOrg;
+  let world: TestWorld;
+  let a: OrgClient;
+  let b: OrgClient;
   let routes: { method: string; url: string }[];
 
   before(async () => {
-    api = await startApi();
-    [a, b] = [await api.createOrg(), await api.createOrg()];
-    const fastify = api.app.getHttpAdapter().getInstance() as FastifyInstance;
+    world = await TestWorld.start({ orgs: ['org-a', 'org-b'] });
+    [a, b] = [world.org('org-a'), world.org('org-b')];
+    const fastify = world.app.getHttpAdapter().getInstance() as FastifyInstance;
     routes = registeredRoutes(fastify).filter((r) => r.method !== 'HEAD' && r.method !== 'OPTIONS');
   });
 
-  after(async () => api?.close());
-
-  const as = (token: string) => ({ authorization: `Bearer ${token}` });
+  after(() => world?.stop());
   const fill = (url: string, params: Record<string, string>) =>
     url.replace(/:([A-Za-z]+)/g, (_, name: string) => params[name] ?? 'x');
 
   test('health: live and ready answer 200 with PostgreSQL and Redis up', async () => {
-    const live = await api.http().get('/health/live');
+    const live = await world.http().get('/health/live');
     assert.equal(live.status, 200);
-    const ready = await api.http().get('/health/ready');
+    const ready = await world.http().get('/health/ready');
     assert.equal(ready.status, 200);
     assert.deepEqual(ready.body.checks, { postgres: 'ok', redis: 'ok' });
   });
 
   test('creating an organization returns it with its first admin and a key shown once', async () => {
-    const res = await api
-      .http()
-      .post('/api/v1/organizations')
-      .set(as(api.adminToken))
+    const res = await world.api
+      .post('organizations')
       .send({ slug: 'acme-shape', name: 'Acme', admin: { email: 'Root@Acme.example', displayName: 'Root' } });
     assert.equal(res.status, 201);
     assert.deepEqual(Object.keys(res.body).sort(), ['admin', 'organization']);
@@ -50,36 +47,35 @@ describe('API over HTTP (Fastify, PostgreSQL, Redis)', () => {
     assert.ok(res.body.admin.apiKey.id);
 
     const token = res.body.admin.apiKey.secret;
-    const org = await api.http().get('/api/v1/organizations/acme-shape').set(as(token));
+    const shape = world.api.org('acme-shape').as(token);
+    const org = await shape.get();
     assert.equal(org.status, 200);
     assert.equal(org.body.organization.id, res.body.organization.id);
-    const keys = await api.http().get('/api/v1/organizations/acme-shape/api-keys').set(as(token));
+    const keys = await shape.get('api-keys');
     assert.equal(keys.status, 200);
     assert.equal(keys.body.apiKeys.length, 1);
     assert.ok(!JSON.stringify(keys.body).includes(token.split('.').pop()), 'the secret is never listed');
-    const list = await api.http().get('/api/v1/organizations').set(as(api.adminToken));
+    const list = await world.api.get('organizations');
     assert.ok(list.body.organizations.some((o: { slug: string }) => o.slug === 'acme-shape'));
   });
 
   test('creating an existing slug answers 409 organization_exists', async () => {
-    const res = await api.http().post('/api/v1/organizations').set(as(api.adminToken)).send({ slug: a.slug, name: 'Again' });
+    const res = await world.api.post('organizations').send({ slug: a.slug, name: 'Again' });
     assert.equal(res.status, 409);
     assert.equal(res.body.error.code, 'organization_exists');
   });
 
   test('creating an org again completes one left in provisioning by a crash', async () => {
-    const { org } = await api.app.get(OrgProvisioner).register('stuck', 'Stuck');
+    const { org } = await world.app.get(OrgProvisioner).register('stuck', 'Stuck');
     assert.equal(org.status, 'provisioning');
-    const hidden = await api.http().get('/api/v1/organizations/stuck').set(as(api.adminToken));
+    const hidden = await world.api.org('stuck').get();
     assert.equal(hidden.status, 404, 'an org still provisioning is not reachable');
-    const res = await api
-      .http()
-      .post('/api/v1/organizations')
-      .set(as(api.adminToken))
+    const res = await world.api
+      .post('organizations')
       .send({ slug: 'stuck', name: 'Stuck', admin: { email: 'a@stuck.example', displayName: 'A' } });
     assert.equal(res.status, 201);
     assert.equal(res.body.organization.id, org.id);
-    const users = await api.http().get('/api/v1/organizations/stuck/users').set(as(res.body.admin.apiKey.secret));
+    const users = await world.api.org('stuck').as(res.body.admin.apiKey.secret).get('users');
     assert.equal(users.status, 200);
   });
 
@@ -88,19 +84,19 @@ describe('API over HTTP (Fastify, PostgreSQL, Redis)', () => {
     assert.ok(orgRoutes.length >= 8, `expected the org routes, found ${orgRoutes.length}`);
     const params = { org: b.slug, userId: b.adminUserId, keyId: b.adminKeyId, name: 'handbook', version: '1' };
     for (const route of orgRoutes) {
-      const res = await api.http()[route.method.toLowerCase() as 'get'](fill(route.url, params)).set(as(a.adminToken)).send({});
+      const res = await world.http()[route.method.toLowerCase() as 'get'](fill(route.url, params)).set(bearer(a)).send({});
       assert.equal(res.status, 404, `${route.method} ${route.url} answered ${res.status}`);
       assert.equal(res.body.error.code, 'organization_not_found', `${route.method} ${route.url}`);
     }
     // The same reads with B's own key get past the org check (an unset resource may be a 404 of
     // its own), so the 404s above came from the org check.
     for (const route of orgRoutes.filter((r) => r.method === 'GET')) {
-      const res = await api.http().get(fill(route.url, params)).set(as(b.adminToken));
+      const res = await world.http().get(fill(route.url, params)).set(bearer(b));
       const passed = res.status === 200 || (res.status === 404 && res.body.error.code !== 'organization_not_found');
       assert.ok(passed, `${route.url} with B's own key: ${res.status} ${res.body.error?.code}`);
     }
     // And an org that does not exist looks exactly like another org's.
-    const missing = await api.http().get('/api/v1/organizations/no-such-org').set(as(a.adminToken));
+    const missing = await world.api.org('no-such-org').as(a).get();
     assert.deepEqual([missing.status, missing.body.error.code], [404, 'organization_not_found']);
   });
 
@@ -108,7 +104,7 @@ describe('API over HTTP (Fastify, PostgreSQL, Redis)', () => {
     assert.ok(routes.length >= 10);
     for (const route of routes) {
       const path = fill(route.url, { org: a.slug, userId: a.adminUserId, keyId: a.adminKeyId, name: 'handbook', version: '1' });
-      const res = await api.http()[route.method.toLowerCase() as 'get'](path).send({});
+      const res = await world.http()[route.method.toLowerCase() as 'get'](path).send({});
       if (PUBLIC_ROUTES.has(route.url)) {
         assert.equal(res.status, 200, `${route.url} is public`);
       } else {
@@ -117,109 +113,90 @@ describe('API over HTTP (Fastify, PostgreSQL, Redis)', () => {
         assert.equal(res.body.error.code, route.url === '/api/v1/assets/:token' ? 'invalid_link' : 'unauthenticated');
       }
     }
-    const forged = await api.http().get(`/api/v1/organizations/${a.slug}`).set(as(`${a.adminToken.slice(0, -2)}xx`));
+    const forged = await a.as(`${a.adminToken.slice(0, -2)}xx`).get();
     assert.equal(forged.status, 401);
   });
 
   test('revoked and expired keys, and keys of disabled users, get 401', async () => {
-    const member = await addUser(api, a, 'member');
-    const path = `/api/v1/organizations/${a.slug}`;
-    assert.equal((await api.http().get(path).set(as(member.token))).status, 200);
+    const member = await world.addUser(a, 'member');
+    assert.equal((await a.as(member).get()).status, 200);
 
-    const revoke = await api.http().delete(`${path}/api-keys/${member.keyId}`).set(as(a.adminToken));
+    const revoke = await a.delete(`api-keys/${member.keyId}`);
     assert.equal(revoke.status, 200);
     assert.equal(revoke.body.apiKey.status, 'revoked');
-    const revoked = await api.http().get(path).set(as(member.token));
+    const revoked = await a.as(member).get();
     assert.deepEqual([revoked.status, revoked.body.error.code], [401, 'unauthenticated']);
 
     const expiresAt = new Date(Date.now() + 1500).toISOString();
-    const shortLived = await api
-      .http()
-      .post(`${path}/users/${member.userId}/api-keys`)
-      .set(as(a.adminToken))
-      .send({ name: 'short', expiresAt });
+    const shortLived = await a.post(`users/${member.userId}/api-keys`).send({ name: 'short', expiresAt });
     assert.equal(shortLived.status, 201);
-    assert.equal((await api.http().get(path).set(as(shortLived.body.secret))).status, 200);
+    assert.equal((await a.as(shortLived.body.secret).get()).status, 200);
     await new Promise((resolve) => setTimeout(resolve, Date.parse(expiresAt) - Date.now() + 100));
-    assert.equal((await api.http().get(path).set(as(shortLived.body.secret))).status, 401);
+    assert.equal((await a.as(shortLived.body.secret).get()).status, 401);
 
-    const other = await addUser(api, a, 'security_officer');
-    const disable = await api.http().post(`${path}/users/${other.userId}/disable`).set(as(a.adminToken));
+    const other = await world.addUser(a, 'security_officer');
+    const disable = await a.post(`users/${other.userId}/disable`);
     assert.equal(disable.status, 200);
     assert.equal(disable.body.user.disabled, true);
-    assert.equal((await api.http().get(path).set(as(other.token))).status, 401);
+    assert.equal((await a.as(other).get()).status, 401);
   });
 
   test('a member gets 403 on admin routes; a security officer reads but cannot change', async () => {
-    const member = await addUser(api, a, 'member');
-    const officer = await addUser(api, a, 'security_officer');
-    const base = `/api/v1/organizations/${a.slug}`;
-    const adminOnly: [string, string, object?][] = [
-      ['post', `${base}/users`, { email: 'x@y.example', displayName: 'X', role: 'member' }],
-      ['post', `${base}/users/${a.adminUserId}/disable`],
-      ['post', `${base}/users/${a.adminUserId}/api-keys`, { name: 'stolen' }],
-      ['delete', `${base}/api-keys/${a.adminKeyId}`],
+    const member = await world.addUser(a, 'member');
+    const officer = await world.addUser(a, 'security_officer');
+    const adminOnly: ['post' | 'delete', string, object?][] = [
+      ['post', 'users', { email: 'x@y.example', displayName: 'X', role: 'member' }],
+      ['post', `users/${a.adminUserId}/disable`],
+      ['post', `users/${a.adminUserId}/api-keys`, { name: 'stolen' }],
+      ['delete', `api-keys/${a.adminKeyId}`],
     ];
-    const readers: [string, string][] = [
-      ['get', `${base}/users`],
-      ['get', `${base}/users/${a.adminUserId}`],
-      ['get', `${base}/api-keys`],
-    ];
+    const readers = ['users', `users/${a.adminUserId}`, 'api-keys'];
     for (const [method, path, body] of adminOnly) {
       for (const who of [member, officer]) {
-        const res = await api.http()[method as 'post'](path).set(as(who.token)).send(body ?? {});
+        const res = await a.as(who)[method](path).send(body ?? {});
         assert.deepEqual([res.status, res.body.error?.code], [403, 'forbidden'], `${method} ${path}`);
       }
     }
-    for (const [method, path] of readers) {
-      const res = await api.http()[method as 'get'](path).set(as(member.token));
-      assert.deepEqual([res.status, res.body.error?.code], [403, 'forbidden'], `${method} ${path} as member`);
-      assert.equal((await api.http()[method as 'get'](path).set(as(officer.token))).status, 200, `${path} as officer`);
+    for (const path of readers) {
+      const res = await a.as(member).get(path);
+      assert.deepEqual([res.status, res.body.error?.code], [403, 'forbidden'], `get ${path} as member`);
+      assert.equal((await a.as(officer).get(path)).status, 200, `${path} as officer`);
     }
-    for (const path of ['/api/v1/organizations']) {
-      assert.equal((await api.http().get(path).set(as(member.token))).status, 403);
-      assert.equal((await api.http().post(path).set(as(a.adminToken)).send({ slug: 'x', name: 'x' })).status, 403);
-    }
+    assert.equal((await world.api.as(member).get('organizations')).status, 403);
+    assert.equal((await world.api.as(a).post('organizations').send({ slug: 'x', name: 'x' })).status, 403);
     // Anyone may issue a key to themselves.
-    const own = await api.http().post(`${base}/users/${member.userId}/api-keys`).set(as(member.token)).send({ name: 'mine' });
+    const own = await a.as(member).post(`users/${member.userId}/api-keys`).send({ name: 'mine' });
     assert.equal(own.status, 201);
   });
 
   test('bad JSON, unknown fields, wrong types and oversized bodies get 400/413/415 and write nothing', async () => {
-    const path = `/api/v1/organizations/${a.slug}/users`;
-    const count = async () => (await api.http().get(path).set(as(a.adminToken))).body.users.length;
+    const count = async () => (await a.get('users')).body.users.length;
     const before = await count();
 
-    const badJson = await api.http().post(path).set(as(a.adminToken)).set('content-type', 'application/json').send('{"email": "x@');
+    const badJson = await a.post('users').set('content-type', 'application/json').send('{"email": "x@');
     assert.deepEqual([badJson.status, badJson.body.error.code], [400, 'invalid_json']);
 
-    const unknown = await api
-      .http()
-      .post(path)
-      .set(as(a.adminToken))
+    const unknown = await a
+      .post('users')
       .send({ email: 'u@a.example', displayName: 'U', role: 'member', isRoot: true });
     assert.deepEqual([unknown.status, unknown.body.error.code], [400, 'validation_failed']);
     assert.match(JSON.stringify(unknown.body.error.details), /unknown field\(s\): isRoot/);
 
-    const wrong = await api.http().post(path).set(as(a.adminToken)).send({ email: 'not-an-email', displayName: '', role: 'god' });
+    const wrong = await a.post('users').send({ email: 'not-an-email', displayName: '', role: 'god' });
     assert.deepEqual([wrong.status, wrong.body.error.code], [400, 'validation_failed']);
     assert.deepEqual(wrong.body.error.details.map((d: { path: string }) => d.path).sort(), ['displayName', 'email', 'role']);
     assert.ok(!JSON.stringify(wrong.body).includes('not-an-email'), 'submitted values are not echoed');
 
-    const huge = await api
-      .http()
-      .post(path)
-      .set(as(a.adminToken))
+    const huge = await a
+      .post('users')
       .send({ email: 'big@a.example', displayName: 'x'.repeat(1024 * 1024 + 1), role: 'member' });
     assert.deepEqual([huge.status, huge.body.error.code], [413, 'payload_too_large']);
 
-    const text = await api.http().post(path).set(as(a.adminToken)).set('content-type', 'text/plain').send('hello');
+    const text = await a.post('users').set('content-type', 'text/plain').send('hello');
     assert.deepEqual([text.status, text.body.error.code], [415, 'unsupported_media_type']);
 
-    const pastExpiry = await api
-      .http()
-      .post(`${path}/${a.adminUserId}/api-keys`)
-      .set(as(a.adminToken))
+    const pastExpiry = await a
+      .post(`users/${a.adminUserId}/api-keys`)
       .send({ name: 'old', expiresAt: '2001-01-01T00:00:00Z' });
     assert.deepEqual([pastExpiry.status, pastExpiry.body.error.code], [400, 'validation_failed']);
 
@@ -227,27 +204,26 @@ describe('API over HTTP (Fastify, PostgreSQL, Redis)', () => {
   });
 
   test('a duplicate email answers 409 user_email_taken, case-insensitively', async () => {
-    const path = `/api/v1/organizations/${a.slug}/users`;
-    const first = await api.http().post(path).set(as(a.adminToken)).send({ email: 'dup@a.example', displayName: 'D', role: 'member' });
+    const first = await a.post('users').send({ email: 'dup@a.example', displayName: 'D', role: 'member' });
     assert.equal(first.status, 201);
-    const again = await api.http().post(path).set(as(a.adminToken)).send({ email: ' DUP@a.example ', displayName: 'D', role: 'member' });
+    const again = await a.post('users').send({ email: ' DUP@a.example ', displayName: 'D', role: 'member' });
     assert.deepEqual([again.status, again.body.error.code], [409, 'user_email_taken']);
   });
 
   test('errors have one shape and carry the request id of their response', async () => {
-    const res = await api.http().get('/api/v1/nowhere');
+    const res = await world.http().get('/api/v1/nowhere');
     assert.equal(res.status, 404);
     assert.equal(res.body.error.code, 'route_not_found');
     assert.match(res.headers['x-request-id'], /^[0-9a-f-]{36}$/);
     assert.equal(res.body.error.requestId, res.headers['x-request-id']);
-    const unknownUser = await api.http().get(`/api/v1/organizations/${a.slug}/users/0000000000000000`).set(as(a.adminToken));
+    const unknownUser = await a.get('users/0000000000000000');
     assert.deepEqual([unknownUser.status, unknownUser.body.error.code], [404, 'user_not_found']);
-    const spoofed = await api.http().get('/health/live').set('x-request-id', 'chosen-by-client');
+    const spoofed = await world.http().get('/health/live').set('x-request-id', 'chosen-by-client');
     assert.notEqual(spoofed.headers['x-request-id'], 'chosen-by-client');
   });
 
   test('the OpenAPI document is generated from the routes and lists the error codes', async () => {
-    const res = await api.http().get('/api/v1/openapi.json');
+    const res = await world.http().get('/api/v1/openapi.json');
     assert.equal(res.status, 200);
     const documented = Object.entries(res.body.paths as Record<string, object>).flatMap(([path, ops]) =>
       Object.keys(ops).map((m) => `${m.toUpperCase()} ${path.replace(/\{(\w+)\}/g, ':$1')}`),

@@ -1,43 +1,32 @@
 import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { randomBytes } from 'node:crypto';
-import { mkdtempSync, rmSync } from 'node:fs';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
 import { KMS, KmsProvider, orgKeyName } from '@coffer/kms';
-import { addUser, RunningApi, startApi, TestOrg } from '../support/api';
+import type { OrgClient } from '../support/client';
 import { rawGet, rawPut } from '../support/raw-http';
 import { connect } from '../support/test-env';
+import { TestWorld } from '../support/world';
 
 describe('signed asset links (JWT signed with an org-scoped key)', () => {
-  let api: RunningApi;
-  let storageDir: string;
-  let orgA: TestOrg;
-  let orgB: TestOrg;
+  let world: TestWorld;
+  let orgA: OrgClient;
+  let orgB: OrgClient;
   const content = randomBytes(5000);
 
   before(async () => {
-    storageDir = mkdtempSync(join(tmpdir(), 'coffer-links-'));
-    api = await startApi({ STORAGE_DIR: storageDir, PACKAGE_LINK_MAX_TTL_SECONDS: '3600' });
-    orgA = await api.createOrg();
-    orgB = await api.createOrg();
+    world = await TestWorld.start({ config: { PACKAGE_LINK_MAX_TTL_SECONDS: '3600' }, orgs: ['org-a', 'org-b'] });
+    [orgA, orgB] = [world.org('org-a'), world.org('org-b')];
     for (const org of [orgA, orgB]) {
-      const res = await rawPut(`${api.url}/api/v1/organizations/${org.slug}/packages/brochure`, as(org), content);
+      const res = await rawPut(org.url('packages/brochure'), org.headers(), content);
       assert.equal(res.status, 201);
     }
   });
 
-  after(async () => {
-    await api?.close();
-    rmSync(storageDir, { recursive: true, force: true });
-  });
+  after(() => world?.stop());
 
-  function as(org: TestOrg) {
-    return { authorization: `Bearer ${org.adminToken}` };
-  }
-  const link = (org: TestOrg, body: object = {}, token = org.adminToken, version = 1) =>
-    api.http().post(`/api/v1/organizations/${org.slug}/packages/brochure/versions/${version}/links`).set({ authorization: `Bearer ${token}` }).send(body);
-  const fetchAsset = (url: string, headers: Record<string, string> = {}) => rawGet(`${api.url}${url}`, headers);
+  const link = (org: OrgClient, body: object = {}, token = org.adminToken, version = 1) =>
+    org.as(token).post(`packages/brochure/versions/${version}/links`).send(body);
+  const fetchAsset = (url: string, headers: Record<string, string> = {}) => rawGet(`${world.url}${url}`, headers);
   const errorCode = (res: { body: Buffer }) => JSON.parse(res.body.toString()).error.code;
 
   /** The token with one claim changed, signature kept. */
@@ -62,7 +51,7 @@ describe('signed asset links (JWT signed with an org-scoped key)', () => {
     assert.equal(part.status, 206);
     assert.deepEqual(part.body, content.subarray(100, 200));
 
-    const logs = await api.http().get(`/api/v1/organizations/${orgA.slug}/audit-logs?action=package.content_read`).set(as(orgA));
+    const logs = await orgA.get('audit-logs?action=package.content_read');
     const entries = logs.body.entries.filter((e: { body?: { via?: { assetLink?: string } } }) => e.body?.via?.assetLink === created.body.id);
     assert.equal(entries.length, 2);
     assert.equal(entries[0].actor.kind, 'anonymous');
@@ -91,11 +80,11 @@ describe('signed asset links (JWT signed with an org-scoped key)', () => {
     assert.equal(moved.status, 401);
     assert.equal(errorCode(moved), 'invalid_link');
     assert.equal((await link(orgB)).status, 201);
-    const owner = await connect(api.env.config.DATABASE_OWNER_URL, `${api.env.config.ORG_DATABASE_PREFIX}${orgB.id}`);
+    const owner = await connect(world.config.DATABASE_OWNER_URL, `${world.config.ORG_DATABASE_PREFIX}${orgB.id}`);
     try {
       const { rows } = await owner.query('SELECT wrapped_key FROM link_keys');
       assert.equal(rows.length, 1);
-      await assert.rejects(api.app.get<KmsProvider>(KMS).unwrap(orgKeyName(orgA.id), rows[0].wrapped_key));
+      await assert.rejects(world.app.get<KmsProvider>(KMS).unwrap(orgKeyName(orgA.id), rows[0].wrapped_key));
     } finally {
       await owner.end();
     }
@@ -112,23 +101,23 @@ describe('signed asset links (JWT signed with an org-scoped key)', () => {
   });
 
   test('a link to a deleted version is 404', async () => {
-    assert.equal((await rawPut(`${api.url}/api/v1/organizations/${orgA.slug}/packages/brochure`, as(orgA), randomBytes(10))).status, 201);
+    assert.equal((await rawPut(orgA.url('packages/brochure'), orgA.headers(), randomBytes(10))).status, 201);
     const { url } = (await link(orgA, {}, orgA.adminToken, 2)).body;
     assert.equal((await fetchAsset(url)).status, 200);
-    assert.equal((await api.http().delete(`/api/v1/organizations/${orgA.slug}/packages/brochure/versions/2`).set(as(orgA))).status, 200);
+    assert.equal((await orgA.delete('packages/brochure/versions/2')).status, 200);
     const res = await fetchAsset(url);
     assert.equal(res.status, 404);
     assert.equal(errorCode(res), 'package_version_not_found');
   });
 
   test("an admin revokes all of the org's links (403 link_revoked); new links work; members cannot revoke", async () => {
-    const member = await addUser(api, orgA, 'member');
+    const member = await world.addUser(orgA, 'member');
     const fromMember = await link(orgA, {}, member.token);
     assert.equal(fromMember.status, 201);
     const fromAdmin = (await link(orgA)).body.url;
     const otherOrg = (await link(orgB)).body.url;
-    assert.equal((await api.http().post(`/api/v1/organizations/${orgA.slug}/asset-links/revoke`).set({ authorization: `Bearer ${member.token}` })).status, 403);
-    const revoked = await api.http().post(`/api/v1/organizations/${orgA.slug}/asset-links/revoke`).set(as(orgA));
+    assert.equal((await orgA.as(member).post('asset-links/revoke')).status, 403);
+    const revoked = await orgA.post('asset-links/revoke');
     assert.equal(revoked.status, 200);
     assert.equal(revoked.body.revokedKeys, 1);
     for (const url of [fromMember.body.url, fromAdmin]) {

@@ -1,43 +1,37 @@
 import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
-import type { ChildProcess } from 'node:child_process';
 import { createHash } from 'node:crypto';
 import { gunzipSync } from 'node:zlib';
 import { AuditDigest, canonicalJson, ChainedEntry, ChainVerifier } from '@coffer/audit';
 import { KMS, KmsProvider } from '@coffer/kms';
-import { startWorkerProcess } from '../support/api-process';
-import { RunningApi, startApi, TestOrg } from '../support/api';
-import { startS3, TestS3 } from '../support/s3-server';
+import type { OrgClient } from '../support/client';
 import { connectToOrgAsOwner } from '../support/test-env';
+import { TestWorld } from '../support/world';
 
 const BUCKET = 'customer-audit';
 const sha256 = (data: Buffer) => createHash('sha256').update(data).digest('hex');
 
 describe('audit delivery to the customer bucket (s3rver over HTTP; worker as a real process, killed mid-delivery)', () => {
-  let api: RunningApi;
-  let s3: TestS3;
-  let org: TestOrg;
-  let worker: ChildProcess | undefined;
+  let world: TestWorld;
+  let org: OrgClient;
 
   before(async () => {
-    s3 = await startS3([BUCKET]);
-    api = await startApi({ AUDIT_DELIVERY_CRON: '* * * * * *', AUDIT_DELIVERY_BATCH_SIZE: '5', JOB_LOCK_MS: '2000' });
-    org = await api.createOrg();
+    world = await TestWorld.start({
+      s3: [BUCKET],
+      config: { AUDIT_DELIVERY_CRON: '* * * * * *', AUDIT_DELIVERY_BATCH_SIZE: '5', JOB_LOCK_MS: '2000' },
+      orgs: ['acme'],
+    });
+    org = world.org('acme');
   });
 
-  after(async () => {
-    worker?.kill('SIGKILL');
-    await api?.close();
-    await s3?.stop();
-  });
+  after(() => world?.stop());
 
-  const as = () => ({ authorization: `Bearer ${org.adminToken}` });
-  const destinationUrl = () => `/api/v1/organizations/${org.slug}/audit-logs/destination`;
-  const destination = (body: Record<string, unknown>) => api.http().put(destinationUrl()).set(as()).send(body);
-  const good = () => ({ endpoint: s3.endpoint, bucket: BUCKET, prefix: 'coffer', accessKeyId: s3.accessKeyId, secretAccessKey: s3.secretAccessKey });
+  const shown = () => org.get('audit-logs/destination');
+  const destination = (body: Record<string, unknown>) => org.put('audit-logs/destination').send(body);
+  const good = () => world.s3.destination(BUCKET, 'coffer');
 
   test('a destination is checked before it is stored, and its credentials are stored sealed', async () => {
-    assert.equal((await api.http().get(destinationUrl()).set(as())).body.error.code, 'audit_destination_not_found');
+    assert.equal((await shown()).body.error.code, 'audit_destination_not_found');
     const invalid = await destination({ ...good(), endpoint: 'ftp://example.com', bucket: 'A' });
     assert.equal(invalid.status, 400);
     assert.equal(invalid.body.error.code, 'validation_failed');
@@ -49,20 +43,20 @@ describe('audit delivery to the customer bucket (s3rver over HTTP; worker as a r
     assert.equal(wrongKey.body.error.code, 'audit_destination_unreachable');
 
     assert.equal((await destination(good())).status, 204);
-    const shown = await api.http().get(destinationUrl()).set(as());
-    assert.equal(shown.status, 200);
-    assert.equal(shown.body.bucket, BUCKET);
-    assert.equal(shown.body.prefix, 'coffer/');
-    assert.ok(!JSON.stringify(shown.body).includes(s3.secretAccessKey), 'the credentials are never shown');
+    const stored = await shown();
+    assert.equal(stored.status, 200);
+    assert.equal(stored.body.bucket, BUCKET);
+    assert.equal(stored.body.prefix, 'coffer/');
+    assert.ok(!JSON.stringify(stored.body).includes(world.s3.secretAccessKey), 'the credentials are never shown');
 
-    const owner = await connectToOrgAsOwner(api.env, org.id);
+    const owner = await connectToOrgAsOwner(world.env, org.id);
     try {
       const { rows } = await owner.query('SELECT * FROM audit_destination');
       assert.equal(rows.length, 1);
-      assert.ok(!rows[0].credentials.includes(Buffer.from(s3.secretAccessKey)), 'no credential in clear in PostgreSQL');
+      assert.ok(!rows[0].credentials.includes(Buffer.from(world.s3.secretAccessKey)), 'no credential in clear in PostgreSQL');
       const logs = await owner.query(`SELECT * FROM audit_log WHERE action LIKE 'audit_destination.%'`);
       assert.deepEqual(logs.rows.map((r) => r.outcome).sort(), ['failure', 'failure', 'failure', 'success']);
-      assert.ok(!JSON.stringify(logs.rows).includes(s3.secretAccessKey), 'no credential in the audit log');
+      assert.ok(!JSON.stringify(logs.rows).includes(world.s3.secretAccessKey), 'no credential in the audit log');
     } finally {
       await owner.end();
     }
@@ -71,30 +65,30 @@ describe('audit delivery to the customer bucket (s3rver over HTTP; worker as a r
   test('after the worker is killed mid-delivery and restarted, every entry is in the bucket and the digests chain', async () => {
     // Enough entries for dozens of 5-entry batches.
     for (let i = 0; i < 30; i++) {
-      await Promise.all(Array.from({ length: 8 }, () => api.http().get(`/api/v1/organizations/${org.slug}/users`).set(as())));
+      await Promise.all(Array.from({ length: 8 }, () => org.get('users')));
     }
     const head = await headSeq();
     assert.ok(head >= 240, `head ${head}`);
 
-    worker = await startWorkerProcess(api.env.config);
-    const digests = () => s3.objects(BUCKET).filter((o) => o.key.includes('/digests/')).length;
+    let worker = await world.startWorkerProcess();
+    const digests = () => world.s3.objects(BUCKET).filter((o) => o.key.includes('/digests/')).length;
     const deadline = Date.now() + 60_000;
     while (digests() < 3 && Date.now() < deadline) await new Promise((r) => setTimeout(r, 5));
     worker.kill('SIGKILL');
-    await new Promise((r) => worker!.once('exit', r));
+    await new Promise((r) => worker.once('exit', r));
     const deliveredAtKill = digests();
     assert.ok(deliveredAtKill >= 3 && deliveredAtKill < head / 5, `killed after ${deliveredAtKill} of ${Math.ceil(head / 5)} batches`);
 
-    worker = await startWorkerProcess(api.env.config);
+    worker = await world.startWorkerProcess();
     const finished = Date.now() + 120_000;
-    let status = await api.http().get(destinationUrl()).set(as());
+    let status = await shown();
     while (status.body.deliveredThrough < head && Date.now() < finished) {
       await new Promise((r) => setTimeout(r, 200));
-      status = await api.http().get(destinationUrl()).set(as());
+      status = await shown();
     }
     assert.ok(status.body.deliveredThrough >= head, `delivered through ${status.body.deliveredThrough} of ${head}`);
 
-    const objects = s3.objects(BUCKET);
+    const objects = world.s3.objects(BUCKET);
     const prefix = `coffer/${org.id}/`;
     assert.ok(objects.every((o) => o.key.startsWith(prefix)), 'everything under the org prefix');
 
@@ -114,7 +108,7 @@ describe('audit delivery to the customer bucket (s3rver over HTTP; worker as a r
 
     // The digests: consecutive, each naming the previous one's hash, its object's hash, the
     // chain's hash at its last entry, and signed by the org's audit key.
-    const kms = api.app.get<KmsProvider>(KMS);
+    const kms = world.app.get<KmsProvider>(KMS);
     const digestObjects = objects.filter((o) => o.key.includes('/digests/'));
     let previous = null as { sha: string; lastSeq: number } | null;
     for (const [i, o] of digestObjects.entries()) {
@@ -135,7 +129,7 @@ describe('audit delivery to the customer bucket (s3rver over HTTP; worker as a r
   });
 
   async function headSeq(): Promise<number> {
-    const owner = await connectToOrgAsOwner(api.env, org.id);
+    const owner = await connectToOrgAsOwner(world.env, org.id);
     try {
       return Number((await owner.query('SELECT max(seq) AS seq FROM audit_log')).rows[0].seq);
     } finally {

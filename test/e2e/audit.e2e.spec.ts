@@ -1,7 +1,8 @@
 import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
+import type { OrgClient } from '../support/client';
 import { connectToOrgAsOwner } from '../support/test-env';
-import { addUser, RunningApi, startApi, TestOrg } from '../support/api';
+import { TestWorld } from '../support/world';
 
 type Entry = {
   seq: number;
@@ -16,23 +17,23 @@ type Entry = {
 };
 
 describe('audit trail over HTTP: automatic entries, query, export and verify (Fastify, PostgreSQL, Redis)', () => {
-  let api: RunningApi;
-  let org: TestOrg;
+  let world: TestWorld;
+  let org: OrgClient;
   let officer: { userId: string; token: string };
   let member: { userId: string; token: string };
 
   before(async () => {
-    api = await startApi();
-    org = await api.createOrg();
-    officer = await addUser(api, org, 'security_officer');
-    member = await addUser(api, org, 'member');
+    world = await TestWorld.start({
+      orgs: ['acme'],
+      users: { officer: { org: 'acme', role: 'security_officer' }, member: { org: 'acme', role: 'member' } },
+    });
+    org = world.org('acme');
+    [officer, member] = [world.user('officer'), world.user('member')];
   });
 
-  after(async () => api?.close());
+  after(() => world?.stop());
 
-  const as = (token: string) => ({ authorization: `Bearer ${token}` });
-  const logs = (query = '', token = officer.token) =>
-    api.http().get(`/api/v1/organizations/${org.slug}/audit-logs${query}`).set(as(token));
+  const logs = (query = '', token = officer.token) => org.as(token).get(`audit-logs${query}`);
   const newest = async (query = '') => {
     const res = await logs(query);
     assert.equal(res.status, 200);
@@ -41,10 +42,8 @@ describe('audit trail over HTTP: automatic entries, query, export and verify (Fa
 
   test('a mutation is recorded with actor, target, request id, client address and user agent; no email', async () => {
     const email = 'carol-audited@example.com';
-    const res = await api
-      .http()
-      .post(`/api/v1/organizations/${org.slug}/users`)
-      .set(as(org.adminToken))
+    const res = await org
+      .post('users')
       .set('user-agent', 'audit-e2e/1.0')
       .send({ email, displayName: 'Carol', role: 'member' });
     assert.equal(res.status, 201);
@@ -62,13 +61,12 @@ describe('audit trail over HTTP: automatic entries, query, export and verify (Fa
   });
 
   test('denied and invalid mutations are recorded as failures with their error codes', async () => {
-    const denied = await api
-      .http()
-      .post(`/api/v1/organizations/${org.slug}/users`)
-      .set(as(member.token))
+    const denied = await org
+      .as(member)
+      .post('users')
       .send({ email: 'x@example.com', displayName: 'X', role: 'admin' });
     assert.equal(denied.status, 403);
-    const invalid = await api.http().post(`/api/v1/organizations/${org.slug}/users`).set(as(org.adminToken)).send({ email: 'nope' });
+    const invalid = await org.post('users').send({ email: 'nope' });
     assert.equal(invalid.status, 400);
 
     const failures = await newest('?outcome=failure&action=user.created');
@@ -82,7 +80,7 @@ describe('audit trail over HTTP: automatic entries, query, export and verify (Fa
   });
 
   test('sensitive reads are recorded: user listings with emails and audit-log reads', async () => {
-    const list = await api.http().get(`/api/v1/organizations/${org.slug}/users`).set(as(org.adminToken));
+    const list = await org.get('users');
     assert.equal(list.status, 200);
     const [listed] = await newest('?action=users.listed&limit=1');
     assert.equal(listed.requestId, list.headers['x-request-id']);
@@ -106,7 +104,7 @@ describe('audit trail over HTTP: automatic entries, query, export and verify (Fa
     const page1 = await logs('?limit=3');
     const seqs1 = (page1.body.entries as Entry[]).map((e) => e.seq);
     assert.deepEqual(seqs1, [seqs1[0], seqs1[0] - 1, seqs1[0] - 2]);
-    await addUser(api, org, 'member'); // new entries arrive between the pages
+    await world.addUser(org, 'member'); // new entries arrive between the pages
     const page2 = await logs(`?limit=3&cursor=${page1.body.nextCursor}`);
     const seqs2 = (page2.body.entries as Entry[]).map((e) => e.seq);
     assert.deepEqual(seqs2, [seqs1[2] - 1, seqs1[2] - 2, seqs1[2] - 3]);
@@ -131,13 +129,13 @@ describe('audit trail over HTTP: automatic entries, query, export and verify (Fa
   });
 
   test('verify answers 200 valid on an intact chain and names the first bad entry after tampering', async () => {
-    const verify = () => api.http().get(`/api/v1/organizations/${org.slug}/audit-logs/verify`).set(as(officer.token));
+    const verify = () => org.as(officer).get('audit-logs/verify');
     const ok = await verify();
     assert.equal(ok.status, 200);
     assert.equal(ok.body.valid, true);
     assert.ok(ok.body.checkedThrough > 5);
 
-    const client = await connectToOrgAsOwner(api.env, org.id);
+    const client = await connectToOrgAsOwner(world.env, org.id);
     try {
       await client.query('ALTER TABLE audit_log DISABLE TRIGGER USER');
       await client.query(`UPDATE audit_log SET client_ip = '10.0.0.1' WHERE seq = 3`);
@@ -155,17 +153,17 @@ describe('audit trail over HTTP: automatic entries, query, export and verify (Fa
   });
 
   test("the platform admin reads and verifies the control plane's chain", async () => {
-    const res = await api.http().get('/api/v1/admin/audit-logs?action=organization.created').set(as(api.adminToken));
+    const res = await world.api.get('admin/audit-logs?action=organization.created');
     assert.equal(res.status, 200);
     assert.ok((res.body.entries as Entry[]).some((e) => e.target?.id === org.id));
-    const verify = await api.http().get('/api/v1/admin/audit-logs/verify').set(as(api.adminToken));
+    const verify = await world.api.get('admin/audit-logs/verify');
     assert.deepEqual(verify.body.valid, true);
-    assert.equal((await api.http().get('/api/v1/admin/audit-logs').set(as(org.adminToken))).status, 403);
+    assert.equal((await world.api.as(org).get('admin/audit-logs')).status, 403);
   });
 
   test('a user agent is cut at 512 bytes, never inside a character', async () => {
     const agent = `ua-${'é'.repeat(600)}`;
-    await api.http().get(`/api/v1/organizations/${org.slug}/users`).set(as(org.adminToken)).set('user-agent', agent);
+    await org.get('users').set('user-agent', agent);
     const [listed] = await newest('?action=users.listed&limit=1');
     assert.ok(Buffer.byteLength(listed.userAgent!) <= 512 && Buffer.byteLength(listed.userAgent!) >= 511);
     assert.ok(agent.startsWith(listed.userAgent!));
@@ -175,22 +173,17 @@ describe('audit trail over HTTP: automatic entries, query, export and verify (Fa
 describe('audit trail: the client address behind a proxy (Fastify, PostgreSQL, Redis)', () => {
   for (const trusted of [false, true]) {
     test(`X-Forwarded-For is ${trusted ? 'used when the proxy is trusted' : 'ignored from an untrusted peer'}`, async () => {
-      const api = await startApi(trusted ? { TRUSTED_PROXIES: '127.0.0.1' } : {});
+      const world = await TestWorld.start({ config: trusted ? { TRUSTED_PROXIES: '127.0.0.1' } : {}, orgs: ['proxied'] });
       try {
-        const org = await api.createOrg();
-        await api
-          .http()
-          .post(`/api/v1/organizations/${org.slug}/users`)
-          .set('authorization', `Bearer ${org.adminToken}`)
+        const org = world.org('proxied');
+        await org
+          .post('users')
           .set('x-forwarded-for', '198.51.100.23')
           .send({ email: 'proxied@example.com', displayName: 'P', role: 'member' });
-        const res = await api
-          .http()
-          .get(`/api/v1/organizations/${org.slug}/audit-logs?action=user.created&limit=1`)
-          .set('authorization', `Bearer ${org.adminToken}`);
+        const res = await org.get('audit-logs?action=user.created&limit=1');
         assert.equal(res.body.entries[0].clientIp, trusted ? '198.51.100.23' : '127.0.0.1');
       } finally {
-        await api.close();
+        await world.stop();
       }
     });
   }

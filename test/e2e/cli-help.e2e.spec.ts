@@ -4,23 +4,24 @@ import { spawnSync } from 'node:child_process';
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { REPO_ROOT } from '../support/api-process';
-import { RunningApi, startApi, TestOrg } from '../support/api';
+import type { OrgClient } from '../support/client';
+import { TestWorld } from '../support/world';
 
 type Entry = { action: string; actor: Record<string, string> };
 
 describe('admin CLI (the compiled binary, PostgreSQL): --help never acts, bad command lines are refused, the operator is named', () => {
-  let api: RunningApi;
-  let org: TestOrg;
+  let world: TestWorld;
+  let org: OrgClient;
 
   before(async () => {
-    api = await startApi();
-    org = await api.createOrg();
+    world = await TestWorld.start({ orgs: ['acme'] });
+    org = world.org('acme');
   });
 
-  after(async () => api?.close());
+  after(() => world?.stop());
 
   const cli = (...args: string[]) => {
-    const env = Object.fromEntries(Object.entries(api.env.config).map(([k, v]) => [k, String(v)]));
+    const env = Object.fromEntries(Object.entries(world.config).map(([k, v]) => [k, String(v)]));
     const result = spawnSync(process.execPath, [join(REPO_ROOT, 'scripts/cli.mjs'), ...args], {
       cwd: REPO_ROOT,
       env: { ...process.env, ...env, COFFER_HOME: join(REPO_ROOT, '.coffer', 'no-local-start') },
@@ -28,13 +29,9 @@ describe('admin CLI (the compiled binary, PostgreSQL): --help never acts, bad co
     });
     return { code: result.status, out: result.stdout, err: result.stderr };
   };
-  const orgLog = async (action: string) =>
-    (await api.http().get(`/api/v1/organizations/${org.slug}/audit-logs?action=${action}`).set('authorization', `Bearer ${org.adminToken}`)).body
-      .entries as Entry[];
-  const controlLog = async (action: string) =>
-    (await api.http().get(`/api/v1/admin/audit-logs?action=${action}`).set('authorization', `Bearer ${api.adminToken}`)).body.entries as Entry[];
-  const keyVersion = async () =>
-    (await api.http().get(`/api/v1/organizations/${org.slug}/keys`).set('authorization', `Bearer ${org.adminToken}`)).body.latestVersion as number;
+  const orgLog = async (action: string) => (await org.get(`audit-logs?action=${action}`)).body.entries as Entry[];
+  const controlLog = async (action: string) => (await world.api.get(`admin/audit-logs?action=${action}`)).body.entries as Entry[];
+  const keyVersion = async () => (await org.get('keys')).body.latestVersion as number;
 
   test('keys:rotate <org> --help prints the command\'s help, exits 0 and rotates nothing', async () => {
     const before = await keyVersion();
@@ -74,7 +71,7 @@ describe('admin CLI (the compiled binary, PostgreSQL): --help never acts, bad co
     const half = cli('orgs:create', 'half-made', 'Half', 'root@half.example');
     assert.equal(half.code, 64);
     assert.match(half.err, /display name/);
-    const orgs = await api.http().get('/api/v1/organizations').set('authorization', `Bearer ${api.adminToken}`);
+    const orgs = await world.api.get('organizations');
     assert.ok(!orgs.body.organizations.some((o: { slug: string }) => o.slug === 'half-made'));
   });
 

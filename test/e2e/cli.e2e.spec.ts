@@ -3,21 +3,21 @@ import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
 import { join } from 'node:path';
 import { REPO_ROOT } from '../support/api-process';
-import { RunningApi, startApi } from '../support/api';
+import { TestWorld } from '../support/world';
 
 type Entry = { action: string; outcome: string; actor: Record<string, string>; target: Record<string, string> | null; body: Record<string, unknown> };
 
 describe('admin CLI (the compiled binary, PostgreSQL): same rules and audit entries as REST', () => {
-  let api: RunningApi;
+  let world: TestWorld;
 
   before(async () => {
-    api = await startApi();
+    world = await TestWorld.start();
   });
 
-  after(async () => api?.close());
+  after(() => world?.stop());
 
   const cli = (...args: string[]) => {
-    const env = Object.fromEntries(Object.entries(api.env.config).map(([k, v]) => [k, String(v)]));
+    const env = Object.fromEntries(Object.entries(world.config).map(([k, v]) => [k, String(v)]));
     const result = spawnSync(process.execPath, [join(REPO_ROOT, 'scripts/cli.mjs'), ...args], {
       cwd: REPO_ROOT,
       env: { ...process.env, ...env, COFFER_HOME: join(REPO_ROOT, '.coffer', 'no-local-start') },
@@ -26,16 +26,16 @@ describe('admin CLI (the compiled binary, PostgreSQL): same rules and audit entr
     return { code: result.status, out: result.stdout ? safeJson(result.stdout) : undefined, err: result.stderr };
   };
   const controlLog = async (query: string) =>
-    (await api.http().get(`/api/v1/admin/audit-logs${query}`).set('authorization', `Bearer ${api.adminToken}`)).body.entries as Entry[];
+    (await world.api.get(`admin/audit-logs${query}`)).body.entries as Entry[];
 
   test('orgs:create makes a working org and leaves the entry POST /organizations leaves', async () => {
-    const rest = await api.createOrg('rest-made');
+    const rest = await world.createOrg('rest-made');
     const made = cli('orgs:create', 'cli-made', 'Made by the CLI', 'Owner@Cli.example', 'Owner');
     assert.equal(made.code, 0, made.err);
     const organization = (made.out as { organization: { id: string; slug: string } }).organization;
     assert.equal(organization.slug, 'cli-made');
     const token = (made.out as { admin: { apiKey: { secret: string } } }).admin.apiKey.secret;
-    const users = await api.http().get('/api/v1/organizations/cli-made/users').set('authorization', `Bearer ${token}`);
+    const users = await world.api.org('cli-made').as(token).get('users');
     assert.equal(users.status, 200);
     assert.equal(users.body.users[0].email, 'owner@cli.example');
 
@@ -73,16 +73,15 @@ describe('admin CLI (the compiled binary, PostgreSQL): same rules and audit entr
   });
 
   test('keys:rotate rotates like POST .../keys/rotate and leaves the same entries', async () => {
-    const org = await api.createOrg('cli-keys');
-    const rest = await api.http().post('/api/v1/organizations/cli-keys/keys/rotate').set('authorization', `Bearer ${org.adminToken}`);
+    const org = await world.createOrg('cli-keys');
+    const rest = await org.post('keys/rotate');
     assert.equal(rest.status, 200);
     const rotated = cli('keys:rotate', 'cli-keys');
     assert.equal(rotated.code, 0, rotated.err);
     assert.deepEqual([(rotated.out as { previousVersion: number }).previousVersion, (rotated.out as { version: number }).version], [2, 3]);
     assert.equal(cli('keys:rotate').code, 64);
     const log = async (action: string) =>
-      (await api.http().get(`/api/v1/organizations/cli-keys/audit-logs?action=${action}`).set('authorization', `Bearer ${org.adminToken}`))
-        .body.entries as Entry[];
+      (await org.get(`audit-logs?action=${action}`)).body.entries as Entry[];
     const [cliRequest, restRequest] = await log('kms.key.rotation_requested');
     assert.deepEqual(cliRequest.target, restRequest.target);
     assert.match(cliRequest.actor.id, /^cli:/);
@@ -92,16 +91,14 @@ describe('admin CLI (the compiled binary, PostgreSQL): same rules and audit entr
   });
 
   test('status:encryption prints the encryption status like GET .../encryption-status and is audited like it', async () => {
-    const org = await api.createOrg('cli-status');
-    const rest = await api.http().get('/api/v1/organizations/cli-status/encryption-status').set('authorization', `Bearer ${org.adminToken}`);
+    const org = await world.createOrg('cli-status');
+    const rest = await org.get('encryption-status');
     assert.equal(rest.status, 200);
     const printed = cli('status:encryption', 'cli-status');
     assert.equal(printed.code, 0, printed.err);
     const out = printed.out as { storage_encryption: string; db_encryption: string; key_rotation: unknown };
     assert.deepEqual([out.storage_encryption, out.db_encryption, out.key_rotation], [rest.body.storage_encryption, rest.body.db_encryption, rest.body.key_rotation]);
-    const entries = (
-      await api.http().get('/api/v1/organizations/cli-status/audit-logs?action=encryption_status.read').set('authorization', `Bearer ${org.adminToken}`)
-    ).body.entries as Entry[];
+    const entries = (await org.get('audit-logs?action=encryption_status.read')).body.entries as Entry[];
     assert.equal(entries.length, 2);
     assert.deepEqual(entries[0].target, entries[1].target);
     assert.match(entries[0].actor.id, /^cli:/);

@@ -1,26 +1,22 @@
 import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
-import type { ChildProcess } from 'node:child_process';
-import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { readFileSync } from 'node:fs';
 import { request as httpsRequest } from 'node:https';
-import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { X509Certificate } from 'node:crypto';
-import { startApiProcess, stopProcess } from '../support/api-process';
-import { connectToOrgAsOwner, createTestEnv, TestEnv } from '../support/test-env';
+import { bearer, type OrgClient } from '../support/client';
+import { connectToOrgAsOwner } from '../support/test-env';
+import { TestWorld } from '../support/world';
 
 describe('encryption status, measured from live state (API process over HTTPS, PostgreSQL, Redis, local KMS)', () => {
-  let env: TestEnv;
-  let dir: string;
-  let api: ChildProcess;
-  let url: string;
-  let ca: Buffer;
-  let org: { slug: string; id: string; token: string };
+  let world: TestWorld;
+  let org: OrgClient;
 
-  /** A JSON request over HTTPS, verified against the installation's CA, at most `maxVersion`. */
-  const call = (method: string, path: string, token: string, body?: unknown, maxVersion: 'TLSv1.2' | 'TLSv1.3' = 'TLSv1.3') =>
+  /** A JSON request to the org's routes over HTTPS, verified against the installation's CA, at most `maxVersion`. */
+  const call = (method: string, rest: string, token: string, body?: unknown, maxVersion: 'TLSv1.2' | 'TLSv1.3' = 'TLSv1.3') =>
     new Promise<{ status: number; body: any }>((resolve, reject) => {
-      const req = httpsRequest(`${url}${path}`, { method, ca, maxVersion, headers: { authorization: `Bearer ${token}`, ...(body ? { 'content-type': Buffer.isBuffer(body) ? 'application/octet-stream' : 'application/json' } : {}) } }, (res) => {
+      const headers = { ...bearer(token), ...(body ? { 'content-type': Buffer.isBuffer(body) ? 'application/octet-stream' : 'application/json' } : {}) };
+      const req = httpsRequest(org.url(rest), { method, ca: world.caCert, maxVersion, headers }, (res) => {
         let text = '';
         res.on('data', (c) => (text += c)).on('end', () => resolve({ status: res.statusCode!, body: text ? JSON.parse(text) : undefined }));
       });
@@ -29,7 +25,7 @@ describe('encryption status, measured from live state (API process over HTTPS, P
       else if (body) req.write(JSON.stringify(body));
       req.end();
     });
-  const status = (maxVersion?: 'TLSv1.2' | 'TLSv1.3') => call('GET', `/api/v1/organizations/${org.slug}/encryption-status`, org.token, undefined, maxVersion);
+  const status = (maxVersion?: 'TLSv1.2' | 'TLSv1.3') => call('GET', 'encryption-status', org.adminToken, undefined, maxVersion);
   /** Reads the status until it shows `done` (measurements are refreshed every 2 s, in the background). */
   const statusUntil = async (done: (body: any) => boolean) => {
     const deadline = Date.now() + 10_000;
@@ -41,27 +37,14 @@ describe('encryption status, measured from live state (API process over HTTPS, P
   };
 
   before(async () => {
-    dir = mkdtempSync(join(tmpdir(), 'coffer-status-'));
-    env = await createTestEnv({ TLS_MODE: 'internal-ca', TLS_DIR: join(dir, 'tls') });
-    ({ child: api, url } = await startApiProcess(env.config));
-    ca = readFileSync(join(dir, 'tls', 'ca.crt'));
-    const created = await call('POST', '/api/v1/organizations', env.takeBootstrapToken(), {
-      slug: 'status',
-      name: 'Status',
-      admin: { email: 'ciso@status.example', displayName: 'CISO' },
-    });
-    assert.equal(created.status, 201);
-    org = { slug: 'status', id: created.body.organization.id, token: created.body.admin.apiKey.secret };
+    world = await TestWorld.start({ process: true, tls: true, orgs: ['status'] });
+    org = world.org('status');
   });
 
-  after(async () => {
-    await stopProcess(api);
-    await env?.destroy();
-    rmSync(dir, { recursive: true, force: true });
-  });
+  after(() => world?.stop());
 
   test("answers the four keys the encryption requirement fixes: storage, the request's own TLS version, key rotation, database", async () => {
-    const uploaded = await call('PUT', `/api/v1/organizations/${org.slug}/packages/handbook`, org.token, Buffer.from('knowledge'));
+    const uploaded = await call('PUT', 'packages/handbook', org.adminToken, Buffer.from('knowledge'));
     assert.equal(uploaded.status, 201);
     const res = await status();
     assert.equal(res.status, 200);
@@ -75,13 +58,13 @@ describe('encryption status, measured from live state (API process over HTTPS, P
     const storage = res.body.details.storage;
     assert.deepEqual([storage.driver, storage.versions, storage.kmsWrapped, storage.serverSideEncryption], ['filesystem', 1, 1, null]);
     assert.ok(res.body.details.database.columns.every((c: { plaintext: number }) => c.plaintext === 0));
-    const served = new X509Certificate(readFileSync(join(dir, 'tls', 'server.crt')));
+    const served = new X509Certificate(readFileSync(join(world.config.TLS_DIR, 'server.crt')));
     assert.equal(Date.parse(res.body.details.certificate.notAfter), Date.parse(served.validTo));
     assert.equal((await status('TLSv1.2')).body.transit_encryption, 'TLS-1.2', 'the protocol of this very request');
   });
 
   test('last_rotated moves after a rotation', async () => {
-    const rotated = await call('POST', `/api/v1/organizations/${org.slug}/keys/rotate`, org.token);
+    const rotated = await call('POST', 'keys/rotate', org.adminToken);
     assert.equal(rotated.status, 200);
     const res = await statusUntil((b) => b.key_rotation.last_rotated !== null);
     assert.equal(Date.parse(res.body.key_rotation.last_rotated), Date.parse(rotated.body.rotatedAt));
@@ -89,7 +72,7 @@ describe('encryption status, measured from live state (API process over HTTPS, P
   });
 
   test('db_encryption reads partial, with counts, when the owner plants a plaintext row', async () => {
-    const owner = await connectToOrgAsOwner(env, org.id);
+    const owner = await connectToOrgAsOwner(world.env, org.id);
     try {
       await owner.query(`INSERT INTO org_settings (key, value) VALUES ('planted', '\\x00'::bytea || convert_to('in clear', 'UTF8'))`);
     } finally {
@@ -102,11 +85,11 @@ describe('encryption status, measured from live state (API process over HTTPS, P
   });
 
   test('only admins and security officers may read it, and every read is audited', async () => {
-    const logs = await call('GET', `/api/v1/organizations/${org.slug}/audit-logs?action=encryption_status.read`, org.token);
+    const logs = await call('GET', 'audit-logs?action=encryption_status.read', org.adminToken);
     assert.ok(logs.body.entries.length >= 4);
-    const user = await call('POST', `/api/v1/organizations/${org.slug}/users`, org.token, { email: 'm@status.example', displayName: 'M', role: 'member' });
-    const key = await call('POST', `/api/v1/organizations/${org.slug}/users/${user.body.user.id}/api-keys`, org.token, { name: 'm' });
-    const denied = await call('GET', `/api/v1/organizations/${org.slug}/encryption-status`, key.body.secret);
+    const user = await call('POST', 'users', org.adminToken, { email: 'm@status.example', displayName: 'M', role: 'member' });
+    const key = await call('POST', `users/${user.body.user.id}/api-keys`, org.adminToken, { name: 'm' });
+    const denied = await call('GET', 'encryption-status', key.body.secret);
     assert.equal(denied.status, 403);
   });
 });

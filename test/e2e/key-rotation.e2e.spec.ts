@@ -1,59 +1,43 @@
 import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
-import type { INestApplicationContext } from '@nestjs/common';
 import { KMS, KmsProvider, orgKeyName } from '@coffer/kms';
-import { createWorker } from '../../apps/worker/src/bootstrap';
 import { KeyRotationSchedule } from '../../apps/worker/src/schedules/key-rotation.schedule';
-import { startApiProcess, stopProcess } from '../support/api-process';
-import { addUser, RunningApi, startApi, TestOrg } from '../support/api';
-import { startS3, TestS3 } from '../support/s3-server';
+import { stopProcess } from '../support/api-process';
+import type { OrgClient } from '../support/client';
 import { connect, connectToOrgAsOwner } from '../support/test-env';
-import { VaultTransitDouble } from '../support/vault-transit-double';
+import { TestWorld } from '../support/world';
 
 const BUCKET = 'customer-audit';
 
 describe('org key rotation and rewrap (API and worker on PostgreSQL and Redis; Vault transit double and s3rver over HTTP)', () => {
-  let vault: VaultTransitDouble;
-  let s3: TestS3;
-  let api: RunningApi;
-  let org: TestOrg;
-  let officer: { token: string };
-  let worker: INestApplicationContext;
+  let world: TestWorld;
+  let org: OrgClient;
 
   before(async () => {
-    vault = new VaultTransitDouble();
-    await vault.start();
-    s3 = await startS3([BUCKET]);
-    api = await startApi(vault.cofferConfig);
-    org = await api.createOrg();
-    officer = await addUser(api, org, 'security_officer');
+    world = await TestWorld.start({
+      vault: true,
+      s3: [BUCKET],
+      orgs: ['acme'],
+      users: { officer: { org: 'acme', role: 'security_officer' } },
+    });
+    org = world.org('acme');
     // A stored data key to rewrap: the audit destination's credentials are sealed under one.
-    const put = await api
-      .http()
-      .put(`/api/v1/organizations/${org.slug}/audit-logs/destination`)
-      .set(as(org.adminToken))
-      .send({ endpoint: s3.endpoint, bucket: BUCKET, prefix: 'coffer', accessKeyId: s3.accessKeyId, secretAccessKey: s3.secretAccessKey });
+    const put = await org.put('audit-logs/destination').send(world.s3.destination(BUCKET, 'coffer'));
     assert.equal(put.status, 204);
   });
 
-  after(async () => {
-    await worker?.close();
-    await api?.close();
-    await s3?.stop();
-    await vault?.stop();
-  });
+  after(() => world?.stop());
 
-  const as = (token: string) => ({ authorization: `Bearer ${token}` });
-  const keys = () => api.http().get(`/api/v1/organizations/${org.slug}/keys`).set(as(officer.token));
-  const rotate = (token = officer.token) => api.http().post(`/api/v1/organizations/${org.slug}/keys/rotate`).set(as(token));
+  const keys = () => org.as(world.user('officer')).get('keys');
+  const rotate = (token = world.user('officer').token) => org.as(token).post('keys/rotate');
   const entries = async (action: string) =>
-    (await api.http().get(`/api/v1/organizations/${org.slug}/audit-logs?action=${action}`).set(as(org.adminToken))).body.entries as {
+    (await org.get(`audit-logs?action=${action}`)).body.entries as {
       outcome: string;
       actor: Record<string, string>;
       body: Record<string, unknown>;
     }[];
   const storedWrappedKey = async () => {
-    const owner = await connectToOrgAsOwner(api.env, org.id);
+    const owner = await connectToOrgAsOwner(world.env, org.id);
     try {
       return (await owner.query('SELECT credentials_key FROM audit_destination')).rows[0].credentials_key as string;
     } finally {
@@ -61,7 +45,7 @@ describe('org key rotation and rewrap (API and worker on PostgreSQL and Redis; V
     }
   };
   const storedFieldKeys = async () => {
-    const owner = await connectToOrgAsOwner(api.env, org.id);
+    const owner = await connectToOrgAsOwner(world.env, org.id);
     try {
       const { rows } = await owner.query(
         `SELECT wrapped, kms_key_version FROM field_keys UNION ALL SELECT wrapped_key, kms_key_version FROM spool_keys ORDER BY 1`,
@@ -72,7 +56,7 @@ describe('org key rotation and rewrap (API and worker on PostgreSQL and Redis; V
     }
   };
   const controlAsOwner = async (sql: string) => {
-    const owner = await connect(api.env.config.DATABASE_OWNER_URL);
+    const owner = await connect(world.config.DATABASE_OWNER_URL);
     try {
       await owner.query(sql, [org.id]);
     } finally {
@@ -106,7 +90,7 @@ describe('org key rotation and rewrap (API and worker on PostgreSQL and Redis; V
   });
 
   test('only admins and security officers may rotate; a rotation adds a version and is audited with both versions', async () => {
-    const member = await addUser(api, org, 'member');
+    const member = await world.addUser(org, 'member');
     assert.equal((await rotate(member.token)).status, 403);
     const res = await rotate();
     assert.equal(res.status, 200);
@@ -124,7 +108,7 @@ describe('org key rotation and rewrap (API and worker on PostgreSQL and Redis; V
   test("the worker's rewrap job moves the stored data key to the new version without changing it", async () => {
     const before = await storedWrappedKey();
     assert.match(before, /^vault:v1:/);
-    worker = await createWorker({ ...api.env.config, KEY_RETIRE_OLD_VERSIONS: true }, 10_000);
+    await world.startWorker({ KEY_RETIRE_OLD_VERSIONS: true });
     const done = await until('the rewrap', async () => {
       const res = await keys();
       return res.body.rewrap.remaining === 0 && res.body.versions[1]?.wrappedDataKeys === 4 ? res.body : undefined;
@@ -132,7 +116,7 @@ describe('org key rotation and rewrap (API and worker on PostgreSQL and Redis; V
     assert.equal(done.versions[0].wrappedDataKeys, 0, 'nothing left on version 1');
     const after = await storedWrappedKey();
     assert.match(after, /^vault:v2:/);
-    const kms = api.app.get<KmsProvider>(KMS);
+    const kms = world.app.get<KmsProvider>(KMS);
     assert.ok((await kms.unwrap(orgKeyName(org.id), before)).equals(await kms.unwrap(orgKeyName(org.id), after)), 'same data key');
     const [rewrapped] = await entries('kms.keys.rewrapped');
     assert.deepEqual([rewrapped.body.version, rewrapped.body.rewrapped, rewrapped.body.remaining], [2, 4, 0]);
@@ -143,14 +127,14 @@ describe('org key rotation and rewrap (API and worker on PostgreSQL and Redis; V
       'the field and index keys and the spool key',
     );
     assert.equal(rewrapped.actor.id, 'system:rewrap-keys');
-    const shown = await api.http().get(`/api/v1/organizations/${org.slug}/audit-logs/destination`).set(as(org.adminToken));
+    const shown = await org.get('audit-logs/destination');
     assert.equal(shown.status, 200, 'the destination still reads');
     assert.equal(done.minDecryptionVersion, 1, 'old versions are not retired before the grace period');
   });
 
   test('a key past its next rotation is rotated once by the sweep, however often it ticks', async () => {
     await controlAsOwner(`UPDATE org_keys SET next_rotation_at = now() - interval '1 minute' WHERE org_id = $1`);
-    const schedule = worker.get(KeyRotationSchedule);
+    const schedule = world.worker.get(KeyRotationSchedule);
     const first = await schedule.tick();
     assert.ok(first.rotations >= 1);
     await schedule.tick();
@@ -168,7 +152,7 @@ describe('org key rotation and rewrap (API and worker on PostgreSQL and Redis; V
 
   test('with KEY_RETIRE_OLD_VERSIONS, versions are retired once the rewrap is complete and the grace has passed', async () => {
     await controlAsOwner(`UPDATE org_keys SET last_rotated_at = now() - interval '2 days' WHERE org_id = $1`);
-    assert.equal((await worker.get(KeyRotationSchedule).tick()).rewraps, 1);
+    assert.equal((await world.worker.get(KeyRotationSchedule).tick()).rewraps, 1);
     const res = await until('the retirement', async () => {
       const r = await keys();
       return r.body.minDecryptionVersion === 3 ? r.body : undefined;
@@ -176,11 +160,11 @@ describe('org key rotation and rewrap (API and worker on PostgreSQL and Redis; V
     assert.equal(res.versions.find((v: { version: number }) => v.version === 3).wrappedDataKeys, 4);
     const [retired] = await entries('kms.key.old_versions_retired');
     assert.equal(retired.body.minDecryptionVersion, 3);
-    assert.equal((await api.http().get(`/api/v1/organizations/${org.slug}/audit-logs/destination`).set(as(org.adminToken))).status, 200);
+    assert.equal((await org.get('audit-logs/destination')).status, 200);
     // A process that starts now has nothing cached: every field key must unwrap under version 3.
-    const fresh = await startApiProcess(api.env.config);
+    const fresh = await world.startApiProcess();
     try {
-      const users = await fetch(`${fresh.url}/api/v1/organizations/${org.slug}/users`, { headers: as(org.adminToken) });
+      const users = await fetch(org.at(fresh.url).url('users'), { headers: org.headers() });
       assert.equal(users.status, 200);
       const body = (await users.json()) as { users: { email: string }[] };
       assert.ok(body.users.some((u) => u.email.startsWith('admin@')), 'emails still decrypt');
@@ -190,7 +174,7 @@ describe('org key rotation and rewrap (API and worker on PostgreSQL and Redis; V
   });
 
   test('a sealed KMS: reading or rotating the key answers 503 kms_unavailable with Retry-After, and the refusal is audited', async () => {
-    vault.seal();
+    world.vault.seal();
     try {
       const read = await keys();
       assert.equal(read.status, 503);
@@ -199,9 +183,9 @@ describe('org key rotation and rewrap (API and worker on PostgreSQL and Redis; V
       const res = await rotate();
       assert.equal(res.status, 503);
       assert.equal(res.body.error.code, 'kms_unavailable');
-      assert.ok(!JSON.stringify(res.body).includes(vault.token), 'no Vault token in the answer');
+      assert.ok(!JSON.stringify(res.body).includes(world.vault.token), 'no Vault token in the answer');
     } finally {
-      vault.unseal();
+      world.vault.unseal();
     }
     const failures = (await entries('kms.key.rotation_requested')).filter((e) => e.outcome === 'failure');
     assert.ok(failures.some((e) => (e.body.error as { code: string }).code === 'kms_unavailable'));

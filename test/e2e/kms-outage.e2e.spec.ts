@@ -5,45 +5,36 @@ import { readdirSync, readFileSync, statSync } from 'node:fs';
 import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
-import type { INestApplicationContext } from '@nestjs/common';
 import { withDatabase } from '@coffer/database';
 import { KMS, KmsProvider, orgKeyName } from '@coffer/kms';
 import { MetricsService } from '@coffer/metrics';
-import { createWorker } from '../../apps/worker/src/bootstrap';
-import { startWorkerProcess, stopProcess } from '../support/api-process';
-import { addUser, RunningApi, startApi, TestOrg } from '../support/api';
+import { stopProcess } from '../support/api-process';
+import type { OrgClient } from '../support/client';
 import { connect, connectToOrgAsOwner } from '../support/test-env';
-import { VaultTransitDouble } from '../support/vault-transit-double';
-import { startWebhookReceiver, WebhookReceiver } from '../support/webhook';
+import { TestWorld } from '../support/world';
 
 describe('writes through a KMS outage: queued with 202, flushed in order by the worker (API, worker on PostgreSQL and Redis; Vault transit double and a webhook receiver over HTTP)', () => {
-  let vault: VaultTransitDouble;
-  let webhook: WebhookReceiver;
-  let api: RunningApi;
-  let org: TestOrg;
-  let member: { token: string };
-  let officer: { token: string };
-  let worker: INestApplicationContext | undefined;
+  let world: TestWorld;
+  let org: OrgClient;
   const cached: { name: string; version: number; body: Buffer }[] = [];
 
   before(async () => {
-    vault = new VaultTransitDouble();
-    await vault.start();
-    webhook = await startWebhookReceiver();
-    api = await startApi({
-      ...vault.cofferConfig,
-      ALERT_WEBHOOK_URLS: webhook.url,
-      ALERT_CHECK_CRON: '* * * * * *',
-      SPOOL_FLUSH_CRON: '* * * * * *',
-      SPOOL_PENDING_WRITES_ALERT: '3',
-      JOB_LOCK_MS: '2000',
-      // Small segments and chunks: several objects per upload.
-      PACKAGE_SEGMENT_BYTES: '1024',
-      PACKAGE_CHUNK_BYTES: '4096',
+    world = await TestWorld.start({
+      vault: true,
+      webhook: true,
+      config: {
+        ALERT_CHECK_CRON: '* * * * * *',
+        SPOOL_FLUSH_CRON: '* * * * * *',
+        SPOOL_PENDING_WRITES_ALERT: '3',
+        JOB_LOCK_MS: '2000',
+        // Small segments and chunks: several objects per upload.
+        PACKAGE_SEGMENT_BYTES: '1024',
+        PACKAGE_CHUNK_BYTES: '4096',
+      },
+      orgs: ['acme'],
+      users: { member: { org: 'acme', role: 'member' }, officer: { org: 'acme', role: 'security_officer' } },
     });
-    org = await api.createOrg();
-    member = await addUser(api, org, 'member');
-    officer = await addUser(api, org, 'security_officer');
+    org = world.org('acme');
     for (const [name, version] of [['handbook', 1], ['handbook', 2], ['policies', 1]] as const) {
       const body = randomBytes(5000);
       assert.equal((await upload(name, body)).status, 201);
@@ -51,39 +42,31 @@ describe('writes through a KMS outage: queued with 202, flushed in order by the 
       // Read once: the API now holds the version's data key in its cache.
       assert.deepEqual((await content(name, version)).body, body);
     }
-    worker = await createWorker(api.env.config, 10_000);
+    await world.startWorker();
   });
 
-  after(async () => {
-    await worker?.close();
-    await api?.close();
-    await webhook?.close();
-    await vault?.stop();
-  });
+  after(() => world?.stop());
 
-  const as = (token: string) => ({ authorization: `Bearer ${token}` });
   const upload = (name: string, body: Buffer, token = org.adminToken) =>
-    api.http().put(`/api/v1/organizations/${org.slug}/packages/${name}`).set(as(token)).set('content-type', 'application/octet-stream').send(body);
+    org.as(token).put(`packages/${name}`).set('content-type', 'application/octet-stream').send(body);
   const content = (name: string, version: number) =>
-    api
-      .http()
-      .get(`/api/v1/organizations/${org.slug}/packages/${name}/versions/${version}/content`)
-      .set(as(org.adminToken))
+    org
+      .get(`packages/${name}/versions/${version}/content`)
       .buffer(true)
       .parse((res, done) => {
         const chunks: Buffer[] = [];
         res.on('data', (c: Buffer) => chunks.push(c));
         res.on('end', () => done(null, Buffer.concat(chunks)));
       });
-  const pendingWrite = (id: string, token = member.token) => api.http().get(`/api/v1/organizations/${org.slug}/pending-writes/${id}`).set(as(token));
+  const pendingWrite = (id: string, token = world.user('member').token) => org.as(token).get(`pending-writes/${id}`);
   const entries = async (action: string) =>
-    (await api.http().get(`/api/v1/organizations/${org.slug}/audit-logs?action=${action}&limit=1000`).set(as(org.adminToken))).body.entries as {
+    (await org.get(`audit-logs?action=${action}&limit=1000`)).body.entries as {
       outcome: string;
       actor: Record<string, string>;
       target: Record<string, unknown>;
       body: Record<string, unknown>;
     }[];
-  const sent = (name: string) => webhook.received.filter((b) => b.commonLabels.alertname === name).map((b) => b.status);
+  const sent = (name: string) => world.webhook.received.filter((b) => b.commonLabels.alertname === name).map((b) => b.status);
   const until = async <T>(what: string, probe: () => Promise<T | undefined> | T | undefined, timeoutMs = 60_000): Promise<T> => {
     const deadline = Date.now() + timeoutMs;
     for (;;) {
@@ -103,7 +86,7 @@ describe('writes through a KMS outage: queued with 202, flushed in order by the 
     const queued: { id: string; body: Buffer }[] = [];
     for (let i = 0; i < count; i++) {
       const body = randomBytes(3000 + i * 100);
-      const res = await upload(name, body, i % 2 ? member.token : org.adminToken);
+      const res = await upload(name, body, i % 2 ? world.user('member').token : org.adminToken);
       assert.equal(res.status, 202, JSON.stringify(res.body));
       assert.equal(res.body.status, 'pending');
       assert.equal(res.body.size, body.length);
@@ -112,7 +95,7 @@ describe('writes through a KMS outage: queued with 202, flushed in order by the 
     return queued;
   };
   const asOwner = async <T>(fn: (owner: Awaited<ReturnType<typeof connectToOrgAsOwner>>) => Promise<T>): Promise<T> => {
-    const owner = await connectToOrgAsOwner(api.env, org.id);
+    const owner = await connectToOrgAsOwner(world.env, org.id);
     try {
       return await fn(owner);
     } finally {
@@ -126,7 +109,7 @@ describe('writes through a KMS outage: queued with 202, flushed in order by the 
       states.map((s) => [s.status, s.package, s.version]),
       queued.map((_, i) => ['flushed', name, i + 1]),
     );
-    const listed = await api.http().get(`/api/v1/organizations/${org.slug}/packages/${name}`).set(as(org.adminToken));
+    const listed = await org.get(`packages/${name}`);
     assert.deepEqual(listed.body.versions.map((v: { version: number }) => v.version), queued.map((_, i) => i + 1));
     for (const [i, { body }] of queued.entries()) assert.deepEqual((await content(name, i + 1)).body, body, `version ${i + 1}`);
     const flushed = (await entries('package.version_flushed')).filter((e) => e.target.package === name);
@@ -143,7 +126,7 @@ describe('writes through a KMS outage: queued with 202, flushed in order by the 
   };
 
   test('stopping the Vault double: cached reads go on, every upload gets 202, KmsUnavailable fires; after restart each write is flushed in order, readable and audited, and the alert resolves', async () => {
-    await vault.stop();
+    await world.vault.stop();
     let reads = 0;
     const reading = (async () => {
       for (let round = 0; round < 10; round++) {
@@ -161,9 +144,9 @@ describe('writes through a KMS outage: queued with 202, flushed in order by the 
     const first = await pendingWrite(queued[0].id);
     assert.equal(first.status, 200);
     assert.deepEqual([first.body.status, first.body.package, first.body.version], ['pending', 'doc', null]);
-    assert.equal((await pendingWrite(queued[0].id, officer.token)).status, 403, 'only roles that upload poll');
+    assert.equal((await pendingWrite(queued[0].id, world.user('officer').token)).status, 403, 'only roles that upload poll');
     assert.equal((await pendingWrite('nope')).body.error.code, 'pending_write_not_found');
-    const hidden = await api.http().get(`/api/v1/organizations/${org.slug}/packages/doc`).set(as(org.adminToken));
+    const hidden = await org.get('packages/doc');
     assert.equal(hidden.status, 404, 'a queued version is not listed');
     assert.equal((await content('doc', 1)).status, 404, 'nor downloadable');
     const queuedEntries = await entries('package.version_queued');
@@ -171,10 +154,8 @@ describe('writes through a KMS outage: queued with 202, flushed in order by the 
     const accepted = (await entries('package.version_created')).filter((e) => e.target.name === 'doc');
     assert.equal(accepted.length, 6, 'each 202 is audited by the interceptor');
 
-    const newOrg = await api
-      .http()
-      .post('/api/v1/organizations')
-      .set(as(api.adminToken))
+    const newOrg = await world.api
+      .post('organizations')
       .send({ slug: `no-kms-${randomBytes(3).toString('hex')}`, name: 'No KMS' });
     assert.equal(newOrg.status, 503, 'creating an org cannot queue');
     assert.equal(newOrg.body.error.code, 'kms_unavailable');
@@ -182,27 +163,27 @@ describe('writes through a KMS outage: queued with 202, flushed in order by the 
 
     await until('KmsUnavailable firing', () => sent('KmsUnavailable').includes('firing') || undefined);
     await until('SpoolGrowing firing', () => sent('SpoolGrowing').includes('firing') || undefined);
-    const status = await api.http().get(`/api/v1/organizations/${org.slug}/encryption-status`).set(as(officer.token));
+    const status = await org.as(world.user('officer')).get('encryption-status');
     assert.equal(status.body.details.pendingWrites.pending, 6);
-    const metrics = await fetch(`http://127.0.0.1:${api.app.get(MetricsService).port}/metrics`).then((r) => r.text());
+    const metrics = await fetch(`http://127.0.0.1:${world.app.get(MetricsService).port}/metrics`).then((r) => r.text());
     assert.match(metrics, new RegExp(`^coffer_pending_writes\\{org="${org.slug}"\\} 6$`, 'm'));
 
     // Taken while the writes wait: their data keys exist only sealed to the spool key.
-    const dump = spawnSync('pg_dump', ['--data-only', withDatabase(api.env.config.DATABASE_OWNER_URL, `${api.env.config.ORG_DATABASE_PREFIX}${org.id}`)], {
+    const dump = spawnSync('pg_dump', ['--data-only', withDatabase(world.config.DATABASE_OWNER_URL, `${world.config.ORG_DATABASE_PREFIX}${org.id}`)], {
       encoding: 'utf8',
       maxBuffer: 64 * 1024 * 1024,
     });
     assert.equal(dump.status, 0, dump.stderr);
-    const stored = readAll(api.env.config.STORAGE_DIR);
+    const stored = readAll(world.config.STORAGE_DIR);
 
-    await vault.start();
+    await world.vault.start();
     await assertFlushedInOrder('doc', queued);
     await until('KmsUnavailable resolved', () => (sent('KmsUnavailable').at(-1) === 'resolved' ? true : undefined));
     await until('SpoolGrowing resolved', () => (sent('SpoolGrowing').at(-1) === 'resolved' ? true : undefined));
     assert.deepEqual(sent('KmsUnavailable'), ['firing', 'resolved']);
 
     // The plaintext keys, now that the KMS can unwrap them: none is in the dump or the storage.
-    const kms = api.app.get<KmsProvider>(KMS);
+    const kms = world.app.get<KmsProvider>(KMS);
     const wrapped = await asOwner(async (owner) => [
       ...(await owner.query(`SELECT wrapped_dek AS w FROM package_versions WHERE package_name = 'doc'`)).rows,
       ...(await owner.query(`SELECT wrapped_key AS w FROM spool_keys`)).rows,
@@ -219,7 +200,7 @@ describe('writes through a KMS outage: queued with 202, flushed in order by the 
   });
 
   test('sealing the Vault double queues uploads too; a tampered spool entry fails closed while the others flush', async () => {
-    vault.seal();
+    world.vault.seal();
     const queued = await queueUploads('sealed-doc', 3);
     assert.deepEqual((await content('handbook', 2)).body, cached[1].body, 'a cached read works while sealed');
     const tampered = queued[1];
@@ -234,7 +215,7 @@ describe('writes through a KMS outage: queued with 202, flushed in order by the 
       await owner.query(`UPDATE package_versions SET wrapped_dek = $2 WHERE id = $1`, [rows[0].id, `spool:${keyId}:${bytes.toString('base64')}`]);
     });
     await until('KmsUnavailable firing again', () => (sent('KmsUnavailable').length === 3 ? true : undefined));
-    vault.unseal();
+    world.vault.unseal();
     const states = await settled(queued.map((q) => q.id));
     assert.deepEqual(
       states.map((s) => [s.status, s.version]),
@@ -252,11 +233,11 @@ describe('writes through a KMS outage: queued with 202, flushed in order by the 
 
   test('an upload, queued or not, holds no transaction open while its body streams', async () => {
     const idleInTransaction = async () => {
-      const admin = await connect(api.env.adminUrl, 'postgres');
+      const admin = await connect(world.env.adminUrl, 'postgres');
       try {
         const { rows } = await admin.query(
           `SELECT count(*)::int AS n FROM pg_stat_activity WHERE datname = $1 AND state LIKE 'idle in transaction%'`,
-          [`${api.env.config.ORG_DATABASE_PREFIX}${org.id}`],
+          [`${world.config.ORG_DATABASE_PREFIX}${org.id}`],
         );
         return rows[0].n as number;
       } finally {
@@ -264,11 +245,11 @@ describe('writes through a KMS outage: queued with 202, flushed in order by the 
       }
     };
     const streamed = async (name: string) => {
-      const url = new URL(`/api/v1/organizations/${org.slug}/packages/${name}`, api.url);
+      const url = new URL(org.url(`packages/${name}`));
       const body = randomBytes(4096);
       let answer!: (status: number) => void;
       const status = new Promise<number>((resolve) => (answer = resolve));
-      const req = httpRequest(url, { method: 'PUT', headers: { ...as(org.adminToken), 'content-type': 'application/octet-stream' } }, (res) => {
+      const req = httpRequest(url, { method: 'PUT', headers: { ...org.headers(), 'content-type': 'application/octet-stream' } }, (res) => {
         res.resume();
         answer(res.statusCode!);
       });
@@ -279,22 +260,21 @@ describe('writes through a KMS outage: queued with 202, flushed in order by the 
       return { open, status: await status };
     };
     assert.deepEqual(await streamed('streamed'), { open: 0, status: 201 });
-    await vault.stop();
+    await world.vault.stop();
     try {
       assert.deepEqual(await streamed('streamed-queued'), { open: 0, status: 202 });
       assert.deepEqual(await streamed('streamed-queued'), { open: 0, status: 202 }, 'behind a queued one');
     } finally {
-      await vault.start();
+      await world.vault.start();
     }
   });
 
   test('killing the worker process in the middle of a flush loses and duplicates nothing (Vault transit double made slow)', async () => {
-    await worker?.close();
-    worker = undefined;
-    await vault.stop();
+    await world.stopWorker();
+    await world.vault.stop();
     const queued = await queueUploads('killed', 12);
-    vault.latencyMs = 150;
-    await vault.start();
+    world.vault.latencyMs = 150;
+    await world.vault.start();
     // The KMS is back but nothing has flushed yet: a new upload of the name queues behind the others.
     const behind = randomBytes(2000);
     const late = await upload('killed', behind);
@@ -302,7 +282,7 @@ describe('writes through a KMS outage: queued with 202, flushed in order by the 
     queued.push({ id: late.body.pendingWriteId, body: behind });
     const flushedCount = () =>
       asOwner(async (owner) => (await owner.query(`SELECT count(*)::int AS n FROM pending_writes w JOIN package_versions v ON v.id = w.target WHERE v.package_name = 'killed' AND w.status = 'flushed'`)).rows[0].n as number);
-    let child: ChildProcess | undefined = await startWorkerProcess(api.env.config);
+    let child: ChildProcess | undefined = await world.startWorkerProcess();
     let second: ChildProcess | undefined;
     try {
       const before = await until('the flush to be under way', async () => {
@@ -315,10 +295,10 @@ describe('writes through a KMS outage: queued with 202, flushed in order by the 
       child = undefined;
       const atKill = await flushedCount();
       assert.ok(before <= atKill && atKill < queued.length, `killed mid-flush (${atKill} of ${queued.length} flushed)`);
-      second = await startWorkerProcess(api.env.config);
+      second = await world.startWorkerProcess();
       await assertFlushedInOrder('killed', queued);
     } finally {
-      vault.latencyMs = 0;
+      world.vault.latencyMs = 0;
       child?.kill('SIGKILL');
       await stopProcess(second);
     }

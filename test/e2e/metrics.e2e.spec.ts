@@ -1,38 +1,24 @@
 import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { MetricsService } from '@coffer/metrics';
-import { RunningApi, startApi, TestOrg } from '../support/api';
-import { startS3, TestS3 } from '../support/s3-server';
+import type { OrgClient } from '../support/client';
 import { connect } from '../support/test-env';
-import { VaultTransitDouble } from '../support/vault-transit-double';
+import { TestWorld } from '../support/world';
 
 describe('Prometheus metrics on their own port (API on PostgreSQL and Redis; Vault transit double and s3rver over HTTP)', () => {
-  let vault: VaultTransitDouble;
-  let s3: TestS3;
-  let api: RunningApi;
-  let org: TestOrg;
+  let world: TestWorld;
+  let org: OrgClient;
 
   before(async () => {
-    vault = new VaultTransitDouble();
-    await vault.start();
-    s3 = await startS3(['audit']);
-    api = await startApi(vault.cofferConfig);
-    org = await api.createOrg();
-    const put = await api
-      .http()
-      .put(`/api/v1/organizations/${org.slug}/audit-logs/destination`)
-      .set('authorization', `Bearer ${org.adminToken}`)
-      .send({ endpoint: s3.endpoint, bucket: 'audit', prefix: 'p', accessKeyId: s3.accessKeyId, secretAccessKey: s3.secretAccessKey });
+    world = await TestWorld.start({ vault: true, s3: ['audit'], orgs: ['acme'] });
+    org = world.org('acme');
+    const put = await org.put('audit-logs/destination').send(world.s3.destination('audit', 'p'));
     assert.equal(put.status, 204);
   });
 
-  after(async () => {
-    await api?.close();
-    await s3?.stop();
-    await vault?.stop();
-  });
+  after(() => world?.stop());
 
-  const metricsUrl = () => `http://127.0.0.1:${api.app.get(MetricsService).port}`;
+  const metricsUrl = () => `http://127.0.0.1:${world.app.get(MetricsService).port}`;
   const scrape = async () => {
     const res = await fetch(`${metricsUrl()}/metrics`);
     assert.equal(res.status, 200);
@@ -45,7 +31,7 @@ describe('Prometheus metrics on their own port (API on PostgreSQL and Redis; Vau
   };
 
   test('every line is Prometheus text; latency is labelled by route template, never by the raw URL', async () => {
-    await api.http().get(`/api/v1/organizations/${org.slug}/users`).set('authorization', `Bearer ${org.adminToken}`);
+    await org.get('users');
     const text = await scrape();
     for (const line of text.split('\n').filter(Boolean)) {
       assert.match(line, /^(# (HELP|TYPE) \w+ .+|\w+(\{[^}]*\})? -?[\d.e+-]+|\w+(\{[^}]*\})? (NaN|[+-]Inf))$/, line);
@@ -57,11 +43,11 @@ describe('Prometheus metrics on their own port (API on PostgreSQL and Redis; Vau
 
   test('KMS reachability follows the Vault: 1, 0 while sealed, 1 again', async () => {
     assert.equal(value(await scrape(), 'coffer_kms_up'), 1);
-    vault.seal();
+    world.vault.seal();
     try {
       assert.equal(value(await scrape(), 'coffer_kms_up'), 0);
     } finally {
-      vault.unseal();
+      world.vault.unseal();
     }
     assert.equal(value(await scrape(), 'coffer_kms_up'), 1);
   });
@@ -76,7 +62,7 @@ describe('Prometheus metrics on their own port (API on PostgreSQL and Redis; Vau
   });
 
   test('each stored certificate reports its expiry and failed renewals', async () => {
-    const owner = await connect(api.env.config.DATABASE_OWNER_URL);
+    const owner = await connect(world.config.DATABASE_OWNER_URL);
     try {
       await owner.query(
         `INSERT INTO tls_certificates (id, source, domains, not_after, renew_after, failures)
@@ -93,6 +79,6 @@ describe('Prometheus metrics on their own port (API on PostgreSQL and Redis; Vau
 
   test('the metrics port serves nothing else, and the API port does not serve metrics', async () => {
     assert.equal((await fetch(`${metricsUrl()}/api/v1/organizations`)).status, 404);
-    assert.equal((await api.http().get('/metrics')).status, 404);
+    assert.equal((await world.http().get('/metrics')).status, 404);
   });
 });

@@ -1,13 +1,9 @@
 import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
-import type { ChildProcess } from 'node:child_process';
 import { createHash, randomBytes } from 'node:crypto';
-import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
-import { startApiProcess, stopProcess } from '../support/api-process';
+import { readFileSync, writeFileSync } from 'node:fs';
 import { getDigest, putRepeated } from '../support/raw-http';
-import { createTestEnv, TestEnv } from '../support/test-env';
+import { TestWorld } from '../support/world';
 
 const GiB = 1024 ** 3;
 const MiB = 1024 ** 2;
@@ -19,38 +15,20 @@ function memory(pid: number, field: 'VmRSS' | 'VmHWM'): number {
 }
 
 describe('memory: a 1 GiB package up and down through the API process (filesystem driver)', () => {
-  let env: TestEnv;
-  let child: ChildProcess;
-  let url: string;
-  let storageDir: string;
-  let auth: Record<string, string>;
-  let slug: string;
+  let world: TestWorld;
 
   before(async () => {
-    storageDir = mkdtempSync(join(tmpdir(), 'coffer-memory-'));
-    env = await createTestEnv({ STORAGE_DIR: storageDir });
-    ({ child, url } = await startApiProcess(env.config));
-    const admin = { authorization: `Bearer ${env.takeBootstrapToken()}`, 'content-type': 'application/json' };
-    slug = `mem-${env.databasePrefix.slice(-8)}`;
-    const org = await fetch(`${url}/api/v1/organizations`, {
-      method: 'POST',
-      headers: admin,
-      body: JSON.stringify({ slug, name: 'Memory', admin: { email: `admin@${slug}.example`, displayName: 'Admin' } }),
-    });
-    assert.equal(org.status, 201);
-    const created = (await org.json()) as { admin: { apiKey: { secret: string } } };
-    auth = { authorization: `Bearer ${created.admin.apiKey.secret}` };
+    world = await TestWorld.start({ process: true, orgs: ['memory'] });
   });
 
-  after(async () => {
-    await stopProcess(child);
-    await env?.destroy();
-    rmSync(storageDir, { recursive: true, force: true });
-  });
+  after(() => world?.stop());
 
   test("uploading then downloading 1 GiB grows the API process's RSS by less than 64 MiB", async () => {
+    const { child } = world;
+    const org = world.org('memory');
+    const auth = org.headers();
     const block = randomBytes(MiB);
-    const packageUrl = `${url}/api/v1/organizations/${slug}/packages/big`;
+    const packageUrl = org.url('packages/big');
     // Warm-up: code paths, pools, KMS key, JIT; what stays allocated after it is the baseline.
     assert.equal((await putRepeated(packageUrl, auth, 16 * MiB, block)).status, 201);
     assert.equal((await getDigest(`${packageUrl}/versions/1/content`, auth)).size, 16 * MiB);

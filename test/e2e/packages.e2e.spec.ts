@@ -1,18 +1,15 @@
 import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { createHash, randomBytes } from 'node:crypto';
-import { mkdtempSync, readdirSync, readFileSync, rmSync, statSync } from 'node:fs';
+import { readdirSync, readFileSync, statSync } from 'node:fs';
 import { request as httpRequest } from 'node:http';
-import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import type { INestApplicationContext } from '@nestjs/common';
 import { KMS, KmsProvider, orgKeyName } from '@coffer/kms';
 import { chunkKey, createStorageDriver, StorageDriver } from '@coffer/storage';
-import { createWorker } from '../../apps/worker/src/bootstrap';
-import { addUser, RunningApi, startApi, TestOrg } from '../support/api';
+import type { OrgClient } from '../support/client';
 import { rawGet, rawPut } from '../support/raw-http';
-import { startS3, TestS3 } from '../support/s3-server';
 import { connect } from '../support/test-env';
+import { TestWorld } from '../support/world';
 import type { Client } from 'pg';
 
 const BUCKET = 'coffer-packages';
@@ -33,52 +30,39 @@ const drivers = [
 
 for (const driver of drivers) {
   describe(`KB packages, ${driver.name}`, () => {
-    let api: RunningApi;
-    let s3: TestS3 | undefined;
-    let storageDir: string;
+    let world: TestWorld;
     let store: StorageDriver;
-    let orgA: TestOrg;
-    let orgB: TestOrg;
+    let orgA: OrgClient;
+    let orgB: OrgClient;
 
     before(async () => {
-      storageDir = mkdtempSync(join(tmpdir(), 'coffer-packages-'));
-      s3 = driver.s3 ? await startS3([BUCKET]) : undefined;
-      api = await startApi({
-        PACKAGE_SEGMENT_BYTES: String(SEGMENT),
-        PACKAGE_CHUNK_BYTES: String(4 * SEGMENT),
-        PACKAGE_MAX_BYTES: String(256 * 1024),
-        ...(s3
-          ? { STORAGE_DRIVER: 's3', S3_ENDPOINT: s3.endpoint, S3_BUCKET: BUCKET, S3_ACCESS_KEY: s3.accessKeyId, S3_SECRET_KEY: s3.secretAccessKey }
-          : { STORAGE_DIR: storageDir }),
+      world = await TestWorld.start({
+        ...(driver.s3 && { s3: [BUCKET], storageBucket: BUCKET }),
+        config: { PACKAGE_SEGMENT_BYTES: String(SEGMENT), PACKAGE_CHUNK_BYTES: String(4 * SEGMENT), PACKAGE_MAX_BYTES: String(256 * 1024) },
+        orgs: ['org-a', 'org-b'],
       });
-      store = createStorageDriver(api.env.config);
-      orgA = await api.createOrg();
-      orgB = await api.createOrg();
+      store = createStorageDriver(world.config);
+      [orgA, orgB] = [world.org('org-a'), world.org('org-b')];
     });
 
-    after(async () => {
-      await api?.close();
-      await s3?.stop();
-      rmSync(storageDir, { recursive: true, force: true });
-    });
+    after(() => world?.stop());
 
-    const path = (org: TestOrg, rest = '') => `/api/v1/organizations/${org.slug}/packages${rest}`;
-    const as = (org: TestOrg | { adminToken: string }) => ({ authorization: `Bearer ${org.adminToken}` });
-    const upload = (org: TestOrg | { adminToken: string; slug: string }, name: string, body: Buffer | Buffer[], type = 'application/octet-stream') =>
-      rawPut(`${api.url}${path(org as TestOrg, `/${name}`)}`, { ...as(org), 'content-type': type }, body);
-    const download = (org: TestOrg, name: string, version: number, headers: Record<string, string> = {}) =>
-      rawGet(`${api.url}${path(org, `/${name}/versions/${version}/content`)}`, { ...as(org), ...headers });
+    const upload = (org: OrgClient, name: string, body: Buffer | Buffer[], type = 'application/octet-stream') =>
+      rawPut(org.url(`packages/${name}`), { ...org.headers(), 'content-type': type }, body);
+    const download = (org: OrgClient, name: string, version: number, headers: Record<string, string> = {}) =>
+      rawGet(org.url(`packages/${name}/versions/${version}/content`), { ...org.headers(), ...headers });
 
     /** Every stored object's raw bytes, read behind the API's back. */
     function rawObjects(): { key: string; body: Buffer }[] {
-      if (s3) return s3.objects(BUCKET);
+      if (driver.s3) return world.s3.objects(BUCKET);
+      const storageDir = world.config.STORAGE_DIR;
       const walk = (dir: string): string[] =>
         readdirSync(dir).flatMap((n) => (statSync(join(dir, n)).isDirectory() ? walk(join(dir, n)) : [join(dir, n)]));
       return walk(storageDir).map((file) => ({ key: file.slice(storageDir.length + 1), body: readFileSync(file) }));
     }
 
-    async function objectIdOf(org: TestOrg, name: string, version: number): Promise<string> {
-      const res = await api.http().get(path(org, `/${name}`)).set(as(org));
+    async function objectIdOf(org: OrgClient, name: string, version: number): Promise<string> {
+      const res = await org.get(`packages/${name}`);
       return res.body.versions.find((v: { version: number }) => v.version === version).id;
     }
 
@@ -109,12 +93,12 @@ for (const driver of drivers) {
       assert.equal(empty.status, 201);
       assert.equal(empty.body.size, 0);
 
-      const listed = await api.http().get(path(orgA)).set(as(orgA));
+      const listed = await orgA.get('packages');
       assert.deepEqual(
         listed.body.packages.map((p: { name: string; latestVersion: number; versions: number }) => [p.name, p.latestVersion, p.versions]),
         [['empty', 1, 1], ['handbook', 2, 2]],
       );
-      const meta = await api.http().get(path(orgA, '/handbook')).set(as(orgA));
+      const meta = await orgA.get('packages/handbook');
       assert.deepEqual(meta.body.versions.map((v: { version: number; size: number }) => [v.version, v.size]), [[1, first.length], [2, second.length]]);
 
       const one = await download(orgA, 'handbook', 1);
@@ -262,12 +246,12 @@ for (const driver of drivers) {
       assert.equal(JSON.parse(res.body.toString()).error.code, 'package_integrity_failed');
       assert.ok(!res.body.includes(MARKER));
 
-      const crossed = await api.http().get(path(orgB, '/shared-name/versions/1/content')).set(as(orgA));
+      const crossed = await orgB.as(orgA).get('packages/shared-name/versions/1/content');
       assert.equal(crossed.status, 404);
-      const owner = await connect(api.env.config.DATABASE_OWNER_URL, `${api.env.config.ORG_DATABASE_PREFIX}${orgB.id}`);
+      const owner = await connect(world.config.DATABASE_OWNER_URL, `${world.config.ORG_DATABASE_PREFIX}${orgB.id}`);
       try {
         const { rows } = await owner.query('SELECT wrapped_dek FROM package_versions WHERE id = $1', [refB.objectId]);
-        const kms = api.app.get<KmsProvider>(KMS);
+        const kms = world.app.get<KmsProvider>(KMS);
         await assert.rejects(kms.unwrap(orgKeyName(orgA.id), rows[0].wrapped_dek));
       } finally {
         await owner.end();
@@ -275,47 +259,46 @@ for (const driver of drivers) {
     });
 
     test('roles: members upload and read, security officers only read, only admins delete; downloads are audited', async () => {
-      const member = await addUser(api, orgA, 'member');
-      const officer = await addUser(api, orgA, 'security_officer');
+      const member = await world.addUser(orgA, 'member');
+      const officer = await world.addUser(orgA, 'security_officer');
       const body = randomBytes(100);
-      assert.equal((await upload({ slug: orgA.slug, adminToken: member.token }, 'by-member', body)).status, 201);
-      assert.equal((await upload({ slug: orgA.slug, adminToken: officer.token }, 'by-officer', body)).status, 403);
-      const read = await rawGet(`${api.url}${path(orgA, '/by-member/versions/1/content')}`, { authorization: `Bearer ${officer.token}` });
+      assert.equal((await upload(orgA.as(member), 'by-member', body)).status, 201);
+      assert.equal((await upload(orgA.as(officer), 'by-officer', body)).status, 403);
+      const read = await download(orgA.as(officer), 'by-member', 1);
       assert.deepEqual(read.body, body);
-      assert.equal((await api.http().delete(path(orgA, '/by-member/versions/1')).set({ authorization: `Bearer ${member.token}` })).status, 403);
+      assert.equal((await orgA.as(member).delete('packages/by-member/versions/1')).status, 403);
 
-      const logs = await api.http().get(`/api/v1/organizations/${orgA.slug}/audit-logs?action=package.content_read`).set(as(orgA));
+      const logs = await orgA.get('audit-logs?action=package.content_read');
       const entry = logs.body.entries.find((e: { actor: { id: string } }) => e.actor.id === `user:${officer.userId}`);
       assert.ok(entry, 'the download is in the audit log');
       assert.equal(entry.target.name, 'by-member');
-      const created = await api.http().get(`/api/v1/organizations/${orgA.slug}/audit-logs?action=package.version_created`).set(as(orgA));
+      const created = await orgA.get('audit-logs?action=package.version_created');
       assert.ok(created.body.entries.some((e: { outcome: string; target: { name: string } }) => e.outcome === 'failure' && e.target.name === 'by-officer'));
     });
 
     test('deleting a version, then the package: gone from the API; the name starts again at 1', async () => {
       for (let i = 0; i < 2; i++) assert.equal((await upload(orgA, 'doomed', randomBytes(50))).status, 201);
-      assert.equal((await api.http().delete(path(orgA, '/doomed/versions/1')).set(as(orgA))).status, 200);
+      assert.equal((await orgA.delete('packages/doomed/versions/1')).status, 200);
       assert.equal((await download(orgA, 'doomed', 1)).status, 404);
       assert.equal((await download(orgA, 'doomed', 2)).status, 200);
-      assert.equal((await api.http().delete(path(orgA, '/doomed/versions/1')).set(as(orgA))).status, 404);
-      const removed = await api.http().delete(path(orgA, '/doomed')).set(as(orgA));
+      assert.equal((await orgA.delete('packages/doomed/versions/1')).status, 404);
+      const removed = await orgA.delete('packages/doomed');
       assert.equal(removed.status, 200);
       assert.equal(removed.body.versionsDeleted, 1);
-      assert.equal((await api.http().get(path(orgA, '/doomed')).set(as(orgA))).status, 404);
+      assert.equal((await orgA.get('packages/doomed')).status, 404);
       assert.equal((await download(orgA, 'doomed', 2)).status, 404);
       assert.equal((await upload(orgA, 'doomed', randomBytes(50))).body.version, 1);
     });
 
     describe('failed uploads never become visible, and the worker collects their chunks', () => {
-      let worker: INestApplicationContext | undefined;
       let orgDb: Client;
       const STALE_SECONDS = 2;
       before(async () => {
-        orgDb = await connect(api.env.config.DATABASE_APP_URL, `${api.env.config.ORG_DATABASE_PREFIX}${orgB.id}`);
-        worker = await createWorker({ ...api.env.config, PACKAGE_SWEEP_CRON: '* * * * * *', PACKAGE_UPLOAD_STALE_SECONDS: STALE_SECONDS }, 10_000);
+        orgDb = await connect(world.config.DATABASE_APP_URL, `${world.config.ORG_DATABASE_PREFIX}${orgB.id}`);
+        await world.startWorker({ PACKAGE_SWEEP_CRON: '* * * * * *', PACKAGE_UPLOAD_STALE_SECONDS: STALE_SECONDS });
       });
       after(async () => {
-        await worker?.close();
+        await world.stopWorker();
         await orgDb?.end();
       });
 
@@ -328,11 +311,11 @@ for (const driver of drivers) {
         }
       }
 
-      const listedNames = async () => (await api.http().get(path(orgB)).set(as(orgB))).body.packages.map((p: { name: string }) => p.name);
+      const listedNames = async () => (await orgB.get('packages')).body.packages.map((p: { name: string }) => p.name);
 
       test('a refused upload is answered at once and its connection closed, its body unread', async () => {
         const res = await new Promise<{ status: number; connection: string | undefined }>((resolve, reject) => {
-          const req = httpRequest(`${api.url}${path(orgB, '/anonymous')}`, { method: 'PUT', headers: { 'content-length': String(GIANT) } }, (response) => {
+          const req = httpRequest(orgB.url('packages/anonymous'), { method: 'PUT', headers: { 'content-length': String(GIANT) } }, (response) => {
             response.resume();
             resolve({ status: response.statusCode!, connection: response.headers.connection });
             req.destroy();
@@ -345,7 +328,7 @@ for (const driver of drivers) {
 
       test('over the limit: 413 package_too_large, declared or found while streaming', async () => {
         const declared = await new Promise<{ status: number; body: string; connection?: string }>((resolve, reject) => {
-          const req = httpRequest(`${api.url}${path(orgB, '/huge')}`, { method: 'PUT', headers: { ...as(orgB), 'content-length': String(300 * 1024) } }, (res) => {
+          const req = httpRequest(orgB.url('packages/huge'), { method: 'PUT', headers: { ...orgB.headers(), 'content-length': String(300 * 1024) } }, (res) => {
             let text = '';
             res.on('data', (d) => (text += d));
             res.on('end', () => {
@@ -361,7 +344,7 @@ for (const driver of drivers) {
         assert.equal(declared.connection, 'close', 'the rest of the body is not read');
 
         const streamed = await new Promise<{ status: number; body: string }>((resolve, reject) => {
-          const req = httpRequest(`${api.url}${path(orgB, '/huge')}`, { method: 'PUT', headers: as(orgB) }, (res) => {
+          const req = httpRequest(orgB.url('packages/huge'), { method: 'PUT', headers: orgB.headers() }, (res) => {
             let text = '';
             res.on('data', (d) => (text += d));
             res.on('end', () => resolve({ status: res.statusCode!, body: text }));
@@ -384,7 +367,7 @@ for (const driver of drivers) {
       test('a client that disconnects half-way leaves nothing visible; the sweep removes its chunks', async () => {
         let leftover: string[] = [];
         await new Promise<void>((resolve) => {
-          const req = httpRequest(`${api.url}${path(orgB, '/cut')}`, { method: 'PUT', headers: { ...as(orgB), 'content-length': String(100 * 1024) } });
+          const req = httpRequest(orgB.url('packages/cut'), { method: 'PUT', headers: { ...orgB.headers(), 'content-length': String(100 * 1024) } });
           req.on('error', () => resolve());
           req.write(randomBytes(40 * 1024), () =>
             setTimeout(async () => {
@@ -397,7 +380,7 @@ for (const driver of drivers) {
         assert.ok(leftover.length > 0, 'chunks were stored before the client went away');
         await waitFor(async () => (await upload('cut'))?.state === 'deleted', 'the upload is abandoned');
         assert.ok(!(await listedNames()).includes('cut'));
-        assert.equal((await api.http().get(path(orgB, '/cut')).set(as(orgB))).status, 404);
+        assert.equal((await orgB.get('packages/cut')).status, 404);
 
         const { id } = await upload('cut');
         await waitFor(async () => !!(await upload('cut')).purged_at, 'the sweep purged it');
@@ -405,9 +388,9 @@ for (const driver of drivers) {
       });
 
       test('an upload idle for PACKAGE_UPLOAD_STALE_SECONDS (a crashed writer) is collected, and can no longer commit', async () => {
-        const url = `${api.url}${path(orgB, '/stalled')}`;
+        const url = orgB.url('packages/stalled');
         const answer = new Promise<{ status: number; body: string }>((resolve, reject) => {
-          const req = httpRequest(url, { method: 'PUT', headers: { ...as(orgB), 'content-length': String(20 * 1024) } }, (res) => {
+          const req = httpRequest(url, { method: 'PUT', headers: { ...orgB.headers(), 'content-length': String(20 * 1024) } }, (res) => {
             let text = '';
             res.on('data', (d) => (text += d));
             res.on('end', () => resolve({ status: res.statusCode!, body: text }));

@@ -4,6 +4,7 @@ import { ChildProcess, spawnSync } from 'node:child_process';
 import { existsSync, statSync } from 'node:fs';
 import request from 'supertest';
 import { API_MAIN, REPO_ROOT, startApiProcess, stopProcess } from '../support/api-process';
+import { ApiClient } from '../support/client';
 import { createTestEnv, TestEnv } from '../support/test-env';
 
 describe('the API as a process (compiled main.js, PostgreSQL, Redis)', () => {
@@ -26,22 +27,22 @@ describe('the API as a process (compiled main.js, PostgreSQL, Redis)', () => {
 
   test('logs one JSON access line per request, with request id and route, and no token, key or email', async () => {
     const adminToken = env.takeBootstrapToken();
-    const http = request(url);
-    const created = await http
-      .post('/api/v1/organizations')
-      .set('authorization', `Bearer ${adminToken}`)
+    const platform = new ApiClient(url, '/api/v1', adminToken);
+    const created = await platform
+      .post('organizations')
       .send({ slug: 'logs', name: 'Logs', admin: { email: 'secret.person@logs.example', displayName: 'Secret Person' } });
     assert.equal(created.status, 201);
     const orgKey: string = created.body.admin.apiKey.secret;
-    const users = await http.get('/api/v1/organizations/logs/users').set('authorization', `Bearer ${orgKey}`);
+    const org = platform.org('logs').as(orgKey);
+    const users = await org.get('users');
     assert.equal(users.status, 200);
-    const bad = await http.post('/api/v1/organizations/logs/users').set('authorization', `Bearer ${orgKey}`).send({
+    const bad = await org.post('users').send({
       email: 'other.secret@logs.example',
       displayName: 'x',
       role: 'nope',
     });
     assert.equal(bad.status, 400);
-    await http.get('/api/v1/organizations/logs').set('authorization', `Bearer ${orgKey.slice(0, -4)}AAAA`);
+    await org.as(`${orgKey.slice(0, -4)}AAAA`).get();
     await new Promise((r) => setTimeout(r, 200));
 
     const lines = output.split('\n').filter(Boolean);

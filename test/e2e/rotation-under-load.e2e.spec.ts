@@ -1,13 +1,11 @@
 import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { createHash, randomBytes, randomInt } from 'node:crypto';
-import type { INestApplicationContext } from '@nestjs/common';
-import { createWorker } from '../../apps/worker/src/bootstrap';
-import { startApiProcess, stopProcess } from '../support/api-process';
-import { RunningApi, startApi, TestOrg } from '../support/api';
+import { stopProcess } from '../support/api-process';
+import type { OrgClient } from '../support/client';
 import { rawGet, rawPut } from '../support/raw-http';
 import { connectToOrgAsOwner } from '../support/test-env';
-import { VaultTransitDouble } from '../support/vault-transit-double';
+import { TestWorld } from '../support/world';
 
 const ROTATIONS = 10;
 const SEGMENT = 1024;
@@ -41,10 +39,8 @@ const providers = [
 
 for (const provider of providers) {
   describe(`ten key rotations under concurrent uploads, downloads and field writes (API and worker on PostgreSQL and Redis, ${provider.name})`, () => {
-    let vault: VaultTransitDouble | undefined;
-    let api: RunningApi;
-    let worker: INestApplicationContext;
-    let org: TestOrg;
+    let world: TestWorld;
+    let org: OrgClient;
     const uploads: Uploaded[] = [];
     const written: Written[] = [];
     const failures: Failure[] = [];
@@ -52,33 +48,26 @@ for (const provider of providers) {
     let requests = 0;
 
     before(async () => {
-      if (provider.vault) {
-        vault = new VaultTransitDouble();
-        await vault.start();
-      }
-      api = await startApi({
-        // Small segments and chunks: every upload is several chunk objects, so uploads are in
-        // flight while keys rotate.
-        PACKAGE_SEGMENT_BYTES: String(SEGMENT),
-        PACKAGE_CHUNK_BYTES: String(4 * SEGMENT),
-        // Several batches per rewrap.
-        KEY_REWRAP_BATCH_SIZE: '7',
-        ...vault?.cofferConfig,
+      world = await TestWorld.start({
+        vault: provider.vault,
+        config: {
+          // Small segments and chunks: every upload is several chunk objects, so uploads are in
+          // flight while keys rotate.
+          PACKAGE_SEGMENT_BYTES: String(SEGMENT),
+          PACKAGE_CHUNK_BYTES: String(4 * SEGMENT),
+          // Several batches per rewrap.
+          KEY_REWRAP_BATCH_SIZE: '7',
+        },
+        orgs: ['acme'],
+        worker: true,
       });
-      worker = await createWorker(api.env.config, 10_000);
-      org = await api.createOrg();
+      org = world.org('acme');
     });
 
-    after(async () => {
-      await worker?.close();
-      await api?.close();
-      await vault?.stop();
-    });
+    after(() => world?.stop());
 
-    const orgPath = (rest: string) => `/api/v1/organizations/${org.slug}${rest}`;
-    const as = (token: string) => ({ authorization: `Bearer ${token}` });
-    const keys = () => api.http().get(orgPath('/keys')).set(as(org.adminToken));
-    const status = () => api.http().get(orgPath('/encryption-status')).set(as(org.adminToken));
+    const keys = () => org.get('keys');
+    const status = () => org.get('encryption-status');
 
     /** Counts the request; a status other than `expected` is recorded as a failure. */
     const expect = (what: string, expected: number, res: { status: number; body: unknown; text?: string }): boolean => {
@@ -93,7 +82,7 @@ for (const provider of providers) {
       const content = randomBytes(randomInt(0, 40 * SEGMENT));
       const name = `pkg-${n % 7}`;
       const body = n % 2 ? content : [content.subarray(0, content.length >> 1), content.subarray(content.length >> 1)];
-      const res = await rawPut(`${api.url}${orgPath(`/packages/${name}`)}`, { ...as(org.adminToken), 'content-type': 'application/octet-stream' }, body);
+      const res = await rawPut(org.url(`packages/${name}`), { ...org.headers(), 'content-type': 'application/octet-stream' }, body);
       if (expect(`upload ${name}`, 201, res)) uploads.push({ name, version: res.body.version, sha256: sha256(content), kmsKeyVersion: res.body.kmsKeyVersion });
     }
 
@@ -101,7 +90,7 @@ for (const provider of providers) {
     async function downloadOne(): Promise<void> {
       if (!uploads.length) return new Promise((resolve) => setTimeout(resolve, 20));
       const pick = uploads[randomInt(uploads.length)];
-      const res = await rawGet(`${api.url}${orgPath(`/packages/${pick.name}/versions/${pick.version}/content`)}`, as(org.adminToken));
+      const res = await rawGet(org.url(`packages/${pick.name}/versions/${pick.version}/content`), org.headers());
       if (expect(`download ${pick.name} v${pick.version}`, 200, { status: res.status, body: res.body.toString() }) && (!res.complete || sha256(res.body) !== pick.sha256)) {
         failures.push({ what: `download ${pick.name} v${pick.version}`, status: res.status, body: 'content differs from the upload' });
       }
@@ -110,12 +99,12 @@ for (const provider of providers) {
     /** A user (sealed email, blind index) and, every other time, an API key for them (sealed hash). */
     async function writeFields(n: number): Promise<void> {
       const email = `user-${n}-${randomBytes(4).toString('hex')}@${org.slug}.example`;
-      const user = await api.http().post(orgPath('/users')).set(as(org.adminToken)).send({ email, displayName: `User ${n}`, role: 'member' });
+      const user = await org.post('users').send({ email, displayName: `User ${n}`, role: 'member' });
       if (!expect('create user', 201, user)) return;
       const entry: Written = { userId: user.body.user.id, email };
       written.push(entry);
       if (n % 2) return;
-      const key = await api.http().post(orgPath(`/users/${entry.userId}/api-keys`)).set(as(org.adminToken)).send({ name: `key ${n}` });
+      const key = await org.post(`users/${entry.userId}/api-keys`).send({ name: `key ${n}` });
       if (expect('issue api key', 201, key)) entry.token = key.body.secret;
     }
 
@@ -153,7 +142,7 @@ for (const provider of providers) {
           while ((uploads.length < uploadsBefore + 3 || written.length < writtenBefore + 2) && !failures.length && Date.now() < deadline) {
             await new Promise((resolve) => setTimeout(resolve, 25));
           }
-          const res = await api.http().post(orgPath('/keys/rotate')).set(as(org.adminToken));
+          const res = await org.post('keys/rotate');
           if (expect(`rotation ${i + 1}`, 200, res)) rotatedAt.push(res.body.rotatedAt);
         }
         // Writes keep going past the last rotation, across its rewrap.
@@ -186,7 +175,7 @@ for (const provider of providers) {
       assert.ok(onLatest >= uploads.length + 2, `${onLatest} data keys on version ${latest}: every upload's, the field and index keys`);
 
       // Behind the API's back: every wrapped column of the org database names the latest version.
-      const owner = await connectToOrgAsOwner(api.env, org.id);
+      const owner = await connectToOrgAsOwner(world.env, org.id);
       try {
         const { rows } = await owner.query(
           `SELECT wrapped_dek AS wrapped, kms_key_version AS version FROM package_versions
@@ -215,22 +204,22 @@ for (const provider of providers) {
     });
 
     test('every object and field reads back through an API process that starts with nothing cached', async () => {
-      const fresh = await startApiProcess(api.env.config);
+      const fresh = await world.startApiProcess();
       try {
-        const get = (path: string, token = org.adminToken) => fetch(`${fresh.url}${orgPath(path)}`, { headers: as(token) });
+        const get = (path: string, token = org.adminToken) => fetch(org.at(fresh.url).url(path), { headers: org.as(token).headers() });
         for (const u of uploads) {
-          const res = await get(`/packages/${u.name}/versions/${u.version}/content`);
+          const res = await get(`packages/${u.name}/versions/${u.version}/content`);
           assert.equal(res.status, 200, `${u.name} v${u.version}`);
           assert.equal(sha256(Buffer.from(await res.arrayBuffer())), u.sha256, `${u.name} v${u.version} is byte-identical`);
         }
         for (const w of written) {
-          const res = await get(`/users/${w.userId}`);
+          const res = await get(`users/${w.userId}`);
           assert.equal(res.status, 200);
           assert.equal(((await res.json()) as { user: { email: string } }).user.email, w.email);
         }
         const tokens = written.filter((w) => w.token);
         assert.ok(tokens.length >= ROTATIONS);
-        for (const w of tokens) assert.equal((await get('/packages', w.token)).status, 200, "a key issued during the rotations authenticates");
+        for (const w of tokens) assert.equal((await get('packages', w.token)).status, 200, "a key issued during the rotations authenticates");
       } finally {
         await stopProcess(fresh.child);
       }

@@ -28,7 +28,7 @@ import {
 import { freePort } from '../support/api-process';
 import { Pebble, startPebble } from '../support/pebble';
 import { connect, createTestEnv, TestEnv } from '../support/test-env';
-import { VaultTransitDouble } from '../support/vault-transit-double';
+import { OpenBaoDouble } from '../support/openbao-double';
 import { startWebhookReceiver, WebhookReceiver } from '../support/webhook';
 
 const DAY = 86_400_000;
@@ -155,7 +155,7 @@ describe('certificate renewal in the worker: pebble for the protocol, a controll
   });
 
   test('replicas serve the stored certificate; with the KMS down one keeps what it serves, one starting serves the internal CA until the key opens (Vault double)', async () => {
-    const vault = new VaultTransitDouble();
+    const vault = new OpenBaoDouble();
     await vault.start();
     const vaultKms = () =>
       createKmsProvider({ ...env.config, KMS_PROVIDER: 'vault', KMS_VAULT_ADDR: vault.address, KMS_VAULT_TOKEN: vault.token, KMS_VAULT_TIMEOUT_MS: 1000 }, db.control);

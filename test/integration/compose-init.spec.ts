@@ -11,8 +11,7 @@ import { VaultKmsProvider } from '@coffer/kms';
 import { cofferTransitPolicy, initDatabaseRoles, initOpenBao } from '../../apps/cli/src/compose-init';
 import { REPO_ROOT } from '../support/api-process';
 import { dropDatabasesAndRoles, PG_ADMIN_URL } from '../support/test-env';
-import { OpenBaoSysDouble } from '../support/openbao-sys-double';
-import { VaultTransitDouble } from '../support/vault-transit-double';
+import { OpenBaoDouble } from '../support/openbao-double';
 
 /**
  * Whether a stored `SCRAM-SHA-256$<iterations>:<salt>$<StoredKey>:<ServerKey>` verifier is the
@@ -93,7 +92,7 @@ function policyAllows(policy: string, method: string, path: string): boolean {
 }
 
 describe("coffer init: OpenBao policy covers Coffer's transit calls and nothing more (Vault transit double)", () => {
-  const vault = new VaultTransitDouble({ mount: 'coffer-transit' });
+  const vault = new OpenBaoDouble({ mount: 'coffer-transit' });
   const policy = cofferTransitPolicy('coffer-transit');
   before(() => vault.start());
   after(() => vault.stop());
@@ -132,15 +131,15 @@ describe("coffer init: OpenBao policy covers Coffer's transit calls and nothing 
 describe('coffer init: OpenBao setup (OpenBao sys API double)', () => {
   const dir = mkdtempSync(join(tmpdir(), 'coffer-init-'));
   const ids = { roleId: randomUUID(), secretId: randomBytes(32).toString('hex') };
-  const doubles: OpenBaoSysDouble[] = [];
+  const doubles: OpenBaoDouble[] = [];
   const lines: string[] = [];
   const fresh = async () => {
-    const bao = new OpenBaoSysDouble();
+    const bao = new OpenBaoDouble({ uninitialized: true });
     await bao.start();
     doubles.push(bao);
     return bao;
   };
-  const init = (bao: OpenBaoSysDouble, keysFile: string) =>
+  const init = (bao: OpenBaoDouble, keysFile: string) =>
     initOpenBao({ address: bao.address, mount: 'transit', keysFile, ...ids, log: (line) => lines.push(line) });
   after(async () => {
     await Promise.all(doubles.map((d) => d.stop()));
@@ -152,7 +151,7 @@ describe('coffer init: OpenBao setup (OpenBao sys API double)', () => {
     const keysFile = join(dir, 'first', 'openbao-keys.json');
     await init(bao, keysFile);
     assert.equal(bao.initialized && !bao.sealed, true);
-    assert.deepEqual(JSON.parse(readFileSync(keysFile, 'utf8')), { unsealKeys: [bao.unsealKey], rootToken: bao.rootToken });
+    assert.deepEqual(JSON.parse(readFileSync(keysFile, 'utf8')), { unsealKeys: [bao.unsealKey], rootToken: bao.token });
     assert.equal(statSync(keysFile).mode & 0o777, 0o600);
     assert.equal(bao.mounts.get('transit/'), 'transit');
     assert.equal(bao.policies.get('coffer'), cofferTransitPolicy('transit'));
@@ -162,26 +161,37 @@ describe('coffer init: OpenBao setup (OpenBao sys API double)', () => {
     assert.equal(role.roleId, ids.roleId);
     assert.deepEqual(role.secretIds, [ids.secretId]);
     const printed = lines.join('\n');
-    for (const secret of [bao.unsealKey, bao.rootToken, ids.secretId]) assert.equal(printed.includes(secret), false, 'no secret is printed');
+    for (const secret of [bao.unsealKey, bao.token, ids.secretId]) assert.equal(printed.includes(secret), false, 'no secret is printed');
+  });
+
+  test("once set up, the server serves Coffer's Vault KMS provider, logged in with the AppRole of .env", async () => {
+    const bao = await fresh();
+    await init(bao, join(dir, 'served', 'openbao-keys.json'));
+    const kms = new VaultKmsProvider({ address: bao.address, appRole: ids, mount: 'transit', keyPrefix: '', timeoutMs: 5000 });
+    await kms.ensureKey('coffer-org-1');
+    const dataKey = await kms.generateDataKey('coffer-org-1');
+    assert.deepEqual(await kms.unwrap('coffer-org-1', dataKey.wrapped), dataKey.plaintext);
+    assert.ok(bao.requests.includes('POST /v1/auth/approle/login'));
+    assert.ok(bao.requests.includes('POST /v1/transit/datakey/plaintext/coffer-org-1'));
   });
 
   test('run again after a restart, it unseals with the kept key and registers nothing twice', async () => {
     const bao = await fresh();
     const keysFile = join(dir, 'rerun', 'openbao-keys.json');
     await init(bao, keysFile);
-    bao.restart();
+    await bao.restart();
     assert.equal(bao.sealed, true);
     await init(bao, keysFile);
     assert.equal(bao.sealed, false);
     assert.deepEqual(bao.roles.get('coffer')!.secretIds, [ids.secretId]);
-    assert.equal(bao.requests.filter((r) => r === 'PUT sys/init').length, 1);
-    assert.equal(bao.requests.filter((r) => r.startsWith('POST sys/mounts/')).length, 1);
+    assert.equal(bao.requests.filter((r) => r === 'PUT /v1/sys/init').length, 1);
+    assert.equal(bao.requests.filter((r) => r.startsWith('POST /v1/sys/mounts/')).length, 1);
   });
 
   test('an initialized server without its keys file stops init with a message naming the file', async () => {
     const bao = await fresh();
     await init(bao, join(dir, 'lost', 'openbao-keys.json'));
-    bao.restart();
+    await bao.restart();
     const missing = join(dir, 'elsewhere', 'openbao-keys.json');
     await assert.rejects(init(bao, missing), new RegExp(`${missing} is missing or unreadable: restore it from the backup`));
     assert.equal(bao.sealed, true);
@@ -195,7 +205,7 @@ describe('coffer init: OpenBao setup (OpenBao sys API double)', () => {
     const before = bao.requests.length;
     await init(bao, keysFile);
     assert.equal(bao.sealed, false);
-    assert.ok(!bao.requests.slice(before).some((r) => r.startsWith('PUT sys/') || r.startsWith('POST ')), 'nothing written');
+    assert.ok(!bao.requests.slice(before).some((r) => r.startsWith('PUT ') || r.startsWith('POST ')), 'nothing written');
   });
 
   test('a keys file holding keys next to a server that is not initialized is never overwritten', async () => {
@@ -212,7 +222,7 @@ describe('coffer init: OpenBao setup (OpenBao sys API double)', () => {
 describe('coffer init as the image runs it (entry point, PostgreSQL, OpenBao sys API double)', () => {
   const id = randomId(4);
   const dir = mkdtempSync(join(tmpdir(), 'coffer-init-main-'));
-  const bao = new OpenBaoSysDouble();
+  const bao = new OpenBaoDouble({ uninitialized: true });
   before(() => bao.start());
   after(async () => {
     await bao.stop();
@@ -250,7 +260,7 @@ describe('coffer init as the image runs it (entry point, PostgreSQL, OpenBao sys
     assert.match(result.stdout, new RegExp(`database roles ready \\[owner=coffer_initmain_owner_${id}\\] \\[app=coffer_initmain_app_${id}\\]`));
     assert.match(result.stdout, /openbao ready: transit at transit\/, policy coffer, approle coffer/);
     assert.deepEqual(bao.roles.get('coffer')!.secretIds, [secretId]);
-    for (const secret of ['owner-secret-pw', 'app-secret-pw', secretId, bao.rootToken, bao.unsealKey]) {
+    for (const secret of ['owner-secret-pw', 'app-secret-pw', secretId, bao.token, bao.unsealKey]) {
       assert.equal(`${result.stdout}${result.stderr}`.includes(secret), false);
     }
   });

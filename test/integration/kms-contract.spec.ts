@@ -17,7 +17,7 @@ import {
   VaultKmsProvider,
 } from '@coffer/kms';
 import { connect, createTestEnv, TestEnv } from '../support/test-env';
-import { VaultTransitDouble } from '../support/vault-transit-double';
+import { OpenBaoDouble } from '../support/openbao-double';
 
 const isRequestError = (error: unknown) => error instanceof KmsRequestError && error.code === 'kms_request_failed';
 const isUnavailable = (error: unknown) => error instanceof KmsUnavailableError && error.code === 'kms_unavailable';
@@ -244,7 +244,7 @@ describe('KMS contract: local provider (PostgreSQL)', () => {
 
 describe('KMS contract: vault provider against the Vault transit double (HTTP)', () => {
   const appRole = { roleId: 'coffer-role', secretId: randomId() };
-  const vault = new VaultTransitDouble({ mount: 'coffer-transit', appRole });
+  const vault = new OpenBaoDouble({ mount: 'coffer-transit', appRole });
   const options = () => ({
     address: vault.address,
     token: vault.token,

@@ -1,28 +1,37 @@
 import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
+import { request as httpRequest } from 'node:http';
 import NodeVault from 'node-vault';
-import { VaultTransitDouble } from '../support/vault-transit-double';
+import { OpenBaoDouble } from '../support/openbao-double';
 
 /**
- * The double against the facts of the Vault HTTP API in test/support/README.md, over plain HTTP,
- * so that a provider passing against the double has been tested against Vault's behaviour and
- * not against the double's own ideas.
+ * The double against the facts of the Vault / OpenBao HTTP API in test/support/README.md, over plain HTTP, so that
+ * code passing against the double has been tested against Vault's behaviour and not against the
+ * double's own ideas.
  */
-describe('Vault transit double: speaks the Vault HTTP API (HTTP)', () => {
-  const vault = new VaultTransitDouble();
-  const b64 = (s: string) => Buffer.from(s).toString('base64');
 
-  async function call(method: string, path: string, body?: unknown, token: string | null = vault.token) {
-    const headers: Record<string, string> = { 'content-type': 'application/json' };
-    if (token) headers['x-vault-token'] = token;
-    const res = await fetch(`${vault.address}/v1/${path}`, {
-      method,
-      headers,
-      body: body === undefined ? undefined : JSON.stringify(body),
+/**
+ * One request to the double, as JSON, on a connection of its own (a restart closes the open
+ * ones); the token is the double's root token unless given.
+ */
+function callDouble(bao: OpenBaoDouble, method: string, path: string, body?: unknown, token: string | null = bao.token) {
+  const headers: Record<string, string> = { 'content-type': 'application/json' };
+  if (token) headers['x-vault-token'] = token;
+  return new Promise<{ status: number; body: any }>((resolve, reject) => {
+    const req = httpRequest(`${bao.address}/v1/${path}`, { method, headers, agent: false }, (res) => {
+      let text = '';
+      res.on('data', (chunk) => (text += chunk));
+      res.on('end', () => resolve({ status: res.statusCode!, body: text ? JSON.parse(text) : undefined }));
     });
-    const text = await res.text();
-    return { status: res.status, body: text ? JSON.parse(text) : undefined };
-  }
+    req.once('error', reject);
+    req.end(body === undefined ? undefined : JSON.stringify(body));
+  });
+}
+
+describe('Vault transit double: speaks the Vault HTTP API (HTTP)', () => {
+  const vault = new OpenBaoDouble();
+  const b64 = (s: string) => Buffer.from(s).toString('base64');
+  const call = (method: string, path: string, body?: unknown, token: string | null = vault.token) => callDouble(vault, method, path, body, token);
 
   before(() => vault.start());
   after(() => vault.stop());
@@ -133,5 +142,65 @@ describe('Vault transit double: speaks the Vault HTTP API (HTTP)', () => {
     await vault.start();
     assert.equal(vault.address, address);
     assert.equal((await call('GET', 'sys/health', undefined, null)).status, 200);
+  });
+});
+
+describe('OpenBao sys API double: one seal and health model for init, unseal and transit (HTTP)', () => {
+  const bao = new OpenBaoDouble({ uninitialized: true });
+  const call = (method: string, path: string, body?: unknown, token: string | null = bao.token) => callDouble(bao, method, path, body, token);
+  const health = async (query = '') => (await call('GET', `sys/health${query}`, undefined, null)).status;
+
+  before(() => bao.start());
+  after(() => bao.stop());
+
+  test('uninitialized: health 501, data calls 503 "Vault is sealed" before the token is looked at', async () => {
+    assert.equal(await health(), 501);
+    assert.equal(await health('?uninitcode=200'), 200);
+    assert.deepEqual((await call('GET', 'sys/init', undefined, null)).body, { initialized: false });
+    assert.deepEqual(await call('GET', 'sys/mounts', undefined, 'anything'), { status: 503, body: { errors: ['Vault is sealed'] } });
+    assert.equal((await call('PUT', 'sys/unseal', { key: 'x' }, null)).status, 400);
+  });
+
+  test('init hands out the key and root token once; sealed until unsealed (503, health 503); a wrong key is 400', async () => {
+    const init = await call('PUT', 'sys/init', { secret_shares: 1, secret_threshold: 1 }, null);
+    assert.equal(init.status, 200);
+    assert.deepEqual([init.body.keys_base64, init.body.root_token], [[bao.unsealKey], bao.token]);
+    assert.equal((await call('PUT', 'sys/init', { secret_shares: 1, secret_threshold: 1 }, null)).status, 400, 'only once');
+    assert.equal(await health(), 503);
+    assert.equal((await call('GET', 'sys/seal-status', undefined, null)).body.sealed, true);
+    assert.equal((await call('GET', 'sys/mounts')).status, 503);
+    assert.deepEqual(await call('PUT', 'sys/unseal', { key: 'bm9wZQ==' }, null), { status: 400, body: { errors: ['Unseal failed, invalid key'] } });
+    const unsealed = await call('PUT', 'sys/unseal', { key: bao.unsealKey }, null);
+    assert.deepEqual([unsealed.status, unsealed.body.sealed], [200, false]);
+    assert.equal(await health(), 200);
+  });
+
+  test('transit answers only where sys/mounts enabled it, with the root token only', async () => {
+    assert.equal((await call('POST', 'transit/keys/k1')).status, 404);
+    assert.equal((await call('POST', 'sys/mounts/transit', { type: 'transit' }, 'hvs.bad')).status, 403);
+    assert.equal((await call('POST', 'sys/mounts/transit', { type: 'transit' })).status, 204);
+    assert.equal((await call('POST', 'sys/mounts/transit', { type: 'transit' })).status, 400, 'path is already in use');
+    const mounts = await call('GET', 'sys/mounts');
+    assert.equal(mounts.body.data['transit/'].type, 'transit');
+    assert.equal((await call('POST', 'transit/keys/k1')).status, 204);
+    assert.match((await call('POST', 'transit/encrypt/k1', { plaintext: 'aGk=' })).body.data.ciphertext, /^vault:v1:/);
+  });
+
+  test('a standby answers health 429, or 200 with standbyok; a restart keeps the data and comes back sealed', async () => {
+    bao.standby = true;
+    try {
+      assert.equal(await health(), 429);
+      assert.equal(await health('?standbyok=true'), 200);
+      assert.equal((await call('GET', 'sys/health', undefined, null)).body.standby, true);
+    } finally {
+      bao.standby = false;
+    }
+    const address = bao.address;
+    await bao.restart();
+    assert.equal(bao.address, address);
+    assert.equal(await health(), 503);
+    assert.equal((await call('POST', 'transit/encrypt/k1', { plaintext: 'aGk=' })).status, 503);
+    await call('PUT', 'sys/unseal', { key: bao.unsealKey }, null);
+    assert.equal((await call('GET', 'transit/keys/k1')).body.data.latest_version, 1, 'the key survived the restart');
   });
 });

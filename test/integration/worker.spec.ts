@@ -1,37 +1,31 @@
 import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
-import type { INestApplicationContext } from '@nestjs/common';
 import { AuditScope, runInAuditScope } from '@coffer/audit';
 import { JobsService } from '@coffer/jobs';
 import { createWorker } from '../../apps/worker/src/bootstrap';
 import { AuditCheckpointSchedule } from '../../apps/worker/src/schedules/audit-checkpoint.schedule';
 import { ExpireApiKeysSchedule } from '../../apps/worker/src/schedules/expire-api-keys.schedule';
-import { addUser, RunningApi, startApi, TestOrg } from '../support/api';
+import type { OrgClient } from '../support/client';
 import { connect } from '../support/test-env';
+import { TestWorld } from '../support/world';
 
 describe('worker: the expire-api-keys sweep runs end to end (BullMQ on Redis, PostgreSQL)', () => {
-  let api: RunningApi;
-  let org: TestOrg;
-  let worker: INestApplicationContext;
+  let world: TestWorld;
+  let org: OrgClient;
 
   before(async () => {
     // A cron that fires every second, so the real schedule drives the test.
-    api = await startApi({ EXPIRE_API_KEYS_CRON: '* * * * * *' });
-    org = await api.createOrg();
+    world = await TestWorld.start({ config: { EXPIRE_API_KEYS_CRON: '* * * * * *' }, orgs: ['acme'] });
+    org = world.org('acme');
   });
 
-  after(async () => {
-    await worker?.close();
-    await api?.close();
-  });
+  after(() => world?.stop());
 
   test("a key past its expiry is marked expired by the job, audited with the enqueuing request's id, address and agent", async () => {
-    const member = await addUser(api, org, 'member');
+    const member = await world.addUser(org, 'member');
     const expiresAt = new Date(Date.now() + 1000);
-    const key = await api
-      .http()
-      .post(`/api/v1/organizations/${org.slug}/users/${member.userId}/api-keys`)
-      .set('authorization', `Bearer ${org.adminToken}`)
+    const key = await org
+      .post(`users/${member.userId}/api-keys`)
       .send({ name: 'soon', expiresAt: expiresAt.toISOString() });
     assert.equal(key.status, 201);
 
@@ -39,11 +33,11 @@ describe('worker: the expire-api-keys sweep runs end to end (BullMQ on Redis, Po
     await new Promise((resolve) => setTimeout(resolve, expiresAt.getTime() - Date.now() + 50));
     const source = { requestId: 'req-from-api', clientIp: '192.0.2.44', userAgent: 'worker-spec' };
     await runInAuditScope(new AuditScope({ id: 'user:test', kind: 'user' }, source), () =>
-      api.app.get(JobsService).enqueue('expire-api-keys', { orgId: org.id }),
+      world.app.get(JobsService).enqueue('expire-api-keys', { orgId: org.id }),
     );
 
-    worker = await createWorker(api.env.config, 10_000);
-    const orgDb = await connect(api.env.config.DATABASE_APP_URL, `${api.env.config.ORG_DATABASE_PREFIX}${org.id}`);
+    await world.startWorker();
+    const orgDb = await connect(world.config.DATABASE_APP_URL, `${world.config.ORG_DATABASE_PREFIX}${org.id}`);
     try {
       const deadline = Date.now() + 15_000;
       let row: { expired_at: Date | null } | undefined;
@@ -58,13 +52,10 @@ describe('worker: the expire-api-keys sweep runs end to end (BullMQ on Redis, Po
     } finally {
       await orgDb.end();
     }
-    const listed = await api.http().get(`/api/v1/organizations/${org.slug}/api-keys`).set('authorization', `Bearer ${org.adminToken}`);
+    const listed = await org.get('api-keys');
     assert.equal(listed.body.apiKeys.find((k: { id: string }) => k.id === key.body.apiKey.id).status, 'expired');
 
-    const logs = await api
-      .http()
-      .get(`/api/v1/organizations/${org.slug}/audit-logs?action=api_key.expired`)
-      .set('authorization', `Bearer ${org.adminToken}`);
+    const logs = await org.get('audit-logs?action=api_key.expired');
     assert.deepEqual(
       logs.body.entries.map((e: Record<string, unknown>) => [e.actor, e.target, e.requestId, e.clientIp, e.userAgent]),
       [[{ id: 'system:expire-api-keys', kind: 'system' }, { id: key.body.apiKey.id }, ...Object.values(source)]],
@@ -72,8 +63,8 @@ describe('worker: the expire-api-keys sweep runs end to end (BullMQ on Redis, Po
   });
 
   test('a tick with nothing due enqueues nothing; the same work enqueued twice is one job', async () => {
-    assert.equal(await worker.get(ExpireApiKeysSchedule).tick(), 0);
-    const jobs = worker.get(JobsService);
+    assert.equal(await world.worker.get(ExpireApiKeysSchedule).tick(), 0);
+    const jobs = world.worker.get(JobsService);
     const queue = jobs.queue('maintenance');
     await queue.pause();
     try {
@@ -89,10 +80,9 @@ describe('worker: the expire-api-keys sweep runs end to end (BullMQ on Redis, Po
   });
 
   test("the checkpoint sweep signs each chain's head, and verify checks the signatures", async () => {
-    assert.equal(await worker.get(AuditCheckpointSchedule).tick(), 2, 'the control plane and one org');
-    const verify = () =>
-      api.http().get(`/api/v1/organizations/${org.slug}/audit-logs/verify`).set('authorization', `Bearer ${org.adminToken}`);
-    const orgDb = await connect(api.env.config.DATABASE_APP_URL, `${api.env.config.ORG_DATABASE_PREFIX}${org.id}`);
+    assert.equal(await world.worker.get(AuditCheckpointSchedule).tick(), 2, 'the control plane and one org');
+    const verify = () => org.get('audit-logs/verify');
+    const orgDb = await connect(world.config.DATABASE_APP_URL, `${world.config.ORG_DATABASE_PREFIX}${org.id}`);
     try {
       const deadline = Date.now() + 15_000;
       let signed: { seq: string; key_name: string }[] = [];
@@ -112,10 +102,10 @@ describe('worker: the expire-api-keys sweep runs end to end (BullMQ on Redis, Po
   });
 
   test('the worker refuses to start against a database newer than its code', async () => {
-    const owner = await connect(api.env.config.DATABASE_OWNER_URL);
+    const owner = await connect(world.config.DATABASE_OWNER_URL);
     try {
       await owner.query(`INSERT INTO coffer_migrations (version, name) VALUES (999, 'from the future')`);
-      await assert.rejects(createWorker(api.env.config, 2_000), /schema version 999/);
+      await assert.rejects(createWorker(world.config, 2_000), /schema version 999/);
     } finally {
       await owner.query('DELETE FROM coffer_migrations WHERE version = 999');
       await owner.end();

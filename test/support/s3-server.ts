@@ -14,6 +14,8 @@ export interface TestS3 {
   directory: string;
   /** Every stored object's key and bytes, from s3rver's data directory. */
   objects(bucket: string): { key: string; body: Buffer }[];
+  /** The body of `PUT .../audit-logs/destination` that points an org's audit delivery at a bucket here. */
+  destination(bucket: string, prefix: string): { endpoint: string; bucket: string; prefix: string; accessKeyId: string; secretAccessKey: string };
   stop(): Promise<void>;
 }
 
@@ -23,13 +25,17 @@ export async function startS3(buckets: string[]): Promise<TestS3> {
   const directory = mkdtempSync(join(tmpdir(), 'coffer-s3-'));
   const server = new S3rver({ address: '127.0.0.1', port: 0, directory, silent: true, configureBuckets: buckets.map((name) => ({ name })) });
   const { port } = await server.run();
+  const endpoint = `http://127.0.0.1:${port}`;
+  // s3rver's fixed credentials. It refuses an unknown access key id but does not check SigV4
+  // signatures, so a wrong secret is not caught by this server.
+  const credentials = { accessKeyId: 'S3RVER', secretAccessKey: 'S3RVER' };
   return {
-    endpoint: `http://127.0.0.1:${port}`,
-    // s3rver's fixed credentials. It refuses an unknown access key id but does not check SigV4
-    // signatures, so a wrong secret is not caught by this server.
-    accessKeyId: 'S3RVER',
-    secretAccessKey: 'S3RVER',
+    endpoint,
+    ...credentials,
     directory,
+    destination(bucket, prefix) {
+      return { endpoint, bucket, prefix, ...credentials };
+    },
     objects(bucket) {
       const root = join(directory, bucket);
       const walk = (dir: string): string[] =>

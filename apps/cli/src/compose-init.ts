@@ -1,5 +1,6 @@
 import { closeSync, existsSync, fsyncSync, mkdirSync, openSync, readFileSync, renameSync, writeFileSync, writeSync } from 'node:fs';
 import { dirname } from 'node:path';
+import NodeVault from 'node-vault';
 import { AppConfig, ConfigError, loadConfig } from '@coffer/config';
 import { ensureRoles, roleOf, withClient } from '@coffer/database';
 
@@ -76,10 +77,10 @@ const ROLE = 'coffer';
 
 export async function initOpenBao(options: OpenBaoInit): Promise<void> {
   const { address, mount, keysFile, log } = options;
-  const call = (method: string, path: string, body?: unknown, token?: string) => baoRequest(address, method, path, body, token);
+  const bao = openBaoClient(address);
 
-  await waitForOpenBao(address);
-  const { json: initStatus } = await call('GET', 'sys/init');
+  await waitForOpenBao(bao, address);
+  const initStatus = await step(bao.initialized(), 'read the init status');
   let keys: BaoKeys;
   if (!initStatus.initialized) {
     if (existsSync(keysFile) && readFileSync(keysFile, 'utf8').trim()) {
@@ -88,11 +89,11 @@ export async function initOpenBao(options: OpenBaoInit): Promise<void> {
     // Prove the keys file can be written before asking for keys that exist only once.
     mkdirSync(dirname(keysFile), { recursive: true, mode: 0o700 });
     writeFileSync(keysFile, '', { mode: 0o600 });
-    const { json } = await expectOk(call('PUT', 'sys/init', { secret_shares: 1, secret_threshold: 1 }), 'initialize');
-    keys = { unsealKeys: json.keys_base64, rootToken: json.root_token };
+    const answer = await step(bao.init({ secret_shares: 1, secret_threshold: 1 }), 'initialize');
+    keys = { unsealKeys: answer.keys_base64, rootToken: answer.root_token };
     writeDurably(keysFile, JSON.stringify(keys));
     log(`openbao initialized; unseal key and root token in ${keysFile}: back it up apart from the data (docs/kms.md)`);
-  } else if (!existsSync(keysFile) && !(await call('GET', 'sys/seal-status')).json.sealed) {
+  } else if (!existsSync(keysFile) && !(await step(bao.status(), 'read the seal status')).sealed) {
     // The hardened setup (docs/kms.md): the keys live off the host and the operator unsealed
     // OpenBao by hand. Transit, policy and AppRole were set up at install; nothing to do.
     log(`openbao is unsealed and ${keysFile} is absent (kept off the host): leaving OpenBao as it is`);
@@ -101,36 +102,40 @@ export async function initOpenBao(options: OpenBaoInit): Promise<void> {
     keys = readKeys(keysFile);
   }
 
-  const { json: seal } = await call('GET', 'sys/seal-status');
+  const seal = await step(bao.status(), 'read the seal status');
   if (seal.sealed) {
     for (const key of keys.unsealKeys) {
-      const { json } = await expectOk(call('PUT', 'sys/unseal', { key }), 'unseal');
-      if (!json.sealed) break;
+      const answer = await step(bao.unseal({ key }), 'unseal');
+      if (!answer.sealed) break;
     }
     log('openbao unsealed');
   }
-  await waitForOpenBao(address, true);
+  await waitForOpenBao(bao, address, true);
 
-  const root = keys.rootToken;
-  const { json: mounts } = await expectOk(call('GET', 'sys/mounts', undefined, root), 'list mounts');
+  const root = openBaoClient(address, keys.rootToken);
+  const mounts = await step(root.mounts(), 'list mounts');
   if (!(mounts.data ?? mounts)[`${mount}/`]) {
-    await expectOk(call('POST', `sys/mounts/${mount}`, { type: 'transit' }, root), 'enable transit');
+    await step(root.write(`sys/mounts/${mount}`, { type: 'transit' }), 'enable transit');
     log(`transit enabled at ${mount}/`);
   }
-  await expectOk(call('PUT', `sys/policies/acl/${POLICY}`, { policy: cofferTransitPolicy(mount) }, root), 'write policy');
-  const { json: auths } = await expectOk(call('GET', 'sys/auth', undefined, root), 'list auth methods');
+  await step(root.write(`sys/policies/acl/${POLICY}`, { policy: cofferTransitPolicy(mount) }), 'write policy');
+  const auths = await step(root.auths(), 'list auth methods');
   if (!(auths.data ?? auths)['approle/']) {
-    await expectOk(call('POST', 'sys/auth/approle', { type: 'approle' }, root), 'enable approle');
+    await step(root.write('sys/auth/approle', { type: 'approle' }), 'enable approle');
   }
   // Short-lived tokens; the provider logs in again when one is refused.
-  await expectOk(
-    call('POST', `auth/approle/role/${ROLE}`, { token_policies: [POLICY], token_ttl: '1h', token_max_ttl: '4h', secret_id_ttl: 0, secret_id_num_uses: 0 }, root),
+  await step(
+    root.write(`auth/approle/role/${ROLE}`, { token_policies: [POLICY], token_ttl: '1h', token_max_ttl: '4h', secret_id_ttl: 0, secret_id_num_uses: 0 }),
     'write approle',
   );
-  await expectOk(call('POST', `auth/approle/role/${ROLE}/role-id`, { role_id: options.roleId }, root), 'set role id');
-  const lookup = await call('POST', `auth/approle/role/${ROLE}/secret-id/lookup`, { secret_id: options.secretId }, root);
-  if (!(lookup.status === 200 && lookup.json.data)) {
-    await expectOk(call('POST', `auth/approle/role/${ROLE}/custom-secret-id`, { secret_id: options.secretId }, root), 'set secret id');
+  await step(root.write(`auth/approle/role/${ROLE}/role-id`, { role_id: options.roleId }), 'set role id');
+  // An unknown secret id is a 204 with no body, or a refusal: either way it is registered next.
+  const lookup = await root.write(`auth/approle/role/${ROLE}/secret-id/lookup`, { secret_id: options.secretId }).catch((error: unknown) => {
+    if (statusOf(error) === undefined) throw refusal(error, 'look up the secret id');
+    return undefined;
+  });
+  if (!lookup?.data) {
+    await step(root.write(`auth/approle/role/${ROLE}/custom-secret-id`, { secret_id: options.secretId }), 'set secret id');
   }
   log(`openbao ready: transit at ${mount}/, policy ${POLICY}, approle ${ROLE}`);
 }
@@ -169,33 +174,66 @@ function readKeys(keysFile: string): BaoKeys {
   return keys as BaoKeys;
 }
 
-async function baoRequest(address: string, method: string, path: string, body?: unknown, token?: string) {
-  const response = await fetch(`${address}/v1/${path}`, {
-    method,
-    headers: { 'content-type': 'application/json', ...(token && { 'x-vault-token': token }) },
-    body: body === undefined ? undefined : JSON.stringify(body),
-    signal: AbortSignal.timeout(10_000),
-  });
-  const text = await response.text();
-  return { status: response.status, json: text ? JSON.parse(text) : {} };
+/**
+ * A node-vault client for OpenBao, built as the Vault KMS provider builds its own
+ * (libs/kms/src/vault-kms.provider.ts): GET ?list=true instead of the LIST verb, TLS always
+ * verified, and none of node-vault's environment fallbacks (VAULT_TOKEN, VAULT_PREFIX,
+ * VAULT_NAMESPACE, VAULT_SKIP_VERIFY). Without a token, no X-Vault-Token header is sent.
+ */
+function openBaoClient(address: string, token?: string): NodeVault.client {
+  const settings: NodeVault.VaultOptions & { rpDefaults: { strictSSL: boolean } } = {
+    endpoint: address,
+    token,
+    noCustomHTTPVerbs: true,
+    requestOptions: { timeout: 10_000 },
+    rpDefaults: { strictSSL: true },
+  };
+  const client = NodeVault(settings);
+  Object.assign(client, { token: token ?? '', pathPrefix: '', namespace: undefined });
+  return client;
 }
 
-/** A 2xx answer, or an error naming the step and OpenBao's messages (which hold no secrets). */
-async function expectOk(pending: ReturnType<typeof baoRequest>, step: string) {
-  const answer = await pending;
-  if (answer.status >= 300) {
-    throw new Error(`OpenBao refused to ${step} (${answer.status}): ${(answer.json.errors ?? []).join('; ')}`);
-  }
-  return answer;
+function statusOf(error: unknown): number | undefined {
+  const response = (error as { response?: { statusCode?: unknown } } | undefined)?.response;
+  return typeof response?.statusCode === 'number' ? response.statusCode : undefined;
+}
+
+/** The answer of a 2xx, or an error naming the step. */
+function step<T = any>(pending: Promise<T>, what: string): Promise<T> {
+  return pending.catch((error: unknown) => Promise.reject(refusal(error, what)));
+}
+
+/**
+ * An error naming the step and OpenBao's messages (which hold no secrets). node-vault's and
+ * axios's own errors keep the request, root token included, so they are not passed on.
+ */
+function refusal(error: unknown, what: string): Error {
+  const status = statusOf(error);
+  if (status === undefined) return new Error(`OpenBao did not answer to ${what}: ${error instanceof Error ? error.message : String(error)}`);
+  const errors = (error as { response: { body?: { errors?: string[] } } }).response.body?.errors ?? [];
+  return new Error(`OpenBao refused to ${what} (${status}): ${errors.join('; ')}`);
+}
+
+/**
+ * The status sys/health answers with its default codes, from its body: node-vault resolves the
+ * body whatever the status. 0 when nothing answers, -1 when what answers is not OpenBao.
+ */
+async function healthStatus(bao: NodeVault.client): Promise<number> {
+  const body = await bao.health({ requestOptions: { timeout: 5000 } }).catch(() => undefined);
+  if (!body || typeof body !== 'object' || typeof body.initialized !== 'boolean') return body === undefined ? 0 : -1;
+  return !body.initialized ? 501 : body.sealed ? 503 : body.standby ? 429 : 200;
 }
 
 /** Until sys/health answers (any status), or until it is active and unsealed. */
-async function waitForOpenBao(address: string, unsealed = false, timeoutMs = 60_000): Promise<void> {
+async function waitForOpenBao(bao: NodeVault.client, address: string, unsealed = false, timeoutMs = 60_000): Promise<void> {
   const deadline = Date.now() + timeoutMs;
   for (;;) {
-    const status = await fetch(`${address}/v1/sys/health`, { signal: AbortSignal.timeout(5000) }).then((r) => r.status, () => 0);
-    if (unsealed ? status === 200 : status > 0) return;
-    if (Date.now() > deadline) throw new Error(`OpenBao at ${address} is not ${unsealed ? 'active' : 'answering'} (health ${status || 'no answer'})`);
+    const status = await healthStatus(bao);
+    if (unsealed ? status === 200 : status !== 0) return;
+    if (Date.now() > deadline) {
+      const seen = status === 0 ? 'no answer' : status === -1 ? 'not an OpenBao answer' : status;
+      throw new Error(`OpenBao at ${address} is not ${unsealed ? 'active' : 'answering'} (health ${seen})`);
+    }
     await new Promise((resolve) => setTimeout(resolve, 1000));
   }
 }

@@ -1,35 +1,23 @@
-import {
-  createCipheriv,
-  createDecipheriv,
-  createHmac,
-  generateKeyPairSync,
-  KeyObject,
-  randomBytes,
-  randomUUID,
-  sign as edSign,
-  verify as edVerify,
-} from 'node:crypto';
-import { createServer, IncomingMessage, Server, ServerResponse } from 'node:http';
-import { AddressInfo } from 'node:net';
+import { createCipheriv, createDecipheriv, createHmac, generateKeyPairSync, KeyObject, randomBytes, sign as edSign, verify as edVerify } from 'node:crypto';
 
 /**
- * A test double of the Vault / OpenBao HTTP API: the transit secrets engine, `sys/health` and
- * AppRole login, as described in test/support/README.md (from Vault's API docs). It is a double of
- * Vault, not of Coffer: paths, status codes, envelopes and error texts follow Vault's, with real
- * cryptography (AES-256-GCM, ed25519, HMAC) so that tampering and foreign ciphertext fail the
- * way they do against a real server.
+ * The transit secrets engine of the OpenBao double (test/support/openbao-double.ts), one per
+ * mount: keys, encrypt/decrypt/rewrap, datakey, hmac, sign/verify, with Vault's paths, status
+ * codes and error texts (test/support/README.md), and real cryptography (AES-256-GCM, ed25519, HMAC) so that tampered and
+ * foreign ciphertext fail the way they do against a real server.
  *
- * Not reproduced: derived/convergent keys, exportable keys, trim, auto-rotation, namespaces,
- * key types other than aes256-gcm96 and ed25519, and the LIST verb (Node's HTTP parser rejects
- * it; clients must use `GET ?list=true`, which Vault accepts too).
+ * Not reproduced: derived/convergent keys, exportable keys, trim, auto-rotation, and key types
+ * other than aes256-gcm96 and ed25519.
  */
-export interface VaultTransitDoubleOptions {
-  /** Mount path of the transit engine. Default `transit`. */
-  mount?: string;
-  /** The token every request but health and login must carry. Random by default. */
-  token?: string;
-  /** Enables `auth/approle/login` with these credentials; login hands out `token`. */
-  appRole?: { roleId: string; secretId: string };
+
+/** An error answer: the HTTP status and Vault's `errors` list. */
+export class VaultHttpError extends Error {
+  constructor(
+    readonly status: number,
+    readonly errors: string[],
+  ) {
+    super(errors.join('; '));
+  }
 }
 
 type KeyType = 'aes256-gcm96' | 'ed25519';
@@ -51,141 +39,16 @@ interface TransitKey {
   deletionAllowed: boolean;
 }
 
-class VaultHttpError extends Error {
-  constructor(
-    readonly status: number,
-    readonly errors: string[],
-  ) {
-    super(errors.join('; '));
-  }
-}
-
 const SUPPORTED_TYPES: KeyType[] = ['aes256-gcm96', 'ed25519'];
 
-export class VaultTransitDouble {
-  readonly token: string;
-  readonly mount: string;
-  /** Requests received, by `METHOD path` (query stripped), to prove a call was or was not made. */
-  readonly requests: string[] = [];
-  /** Added before answering anything but health: a slow KMS, so a test can act mid-way through work. */
-  latencyMs = 0;
+export class TransitEngine {
   private readonly keys = new Map<string, TransitKey>();
-  private readonly appRole?: { roleId: string; secretId: string };
-  private server?: Server;
-  private port = 0;
-  private sealed = false;
 
-  constructor(options: VaultTransitDoubleOptions = {}) {
-    this.mount = options.mount ?? 'transit';
-    this.token = options.token ?? `hvs.${randomBytes(18).toString('base64url')}`;
-    this.appRole = options.appRole;
-  }
-
-  get address(): string {
-    if (!this.port) throw new Error('the Vault double was never started');
-    return `http://127.0.0.1:${this.port}`;
-  }
-
-  /** Coffer's settings that point its KMS at this double. */
-  get cofferConfig(): { KMS_PROVIDER: 'vault'; KMS_VAULT_ADDR: string; KMS_VAULT_TOKEN: string } {
-    return { KMS_PROVIDER: 'vault', KMS_VAULT_ADDR: this.address, KMS_VAULT_TOKEN: this.token };
-  }
-
-  /** Listens on a random port the first time, on the same port afterwards. */
-  async start(): Promise<void> {
-    if (this.server) return;
-    const server = createServer((req, res) => void this.handle(req, res));
-    await new Promise<void>((resolve, reject) => {
-      server.once('error', reject);
-      server.listen(this.port, '127.0.0.1', () => resolve());
-    });
-    this.port = (server.address() as AddressInfo).port;
-    this.server = server;
-  }
-
-  /** Closes the listener and every open connection: clients now get ECONNREFUSED. */
-  async stop(): Promise<void> {
-    const server = this.server;
-    if (!server) return;
-    this.server = undefined;
-    server.closeAllConnections();
-    await new Promise<void>((resolve) => server.close(() => resolve()));
-  }
-
-  seal(): void {
-    this.sealed = true;
-  }
-
-  unseal(): void {
-    this.sealed = false;
-  }
-
-  private async handle(req: IncomingMessage, res: ServerResponse): Promise<void> {
-    const url = new URL(req.url ?? '/', 'http://vault');
-    const method = req.method ?? 'GET';
-    this.requests.push(`${method} ${url.pathname}`);
-    try {
-      const raw = await readBody(req);
-      if (url.pathname === '/v1/sys/health') return this.health(url, res);
-      if (this.latencyMs) await new Promise((resolve) => setTimeout(resolve, this.latencyMs));
-      // A sealed Vault answers 503 to everything but health, before looking at the token.
-      if (this.sealed) throw new VaultHttpError(503, ['Vault is sealed']);
-      const body = parseJson(raw);
-      if (url.pathname === '/v1/auth/approle/login' && (method === 'POST' || method === 'PUT')) {
-        return this.login(body, res);
-      }
-      if (req.headers['x-vault-token'] !== this.token) throw new VaultHttpError(403, ['permission denied']);
-      const prefix = `/v1/${this.mount}/`;
-      if (!url.pathname.startsWith(prefix)) throw new VaultHttpError(404, [`no handler for route "${url.pathname.slice(4)}"`]);
-      const path = url.pathname.slice(prefix.length).split('/').map(decodeURIComponent);
-      const list = method === 'GET' && parseBool(url.searchParams.get('list'));
-      const data = this.transit(method === 'PUT' ? 'POST' : method, path, body, list);
-      if (data === undefined) {
-        res.writeHead(204).end();
-      } else {
-        send(res, 200, envelope(data));
-      }
-    } catch (error) {
-      if (error instanceof VaultHttpError) {
-        send(res, error.status, { errors: error.errors });
-      } else {
-        send(res, 500, { errors: ['1 error occurred:\n\t* internal error\n\n'] });
-      }
-    }
-  }
-
-  private health(url: URL, res: ServerResponse): void {
-    const code = (param: string, fallback: number) => Number(url.searchParams.get(param) ?? fallback);
-    const status = this.sealed ? code('sealedcode', 503) : code('activecode', 200);
-    send(res, status, {
-      initialized: true,
-      sealed: this.sealed,
-      standby: this.sealed,
-      performance_standby: false,
-      server_time_utc: Math.floor(Date.now() / 1000),
-      version: '1.15.0+double',
-      cluster_name: 'vault-double',
-    });
-  }
-
-  private login(body: Record<string, unknown>, res: ServerResponse): void {
-    if (!this.appRole || body.role_id !== this.appRole.roleId || body.secret_id !== this.appRole.secretId) {
-      throw new VaultHttpError(400, ['invalid role or secret ID']);
-    }
-    send(res, 200, {
-      ...envelope(null),
-      auth: {
-        client_token: this.token,
-        accessor: randomUUID(),
-        policies: ['default', 'coffer-transit'],
-        lease_duration: 3600,
-        renewable: true,
-      },
-    });
-  }
-
-  /** The transit engine. Returns `data` for 200, undefined for 204. */
-  private transit(method: string, path: string[], body: Record<string, unknown>, list: boolean): unknown {
+  /**
+   * One request to the engine: `method` (PUT already taken as POST), the path below the mount,
+   * the JSON body, and whether it was a LIST. Returns `data` for 200, undefined for 204.
+   */
+  handle(method: string, path: string[], body: Record<string, unknown>, list: boolean): unknown {
     const [op, name, sub, ...rest] = path;
     if (method === 'POST' && op === 'datakey' && sub !== undefined && !rest.length) {
       return this.dataKey(name, sub, body); // datakey/<plaintext|wrapped>/<name>
@@ -423,46 +286,6 @@ function readKey(key: TransitKey): Record<string, unknown> {
     supports_signing: key.type === 'ed25519',
     imported_key: false,
   };
-}
-
-function envelope(data: unknown): Record<string, unknown> {
-  return {
-    request_id: randomUUID(),
-    lease_id: '',
-    renewable: false,
-    lease_duration: 0,
-    data,
-    wrap_info: null,
-    warnings: null,
-    auth: null,
-  };
-}
-
-function send(res: ServerResponse, status: number, body: unknown): void {
-  const json = JSON.stringify(body);
-  res.writeHead(status, { 'content-type': 'application/json', 'content-length': Buffer.byteLength(json) }).end(json);
-}
-
-async function readBody(req: IncomingMessage): Promise<string> {
-  const chunks: Buffer[] = [];
-  for await (const chunk of req) chunks.push(chunk as Buffer);
-  return Buffer.concat(chunks).toString('utf8');
-}
-
-function parseJson(raw: string): Record<string, unknown> {
-  if (!raw.trim()) return {};
-  try {
-    const value = JSON.parse(raw);
-    if (typeof value === 'object' && value !== null && !Array.isArray(value)) return value;
-  } catch {
-    // fall through
-  }
-  throw new VaultHttpError(400, ['failed to parse JSON input']);
-}
-
-/** Go's strconv.ParseBool, which Vault uses for `?list=`. */
-function parseBool(value: string | null): boolean {
-  return value !== null && ['1', 't', 'T', 'TRUE', 'true', 'True'].includes(value);
 }
 
 /** Vault's field parser takes ints as JSON numbers or numeric strings. */
