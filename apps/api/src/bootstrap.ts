@@ -8,7 +8,7 @@ import { AllExceptionsFilter, ERROR_SCHEMA, fastifyOptions, installHttpHooks } f
 import { LOGGER, Logger, NestPinoLogger } from '@coffer/logging';
 import { MetricsService } from '@coffer/metrics';
 import { OrgProvisioner } from '@coffer/orgs';
-import { installSecurityHeaders, TLS_SERVER_OPTIONS } from '@coffer/tls';
+import { installSecurityHeaders, SECURITY_HEADERS, TLS_SERVER_OPTIONS } from '@coffer/tls';
 import { OrgRegistry } from '@coffer/tenancy';
 import { ApiModule } from './api.module';
 import { OpenApiDocument } from './controllers/openapi.controller';
@@ -37,7 +37,9 @@ export async function createApi(config: AppConfig): Promise<NestFastifyApplicati
   });
   const logger = app.get<Logger>(LOGGER);
   app.useLogger(new NestPinoLogger(logger));
-  installHttpHooks(adapter.getInstance(), logger);
+  // The security headers also go on the answers Fastify's hooks never see (a URL it cannot
+  // decode, a request Node cannot parse): every answer of this listener has them.
+  installHttpHooks(adapter.getInstance(), logger, { responseHeaders: tls ? SECURITY_HEADERS : {} });
   app.get(MetricsService).install(adapter.getInstance());
   if (tls) installSecurityHeaders(adapter.getInstance());
   app.useGlobalFilters(new AllExceptionsFilter(logger));

@@ -30,7 +30,6 @@ export const AUDIT_LIMITS = { entries: 500, entryBytes: 1024 * 1024, totalBytes:
 
 const USER_AGENT_MAX_BYTES = 512;
 
-const VAR_MARKER = '\u0000coffer-audit-var:';
 const VAR_NAMES = new Map<symbol, keyof typeof auditVars>(
   Object.entries(auditVars).map(([name, symbol]) => [symbol, name as keyof typeof auditVars]),
 );
@@ -38,7 +37,7 @@ const VAR_NAMES = new Map<symbol, keyof typeof auditVars>(
 interface PendingEntry {
   id: string;
   occurredAt: Date;
-  /** The params as JSON, dynamic values still as markers. */
+  /** The params as JSON, dynamic values still as this scope's markers. */
   json: string;
 }
 
@@ -48,11 +47,23 @@ export class AuditScope {
   private bytes = 0;
   /** The org whose chain receives the entries, when the route or job could not say up front. */
   org?: OrgRef;
+  /**
+   * The string standing for each of auditVars in this scope's pending JSON. It holds a random
+   * nonce of this scope, which never leaves the process: no string from a request (a path
+   * parameter, a body field) can equal one, so none is ever taken for a variable.
+   */
+  private readonly markers: ReadonlyMap<symbol, string>;
+  private readonly variables: ReadonlyMap<string, keyof typeof auditVars>;
 
   constructor(
     readonly actor: Actor,
     readonly source: RequestSource,
-  ) {}
+  ) {
+    const nonce = randomUUID();
+    const markers = [...VAR_NAMES].map(([symbol, name]) => [symbol, name, `\u0000coffer-audit-var:${nonce}:${name}`] as const);
+    this.markers = new Map(markers.map(([symbol, , marker]) => [symbol, marker]));
+    this.variables = new Map(markers.map(([, name, marker]) => [marker, name]));
+  }
 
   get size(): number {
     return this.pending.length;
@@ -60,9 +71,9 @@ export class AuditScope {
 
   add(params: AuditParams): void {
     if (typeof params?.action !== 'string' || !params.action) throw new TypeError('audit() needs an action');
-    const json = JSON.stringify(params, (_key, value) => (typeof value === 'symbol' ? marker(value) : value));
+    const json = JSON.stringify(params, (_key, value) => (typeof value === 'symbol' ? this.marker(value) : value));
     // Measured with the dynamic values filled in: they are known already, only `now` moves.
-    const bytes = Buffer.byteLength(JSON.stringify(this.resolve(JSON.parse(json), Date.now())));
+    const bytes = Buffer.byteLength(JSON.stringify(this.resolve(json, Date.now())));
     if (this.pending.length + 1 > AUDIT_LIMITS.entries) throw limitExceeded(`more than ${AUDIT_LIMITS.entries} audit entries`);
     if (bytes > AUDIT_LIMITS.entryBytes) throw limitExceeded(`an audit entry over ${AUDIT_LIMITS.entryBytes} bytes`);
     if (this.bytes + bytes > AUDIT_LIMITS.totalBytes) throw limitExceeded(`over ${AUDIT_LIMITS.totalBytes} bytes of audit entries`);
@@ -74,7 +85,7 @@ export class AuditScope {
   entries(): NewEntry[] {
     const now = Date.now();
     return this.pending.map(({ id, occurredAt, json }) => {
-      const { action, target, outcome, ...body } = this.resolve(JSON.parse(json), now) as AuditParams;
+      const { action, target, outcome, ...body } = this.resolve(json, now) as AuditParams;
       return {
         id,
         occurredAt,
@@ -88,23 +99,20 @@ export class AuditScope {
     });
   }
 
-  private resolve(value: unknown, now: number): unknown {
-    if (typeof value === 'string' && value.startsWith(VAR_MARKER)) {
-      const name = value.slice(VAR_MARKER.length) as keyof typeof auditVars;
-      return name === 'now' ? now : name === 'ip' ? this.source.clientIp : name === 'userAgent' ? this.source.userAgent : this.source.requestId;
-    }
-    if (Array.isArray(value)) return value.map((v) => this.resolve(v, now));
-    if (value && typeof value === 'object') {
-      return Object.fromEntries(Object.entries(value).map(([k, v]) => [k, this.resolve(v, now)]));
-    }
-    return value;
+  private marker(symbol: symbol): string {
+    const marker = this.markers.get(symbol);
+    if (!marker) throw new TypeError(`audit(): ${String(symbol)} is not one of auditVars`);
+    return marker;
   }
-}
 
-function marker(symbol: symbol): string {
-  const name = VAR_NAMES.get(symbol);
-  if (!name) throw new TypeError(`audit(): ${String(symbol)} is not one of auditVars`);
-  return VAR_MARKER + name;
+  /** The pending JSON parsed, each of this scope's markers replaced by its value; every other string as it was. */
+  private resolve(json: string, now: number): unknown {
+    return JSON.parse(json, (_key, value) => {
+      const name = typeof value === 'string' && value.charCodeAt(0) === 0 ? this.variables.get(value) : undefined;
+      if (!name) return value;
+      return name === 'now' ? now : name === 'ip' ? this.source.clientIp : name === 'userAgent' ? this.source.userAgent : this.source.requestId;
+    });
+  }
 }
 
 function limitExceeded(what: string): AppError {

@@ -3,7 +3,7 @@ import { Reflector } from '@nestjs/core';
 import type { FastifyRequest } from 'fastify';
 import { AuditService } from '@coffer/audit';
 import { parseBearerToken } from '@coffer/crypto';
-import { AppError } from '@coffer/http';
+import { AppError, controlCharacterInParams, sanitizedParams } from '@coffer/http';
 import { ApiKeysService } from '@coffer/users';
 import { Access, ACCESS_KEY } from './access.decorators';
 import { actorId, OrgRegistry, Principal } from '@coffer/tenancy';
@@ -25,12 +25,17 @@ export class AuthGuard implements CanActivate {
   async canActivate(context: ExecutionContext): Promise<boolean> {
     const access =
       this.reflector.getAllAndOverride<Access>(ACCESS_KEY, [context.getHandler(), context.getClass()]) ?? DENY_BY_DEFAULT;
-    if (access.kind === 'public') return true;
-
     const request = context.switchToHttp().getRequest<FastifyRequest>();
+    // A public route's caller has no name: refused, not audited, as a 401 is not.
+    if (access.kind === 'public') {
+      if (controlCharacterInParams(request.params)) throw invalidPathParameter();
+      return true;
+    }
+
     const principal = await this.authenticate(request);
     request.principal = principal;
     request.actorId = actorId(principal);
+    await this.refuseControlCharacters(context, request, principal);
     try {
       return await this.authorize(access, principal, request);
     } catch (error) {
@@ -49,6 +54,30 @@ export class AuthGuard implements CanActivate {
       }
       throw error;
     }
+  }
+
+  /**
+   * A path parameter with a control character (`%00` and the like) is refused before anything
+   * reads it (PostgreSQL cannot even take a NUL), read or mutation, allowed or not: one failure
+   * entry in the caller's own chain (an org user's org, else the control plane), the parameters
+   * escaped.
+   */
+  private async refuseControlCharacters(context: ExecutionContext, request: FastifyRequest, principal: Principal): Promise<void> {
+    if (!controlCharacterInParams(request.params)) return;
+    const error = invalidPathParameter();
+    await this.audit.recordFailure(
+      {
+        actor: actorOf(principal),
+        source: requestSource(request),
+        chain: () => this.audit.chain(request.principalOrg),
+        automatic: {
+          action: automaticAction(this.reflector, context, request) ?? `${request.method} ${request.routeOptions.url}`,
+          target: () => sanitizedParams(request.params),
+        },
+      },
+      error,
+    );
+    throw error;
   }
 
   private async authorize(access: Access, principal: Principal, request: FastifyRequest): Promise<boolean> {
@@ -91,4 +120,8 @@ export class AuthGuard implements CanActivate {
     request.principalOrg = org;
     return { kind: 'user', orgId: token.orgId, userId: key.userId, apiKeyId: key.keyId, role: key.role };
   }
+}
+
+function invalidPathParameter(): AppError {
+  return new AppError('invalid_path_parameter', 'a path parameter holds a control character');
 }

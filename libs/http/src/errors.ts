@@ -8,6 +8,7 @@ export const ERROR_STATUS = {
   invalid_json: 400,
   validation_failed: 400,
   bad_request: 400,
+  invalid_path_parameter: 400,
   unauthenticated: 401,
   invalid_link: 401,
   link_expired: 401,
@@ -24,14 +25,20 @@ export const ERROR_STATUS = {
   package_version_not_found: 404,
   pending_write_not_found: 404,
   method_not_allowed: 405,
+  request_timeout: 408,
   organization_exists: 409,
   user_email_taken: 409,
   user_disabled: 409,
   payload_too_large: 413,
   package_too_large: 413,
+  uri_too_long: 414,
   unsupported_media_type: 415,
+  unsupported_content_encoding: 415,
   range_not_satisfiable: 416,
   audit_destination_unreachable: 422,
+  header_too_large: 431,
+  /** The client went away before the answer (nginx's 499): recorded in the audit entry and the access log, never sent. */
+  client_closed_request: 499,
   internal_error: 500,
   audit_limit_exceeded: 500,
   field_decryption_failed: 500,
@@ -64,28 +71,56 @@ const BY_STATUS: Record<number, ErrorCode> = {
   403: 'forbidden',
   404: 'route_not_found',
   405: 'method_not_allowed',
+  408: 'request_timeout',
   413: 'payload_too_large',
+  414: 'uri_too_long',
   415: 'unsupported_media_type',
-  503: 'service_unavailable',
+  431: 'header_too_large',
 };
 
 /**
+ * What the client is told when the error is not an AppError (Fastify's, Nest's, Node's): a
+ * fixed sentence per code, never the error's own message, which can repeat the request (a URL,
+ * a header, a media type) or name the framework.
+ */
+export const ERROR_MESSAGES: Partial<Record<ErrorCode, string>> = {
+  bad_request: 'malformed request',
+  unauthenticated: 'missing or invalid credentials',
+  forbidden: 'forbidden',
+  route_not_found: 'no such route',
+  method_not_allowed: 'method not allowed',
+  request_timeout: 'the request did not arrive in time',
+  payload_too_large: 'request body too large',
+  uri_too_long: 'request URL or path parameter too long',
+  unsupported_media_type: 'unsupported Content-Type; this route takes application/json',
+  header_too_large: 'request header fields too large',
+  service_unavailable: 'service unavailable; retry later',
+};
+
+/** The documented error body. */
+export function errorBody(code: string, message: string, requestId: string, details?: unknown): ErrorBody {
+  return { error: { code, message, requestId, ...(details === undefined ? {} : { details }) } };
+}
+
+/**
  * Maps anything thrown to a status and a safe body. Only AppError messages reach the client
- * verbatim; anything unexpected becomes internal_error, so no stack, SQL or value leaks.
+ * verbatim; anything unexpected becomes internal_error, so no stack, SQL or value leaks. A 4xx
+ * from below (Fastify, Nest) keeps its status when it has a code for it (another of Fastify's or
+ * Nest's is a 400 bad_request) and gets that code's fixed message.
  */
 export function toErrorResponse(error: unknown, requestId: string): { status: number; body: ErrorBody } {
-  const make = (status: number, code: string, message: string, details?: unknown) => ({
-    status,
-    body: { error: { code, message, requestId, ...(details === undefined ? {} : { details }) } },
-  });
-  if (error instanceof AppError) return make(error.status, error.code, error.message, error.details);
+  if (error instanceof AppError) return { status: error.status, body: errorBody(error.code, error.message, requestId, error.details) };
 
   const status =
     error instanceof HttpException ? error.getStatus() : Number((error as { statusCode?: number } | null)?.statusCode) || 500;
-  const code = BY_STATUS[status];
-  if (status < 500 && code) {
-    const message = code === 'route_not_found' ? 'no such route' : error instanceof Error ? error.message : code;
-    return make(status, code, message);
+  if (status >= 400 && status < 500) {
+    // Another 4xx of the framework's own is still the client's doing; a dependency's is not.
+    const code = BY_STATUS[status] ?? (isFrameworkError(error) ? 'bad_request' : undefined);
+    if (code) return { status: ERROR_STATUS[code], body: errorBody(code, ERROR_MESSAGES[code] ?? code, requestId) };
   }
-  return make(500, 'internal_error', 'internal error; quote the request id to the operator');
+  return { status: 500, body: errorBody('internal_error', 'internal error; quote the request id to the operator', requestId) };
+}
+
+function isFrameworkError(error: unknown): boolean {
+  return error instanceof HttpException || /^FST_/.test(String((error as { code?: unknown } | null)?.code ?? ''));
 }

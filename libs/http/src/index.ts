@@ -2,3 +2,4 @@ export * from './errors';
 export * from './zod-validation.pipe';
 export * from './http-setup';
 export * from './openapi';
+export * from './request-checks';

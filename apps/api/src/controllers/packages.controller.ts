@@ -1,13 +1,19 @@
-import { Readable } from 'node:stream';
 import { Body, Controller, Delete, Get, Headers, HttpCode, Param, Post, Put, Req, Res } from '@nestjs/common';
 import { RouteConfig } from '@nestjs/platform-fastify';
 import { ApiBody, ApiConsumes, ApiOperation, ApiResponse, ApiTags } from '@nestjs/swagger';
 import type { FastifyReply, FastifyRequest } from 'fastify';
+import { z } from 'zod';
 import { AuditAction, AuditRead } from '@coffer/audit';
 import { ALL_ROLES, CurrentOrg, CurrentPrincipal, OrgAccess } from '@coffer/auth';
-import { ApiErrors, ApiJsonBody, AppError, STREAM_BODY, ZodValidationPipe } from '@coffer/http';
-import { AssetLinksService, CreateLinkBody, Download, PackageName, PackagesService, VersionNumber } from '@coffer/packages';
+import { ApiErrors, ApiJsonBody, AppError, canonicalPositiveInteger, MediaType, STREAM_BODY, streamedBody, ZodValidationPipe } from '@coffer/http';
+import { AssetLinksService, CreateLinkBody, Download, PackageName, PackagesService } from '@coffer/packages';
 import { OrgRef, Principal, actorId } from '@coffer/tenancy';
+
+/** `versions/:version`: `2`, never `02`, `2.0`, `1e0`, `0x2` or ` 2` (the request and its audit entry name the same version). */
+const VersionNumber = canonicalPositiveInteger();
+
+/** An upload's Content-Type is stored and sent back on every download: a media type, bounded. */
+const UploadHeaders = z.object({ 'content-type': MediaType.optional() });
 
 /**
  * KB packages. Every role reads; admins and members upload; only admins delete (a deletion
@@ -29,7 +35,8 @@ export class PackagesController {
   @AuditAction('package.version_created')
   @ApiOperation({
     summary:
-      'Upload a new version (the raw body, any type, Content-Length or chunked); answers its metadata. While the KMS is ' +
+      'Upload a new version (the raw body, Content-Length or chunked; its Content-Type, a media type of at most 255 ' +
+      'characters, is kept for downloads); answers its metadata. While the KMS is ' +
       'unavailable the content is stored and the version queued: 202 with `{pendingWriteId, status}` (poll ' +
       '`GET .../pending-writes/:id`); it appears once the worker has flushed it.',
   })
@@ -46,12 +53,13 @@ export class PackagesController {
     @Res({ passthrough: true }) reply: FastifyReply,
   ) {
     const length = request.headers['content-length'];
+    const { 'content-type': contentType } = new ZodValidationPipe(UploadHeaders).transform({ 'content-type': request.streamContentType });
     const stored = await this.packages.upload(org, {
       name,
       createdBy: actorId(principal),
-      contentType: request.streamContentType,
+      contentType,
       declaredLength: length === undefined ? undefined : Number(length),
-      body: (request.body as AsyncIterable<Buffer> | undefined) ?? Readable.from([]),
+      body: streamedBody(request),
     });
     if ('pendingWriteId' in stored) void reply.status(202);
     return stored;
