@@ -11,7 +11,8 @@ import type { NestFastifyApplication } from '@nestjs/platform-fastify';
 import { LOGGER, Logger } from '@coffer/logging';
 import { OrgRegistry } from '@coffer/tenancy';
 import { createApi } from '../../apps/api/src/bootstrap';
-import { addUser, RunningApi, startApi, TestOrg } from '../support/api';
+import type { TestOrg } from '../support/client';
+import { TestWorld } from '../support/world';
 import { createTestEnv, TestEnv } from '../support/test-env';
 
 /**
@@ -130,16 +131,16 @@ type Entry = {
 };
 
 describe('the edge of the API: path parameters, bodies, versions, uploads (Fastify, PostgreSQL, Redis)', () => {
-  let api: RunningApi;
+  let api: TestWorld;
   let a: TestOrg;
   let b: TestOrg;
   let member: { userId: string; keyId: string; token: string };
   const logged: { level: string; fields: Record<string, unknown>; msg: string }[] = [];
 
   before(async () => {
-    api = await startApi();
+    api = await TestWorld.start();
     [a, b] = [await api.createOrg(), await api.createOrg()];
-    member = await addUser(api, a, 'member');
+    member = await api.addUser(a, 'member');
     // What the API logs, level by level (the test config logs nothing otherwise).
     const logger = api.app.get<Logger>(LOGGER) as unknown as Record<string, unknown>;
     for (const level of ['info', 'warn', 'error']) {
@@ -147,7 +148,7 @@ describe('the edge of the API: path parameters, bodies, versions, uploads (Fasti
     }
   });
 
-  after(async () => api?.close());
+  after(() => api?.stop());
 
   const as = (token: string) => ({ authorization: `Bearer ${token}` });
   const send = (bytes: string | Buffer | (string | Buffer)[], pauseMs?: number) => rawRequest(api.url, bytes, { pauseMs });
@@ -231,7 +232,7 @@ describe('the edge of the API: path parameters, bodies, versions, uploads (Fasti
     assert.equal(rotated.status, 200, rotated.text);
     const again = await send(chunkedEmpty('POST', `${base}/keys/rotate`, 'application/json; charset=utf-8'));
     assert.equal(again.status, 200, again.text);
-    const victim = await addUser(api, a, 'member');
+    const victim = await api.addUser(a, 'member');
     const disabled = await send(declaredEmpty('POST', `${base}/users/${victim.userId}/disable`, 'text/plain'));
     assert.deepEqual([disabled.status, disabled.body.user.disabled], [200, true], disabled.text);
     const revoked = await send(chunkedEmpty('POST', `${base}/asset-links/revoke`, 'application/x-www-form-urlencoded'));
@@ -269,7 +270,7 @@ describe('the edge of the API: path parameters, bodies, versions, uploads (Fasti
       assert.deepEqual([res.status, res.body.error?.code], [400, 'validation_failed'], JSON.stringify(res.body));
       assert.match(JSON.stringify(res.body.error.details), /U\+0000/);
     }
-    const registered = (await api.app.get(OrgRegistry).list()).map((o) => o.slug);
+    const registered = (await api.app.get(OrgRegistry).list()).map((o: { slug: string }) => o.slug);
     for (const { slug } of orgs) assert.ok(!registered.includes(slug), `${slug} was registered`);
 
     const users = `/api/v1/organizations/${a.slug}/users`;
