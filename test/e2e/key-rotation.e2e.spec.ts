@@ -3,9 +3,9 @@ import assert from 'node:assert/strict';
 import type { INestApplicationContext } from '@nestjs/common';
 import { KMS, KmsProvider, orgKeyName } from '@coffer/kms';
 import { createWorker } from '../../apps/worker/src/bootstrap';
-import { KeyRotationSchedule } from '../../apps/worker/src/schedules/key-rotation.schedule';
 import { startApiProcess, stopProcess } from '../support/api-process';
 import { addUser, RunningApi, startApi, TestOrg } from '../support/api';
+import { tickAndAwait } from '../support/jobs';
 import { startS3, TestS3 } from '../support/s3-server';
 import { connect, connectToOrgAsOwner } from '../support/test-env';
 import { VaultTransitDouble } from '../support/vault-transit-double';
@@ -150,10 +150,10 @@ describe('org key rotation and rewrap (API and worker on PostgreSQL and Redis; V
 
   test('a key past its next rotation is rotated once by the sweep, however often it ticks', async () => {
     await controlAsOwner(`UPDATE org_keys SET next_rotation_at = now() - interval '1 minute' WHERE org_id = $1`);
-    const schedule = worker.get(KeyRotationSchedule);
-    const first = await schedule.tick();
+    const sweep = () => tickAndAwait<{ rotations: number; rewraps: number }>(worker, 'find-key-rotations');
+    const [first] = await sweep();
     assert.ok(first.rotations >= 1);
-    await schedule.tick();
+    await sweep();
     const res = await until('the scheduled rotation', async () => {
       const r = await keys();
       return r.body.latestVersion === 3 && r.body.rewrap.remaining === 0 ? r.body : undefined;
@@ -168,7 +168,8 @@ describe('org key rotation and rewrap (API and worker on PostgreSQL and Redis; V
 
   test('with KEY_RETIRE_OLD_VERSIONS, versions are retired once the rewrap is complete and the grace has passed', async () => {
     await controlAsOwner(`UPDATE org_keys SET last_rotated_at = now() - interval '2 days' WHERE org_id = $1`);
-    assert.equal((await worker.get(KeyRotationSchedule).tick()).rewraps, 1);
+    const [found] = await tickAndAwait<{ rewraps: number }>(worker, 'find-key-rotations');
+    assert.equal(found.rewraps, 1);
     const res = await until('the retirement', async () => {
       const r = await keys();
       return r.body.minDecryptionVersion === 3 ? r.body : undefined;

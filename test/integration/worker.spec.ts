@@ -1,12 +1,13 @@
 import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
+import { randomUUID } from 'node:crypto';
 import type { INestApplicationContext } from '@nestjs/common';
+import { SchedulerRegistry } from '@nestjs/schedule';
 import { AuditScope, runInAuditScope } from '@coffer/audit';
-import { JobsService } from '@coffer/jobs';
+import { JobScheduler, JobsService, scheduledJobs } from '@coffer/jobs';
 import { createWorker } from '../../apps/worker/src/bootstrap';
-import { AuditCheckpointSchedule } from '../../apps/worker/src/schedules/audit-checkpoint.schedule';
-import { ExpireApiKeysSchedule } from '../../apps/worker/src/schedules/expire-api-keys.schedule';
 import { addUser, RunningApi, startApi, TestOrg } from '../support/api';
+import { awaitJobs, tickAndAwait } from '../support/jobs';
 import { connect } from '../support/test-env';
 
 describe('worker: the expire-api-keys sweep runs end to end (BullMQ on Redis, PostgreSQL)', () => {
@@ -72,7 +73,7 @@ describe('worker: the expire-api-keys sweep runs end to end (BullMQ on Redis, Po
   });
 
   test('a tick with nothing due enqueues nothing; the same work enqueued twice is one job', async () => {
-    assert.equal(await worker.get(ExpireApiKeysSchedule).tick(), 0);
+    assert.deepEqual(await tickAndAwait(worker, 'find-expired-api-keys'), [{ enqueued: 0 }]);
     const jobs = worker.get(JobsService);
     const queue = jobs.queue('maintenance');
     await queue.pause();
@@ -89,7 +90,7 @@ describe('worker: the expire-api-keys sweep runs end to end (BullMQ on Redis, Po
   });
 
   test("the checkpoint sweep signs each chain's head, and verify checks the signatures", async () => {
-    assert.equal(await worker.get(AuditCheckpointSchedule).tick(), 2, 'the control plane and one org');
+    assert.equal((await worker.get(JobScheduler).tick('audit-checkpoint')).length, 2, 'the control plane and one org');
     const verify = () =>
       api.http().get(`/api/v1/organizations/${org.slug}/audit-logs/verify`).set('authorization', `Bearer ${org.adminToken}`);
     const orgDb = await connect(api.env.config.DATABASE_APP_URL, `${api.env.config.ORG_DATABASE_PREFIX}${org.id}`);
@@ -109,6 +110,42 @@ describe('worker: the expire-api-keys sweep runs end to end (BullMQ on Redis, Po
     }
     const result = await verify();
     assert.equal(result.body.valid, true);
+  });
+
+  test('every scheduled job has its cron; a tick enqueues with the fixed job ids, per org or once', async () => {
+    const crons = worker.get(SchedulerRegistry).getCronJobs();
+    assert.deepEqual([...crons.keys()].sort(), scheduledJobs().map(([name]) => name).sort());
+    const scheduler = worker.get(JobScheduler);
+    const queue = worker.get(JobsService).queue('maintenance');
+    await queue.pause();
+    try {
+      assert.deepEqual(await scheduler.tick('sweep-packages'), [`sweep-packages/${org.id}`]);
+      assert.deepEqual(await scheduler.tick('sweep-packages'), [`sweep-packages/${org.id}`]);
+      assert.deepEqual(await scheduler.tick('audit-checkpoint'), ['audit-checkpoint/control', `audit-checkpoint/${org.id}`]);
+      assert.deepEqual(await scheduler.tick('find-key-rotations'), ['find-key-rotations']);
+      assert.deepEqual(
+        (await queue.getJobs(['waiting'])).map((j) => [j.name, j.id, j.data]).sort(),
+        [
+          ['audit-checkpoint', 'audit-checkpoint/control', {}],
+          ['audit-checkpoint', `audit-checkpoint/${org.id}`, { orgId: org.id }],
+          ['find-key-rotations', 'find-key-rotations', {}],
+          ['sweep-packages', `sweep-packages/${org.id}`, { orgId: org.id }],
+        ].sort(),
+      );
+      await assert.rejects(scheduler.tick('rotate-key'), /has no schedule/);
+    } finally {
+      await queue.obliterate({ force: true });
+      await queue.resume();
+    }
+  });
+
+  test('a job whose org is gone is skipped; one whose org is active gets it', async () => {
+    const jobs = worker.get(JobsService);
+    const gone = randomUUID();
+    assert.deepEqual(
+      await awaitJobs(worker, async () => [await jobs.enqueue('sweep-packages', { orgId: gone }), await jobs.enqueue('sweep-packages', { orgId: org.id })]),
+      [{ skipped: 'org_not_active' }, { purged: 0 }],
+    );
   });
 
   test('the worker refuses to start against a database newer than its code', async () => {
