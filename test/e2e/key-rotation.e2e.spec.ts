@@ -1,9 +1,9 @@
 import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { KMS, KmsProvider, orgKeyName } from '@coffer/kms';
-import { KeyRotationSchedule } from '../../apps/worker/src/schedules/key-rotation.schedule';
 import { stopProcess } from '../support/api-process';
 import type { OrgClient } from '../support/client';
+import { tickAndAwait } from '../support/jobs';
 import { connect, connectToOrgAsOwner } from '../support/test-env';
 import { TestWorld } from '../support/world';
 
@@ -134,10 +134,10 @@ describe('org key rotation and rewrap (API and worker on PostgreSQL and Redis; V
 
   test('a key past its next rotation is rotated once by the sweep, however often it ticks', async () => {
     await controlAsOwner(`UPDATE org_keys SET next_rotation_at = now() - interval '1 minute' WHERE org_id = $1`);
-    const schedule = world.worker.get(KeyRotationSchedule);
-    const first = await schedule.tick();
+    const sweep = () => tickAndAwait<{ rotations: number; rewraps: number }>(world.worker, 'find-key-rotations');
+    const [first] = await sweep();
     assert.ok(first.rotations >= 1);
-    await schedule.tick();
+    await sweep();
     const res = await until('the scheduled rotation', async () => {
       const r = await keys();
       return r.body.latestVersion === 3 && r.body.rewrap.remaining === 0 ? r.body : undefined;
@@ -152,7 +152,8 @@ describe('org key rotation and rewrap (API and worker on PostgreSQL and Redis; V
 
   test('with KEY_RETIRE_OLD_VERSIONS, versions are retired once the rewrap is complete and the grace has passed', async () => {
     await controlAsOwner(`UPDATE org_keys SET last_rotated_at = now() - interval '2 days' WHERE org_id = $1`);
-    assert.equal((await world.worker.get(KeyRotationSchedule).tick()).rewraps, 1);
+    const [found] = await tickAndAwait<{ rewraps: number }>(world.worker, 'find-key-rotations');
+    assert.equal(found.rewraps, 1);
     const res = await until('the retirement', async () => {
       const r = await keys();
       return r.body.minDecryptionVersion === 3 ? r.body : undefined;

@@ -1,11 +1,12 @@
 import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
+import { randomUUID } from 'node:crypto';
+import { SchedulerRegistry } from '@nestjs/schedule';
 import { AuditScope, runInAuditScope } from '@coffer/audit';
-import { JobsService } from '@coffer/jobs';
+import { JobScheduler, JobsService, scheduledJobs } from '@coffer/jobs';
 import { createWorker } from '../../apps/worker/src/bootstrap';
-import { AuditCheckpointSchedule } from '../../apps/worker/src/schedules/audit-checkpoint.schedule';
-import { ExpireApiKeysSchedule } from '../../apps/worker/src/schedules/expire-api-keys.schedule';
 import type { OrgClient } from '../support/client';
+import { awaitJobs, tickAndAwait } from '../support/jobs';
 import { connect } from '../support/test-env';
 import { TestWorld } from '../support/world';
 
@@ -63,7 +64,7 @@ describe('worker: the expire-api-keys sweep runs end to end (BullMQ on Redis, Po
   });
 
   test('a tick with nothing due enqueues nothing; the same work enqueued twice is one job', async () => {
-    assert.equal(await world.worker.get(ExpireApiKeysSchedule).tick(), 0);
+    assert.deepEqual(await tickAndAwait(world.worker, 'find-expired-api-keys'), [{ enqueued: 0 }]);
     const jobs = world.worker.get(JobsService);
     const queue = jobs.queue('maintenance');
     await queue.pause();
@@ -80,7 +81,7 @@ describe('worker: the expire-api-keys sweep runs end to end (BullMQ on Redis, Po
   });
 
   test("the checkpoint sweep signs each chain's head, and verify checks the signatures", async () => {
-    assert.equal(await world.worker.get(AuditCheckpointSchedule).tick(), 2, 'the control plane and one org');
+    assert.equal((await world.worker.get(JobScheduler).tick('audit-checkpoint')).length, 2, 'the control plane and one org');
     const verify = () => org.get('audit-logs/verify');
     const orgDb = await connect(world.config.DATABASE_APP_URL, `${world.config.ORG_DATABASE_PREFIX}${org.id}`);
     try {
@@ -99,6 +100,42 @@ describe('worker: the expire-api-keys sweep runs end to end (BullMQ on Redis, Po
     }
     const result = await verify();
     assert.equal(result.body.valid, true);
+  });
+
+  test('every scheduled job has its cron; a tick enqueues with the fixed job ids, per org or once', async () => {
+    const crons = world.worker.get(SchedulerRegistry).getCronJobs();
+    assert.deepEqual([...crons.keys()].sort(), scheduledJobs().map(([name]) => name).sort());
+    const scheduler = world.worker.get(JobScheduler);
+    const queue = world.worker.get(JobsService).queue('maintenance');
+    await queue.pause();
+    try {
+      assert.deepEqual(await scheduler.tick('sweep-packages'), [`sweep-packages/${org.id}`]);
+      assert.deepEqual(await scheduler.tick('sweep-packages'), [`sweep-packages/${org.id}`]);
+      assert.deepEqual(await scheduler.tick('audit-checkpoint'), ['audit-checkpoint/control', `audit-checkpoint/${org.id}`]);
+      assert.deepEqual(await scheduler.tick('find-key-rotations'), ['find-key-rotations']);
+      assert.deepEqual(
+        (await queue.getJobs(['waiting'])).map((j) => [j.name, j.id, j.data]).sort(),
+        [
+          ['audit-checkpoint', 'audit-checkpoint/control', {}],
+          ['audit-checkpoint', `audit-checkpoint/${org.id}`, { orgId: org.id }],
+          ['find-key-rotations', 'find-key-rotations', {}],
+          ['sweep-packages', `sweep-packages/${org.id}`, { orgId: org.id }],
+        ].sort(),
+      );
+      await assert.rejects(scheduler.tick('rotate-key'), /has no schedule/);
+    } finally {
+      await queue.obliterate({ force: true });
+      await queue.resume();
+    }
+  });
+
+  test('a job whose org is gone is skipped; one whose org is active gets it', async () => {
+    const jobs = world.worker.get(JobsService);
+    const gone = randomUUID();
+    assert.deepEqual(
+      await awaitJobs(world.worker, async () => [await jobs.enqueue('sweep-packages', { orgId: gone }), await jobs.enqueue('sweep-packages', { orgId: org.id })]),
+      [{ skipped: 'org_not_active' }, { purged: 0 }],
+    );
   });
 
   test('the worker refuses to start against a database newer than its code', async () => {

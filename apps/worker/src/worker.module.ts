@@ -4,7 +4,7 @@ import { ScheduleModule } from '@nestjs/schedule';
 import { AuditModule } from '@coffer/audit';
 import { AppConfig, ConfigModule } from '@coffer/config';
 import { DatabaseModule } from '@coffer/database';
-import { JobsModule, JobWorkers } from '@coffer/jobs';
+import { JobScheduler, JobsModule, JobWorkers } from '@coffer/jobs';
 import { KeysModule } from '@coffer/keys';
 import { KmsModule } from '@coffer/kms';
 import { AlertChecksModule } from '@coffer/metrics';
@@ -16,21 +16,13 @@ import { CertificatesModule } from '@coffer/tls';
 import { TenancyModule } from '@coffer/tenancy';
 import { AlertChecksProcessor } from './processors/alert-checks.processor';
 import { AuditCheckpointProcessor } from './processors/audit-checkpoint.processor';
-import { AuditDeliveryProcessor } from './processors/audit-delivery.processor';
-import { ExpireApiKeysProcessor } from './processors/expire-api-keys.processor';
+import { AuditDeliveryProcessor, FindAuditDeliveriesProcessor } from './processors/audit-delivery.processor';
+import { ExpireApiKeysProcessor, FindExpiredApiKeysProcessor } from './processors/expire-api-keys.processor';
+import { FindSpoolFlushesProcessor, FlushSpoolProcessor } from './processors/flush-spool.processor';
+import { FindCertificateRenewalsProcessor, RenewCertificateProcessor } from './processors/renew-certificate.processor';
 import { RewrapKeysProcessor } from './processors/rewrap-keys.processor';
-import { RotateKeyProcessor } from './processors/rotate-key.processor';
-import { RenewCertificateProcessor } from './processors/renew-certificate.processor';
-import { AlertChecksSchedule } from './schedules/alert-checks.schedule';
+import { FindKeyRotationsProcessor, RotateKeyProcessor } from './processors/rotate-key.processor';
 import { SweepPackagesProcessor } from './processors/sweep-packages.processor';
-import { AuditCheckpointSchedule } from './schedules/audit-checkpoint.schedule';
-import { AuditDeliverySchedule } from './schedules/audit-delivery.schedule';
-import { CertificateRenewalSchedule } from './schedules/certificate-renewal.schedule';
-import { ExpireApiKeysSchedule } from './schedules/expire-api-keys.schedule';
-import { KeyRotationSchedule } from './schedules/key-rotation.schedule';
-import { SweepPackagesSchedule } from './schedules/sweep-packages.schedule';
-import { FlushSpoolProcessor } from './processors/flush-spool.processor';
-import { FlushSpoolSchedule } from './schedules/flush-spool.schedule';
 
 @Module({})
 export class WorkerModule {
@@ -56,23 +48,22 @@ export class WorkerModule {
       ],
       providers: [
         JobWorkers,
+        JobScheduler,
+        // One handler per job of the registry (libs/jobs), which also says what is scheduled.
         ExpireApiKeysProcessor,
-        ExpireApiKeysSchedule,
+        FindExpiredApiKeysProcessor,
         AuditCheckpointProcessor,
-        AuditCheckpointSchedule,
         AuditDeliveryProcessor,
-        AuditDeliverySchedule,
+        FindAuditDeliveriesProcessor,
         AlertChecksProcessor,
-        AlertChecksSchedule,
         RotateKeyProcessor,
         RewrapKeysProcessor,
-        KeyRotationSchedule,
+        FindKeyRotationsProcessor,
         RenewCertificateProcessor,
-        CertificateRenewalSchedule,
+        FindCertificateRenewalsProcessor,
         SweepPackagesProcessor,
-        SweepPackagesSchedule,
         FlushSpoolProcessor,
-        FlushSpoolSchedule,
+        FindSpoolFlushesProcessor,
       ],
     };
   }

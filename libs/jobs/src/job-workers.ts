@@ -2,11 +2,12 @@ import { Inject, Injectable, OnApplicationBootstrap, OnApplicationShutdown, SetM
 import { DiscoveryService } from '@nestjs/core';
 import { Job, Worker } from 'bullmq';
 import { Redis } from 'ioredis';
-import { AuditService } from '@coffer/audit';
+import { AuditService, setAuditOrg } from '@coffer/audit';
 import { APP_CONFIG, AppConfig } from '@coffer/config';
 import { LOGGER, Logger } from '@coffer/logging';
-import { NO_REQUEST } from '@coffer/tenancy';
+import { NO_REQUEST, OrgRef, OrgRegistry } from '@coffer/tenancy';
 import { JobData, JobName, JobPayloads, JOBS, QUEUE_NAMES } from './job-registry';
+import { checkSchedules, JobScheduler } from './job-scheduler';
 import { createRedis, queuePrefix } from './redis';
 
 const PROCESSES_KEY = 'coffer:processes';
@@ -14,8 +15,23 @@ const PROCESSES_KEY = 'coffer:processes';
 /** Marks a provider as the handler of one job of the registry. */
 export const Processes = (name: JobName) => SetMetadata(PROCESSES_KEY, name);
 
+/** The org a payload names: an active one for `{ orgId }`, none for a payload without `orgId`. */
+type OrgOf<P> = P extends Record<string, never>
+  ? undefined
+  : 'orgId' extends keyof P
+    ? undefined extends P['orgId' & keyof P]
+      ? OrgRef | undefined
+      : OrgRef
+    : undefined;
+
+export interface JobContext<K extends JobName> {
+  /** The active org the payload's `orgId` names, already set as the audit scope's org. */
+  org: OrgOf<JobPayloads[K]>;
+  job: Job<JobData<K>>;
+}
+
 export interface JobProcessor<K extends JobName> {
-  process(payload: JobPayloads[K], job: Job<JobPayloads[K]>): Promise<unknown>;
+  process(payload: JobPayloads[K], context: JobContext<K>): Promise<unknown>;
 }
 
 type Handlers = Map<JobName, JobProcessor<JobName>>;
@@ -32,7 +48,10 @@ export function checkHandlers(found: { name: string; owner: string }[]): string[
   return problems;
 }
 
-/** Runs one BullMQ worker per queue and dispatches jobs to their @Processes handler. */
+/**
+ * Runs one BullMQ worker per queue and dispatches jobs to their @Processes handler, then starts
+ * the schedules. Refuses to start while a job has no handler or a schedule no valid cron.
+ */
 @Injectable()
 export class JobWorkers implements OnApplicationBootstrap, OnApplicationShutdown {
   private readonly workers: Worker[] = [];
@@ -43,6 +62,8 @@ export class JobWorkers implements OnApplicationBootstrap, OnApplicationShutdown
     @Inject(APP_CONFIG) private readonly config: AppConfig,
     @Inject(LOGGER) private readonly logger: Logger,
     private readonly audit: AuditService,
+    private readonly orgs: OrgRegistry,
+    private readonly scheduler: JobScheduler,
   ) {}
 
   onApplicationBootstrap(): void {
@@ -64,6 +85,7 @@ export class JobWorkers implements OnApplicationBootstrap, OnApplicationShutdown
       worker.on('error', (error) => this.logger.error({ queue, err: error.message }, 'queue worker error'));
       this.workers.push(worker);
     }
+    this.scheduler.start();
   }
 
   async onApplicationShutdown(): Promise<void> {
@@ -82,24 +104,37 @@ export class JobWorkers implements OnApplicationBootstrap, OnApplicationShutdown
         instance: wrapper.instance as JobProcessor<JobName>,
       }))
       .filter((f): f is { name: JobName; owner: string; instance: JobProcessor<JobName> } => f.name !== undefined);
-    const problems = checkHandlers(found);
+    const problems = [...checkHandlers(found), ...checkSchedules(JOBS, this.config)];
     if (problems.length) throw new Error(`refusing to start the worker:\n  - ${problems.join('\n  - ')}`);
     return new Map(found.map((f) => [f.name, f.instance]));
   }
 
   /**
-   * A job runs like a mutating request: one unit of work, `audit()` available, entries committed
-   * with its changes to the chain of the org it names with setAuditOrg() (else the control plane).
+   * A job runs like a mutating request (unless its definition says otherwise): one unit of work,
+   * `audit()` available, entries committed with its changes to the chain of the org its payload
+   * names (else the control plane's, unless the handler names one with setAuditOrg()). A job
+   * whose org is gone or not active is skipped.
    */
   private async run(handlers: Handlers, job: Job<JobData<JobName>>) {
     const started = Date.now();
+    const name = job.name as JobName;
     const { requestSource, ...payload } = job.data;
+    const orgId = (payload as { orgId?: string }).orgId;
+    const org = orgId === undefined ? undefined : await this.orgs.resolveById(orgId);
+    if (orgId !== undefined && !org) {
+      this.logger.info({ job: job.name, jobId: job.id, orgId }, 'job skipped: its org is gone or not active');
+      return { skipped: 'org_not_active' };
+    }
     const result = await this.audit.run({
       actor: { kind: 'system', id: `system:${job.name}` },
       source: requestSource ?? NO_REQUEST,
-      transactional: true,
-      chain: (org) => this.audit.chain(org),
-      work: () => handlers.get(job.name as JobName)!.process(payload as JobPayloads[JobName], job),
+      transactional: JOBS[name].transactional ?? true,
+      chain: (scopeOrg) => this.audit.chain(scopeOrg),
+      work: () => {
+        if (org) setAuditOrg(org);
+        const context = { org, job } as JobContext<JobName>;
+        return handlers.get(name)!.process(payload as JobPayloads[JobName], context);
+      },
     });
     this.logger.info({ job: job.name, jobId: job.id, durationMs: Date.now() - started }, 'job completed');
     return result;

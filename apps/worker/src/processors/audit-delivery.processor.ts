@@ -1,7 +1,7 @@
 import { Inject, Injectable } from '@nestjs/common';
 import { AuditDeliveryService } from '@coffer/audit';
 import { UnitOfWork } from '@coffer/database';
-import { JobPayloads, JobProcessor, Processes } from '@coffer/jobs';
+import { JobContext, JobPayloads, JobProcessor, JobsService, Processes } from '@coffer/jobs';
 import { LOGGER, Logger } from '@coffer/logging';
 import { OrgRegistry } from '@coffer/tenancy';
 
@@ -10,16 +10,35 @@ import { OrgRegistry } from '@coffer/tenancy';
 export class AuditDeliveryProcessor implements JobProcessor<'audit-delivery'> {
   constructor(
     private readonly delivery: AuditDeliveryService,
-    private readonly orgs: OrgRegistry,
     @Inject(LOGGER) private readonly logger: Logger,
   ) {}
 
-  async process({ orgId }: JobPayloads['audit-delivery']) {
-    const org = await this.orgs.resolveById(orgId);
-    if (!org) return { batches: 0 };
+  async process(_payload: JobPayloads['audit-delivery'], { org }: JobContext<'audit-delivery'>) {
     // Each batch's progress commits on its own: a delivery cut short resumes where it stopped.
     const batches = await UnitOfWork.outside(() => this.delivery.deliver(org));
     if (batches) this.logger.info({ org: org.slug, batches }, 'audit entries delivered');
     return { batches };
+  }
+}
+
+/** The job finds what is new for each org that has a destination. */
+@Injectable()
+@Processes('find-audit-deliveries')
+export class FindAuditDeliveriesProcessor implements JobProcessor<'find-audit-deliveries'> {
+  constructor(
+    private readonly orgs: OrgRegistry,
+    private readonly delivery: AuditDeliveryService,
+    private readonly jobs: JobsService,
+  ) {}
+
+  async process() {
+    let enqueued = 0;
+    for (const org of await this.orgs.listActive()) {
+      if (await this.delivery.hasDestination(org)) {
+        await this.jobs.enqueue('audit-delivery', { orgId: org.id });
+        enqueued++;
+      }
+    }
+    return { enqueued };
   }
 }
