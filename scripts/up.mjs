@@ -2,9 +2,11 @@
 // dependencies, builds, uses PostgreSQL and Redis at the configured URLs or starts private ones
 // under .coffer/, creates the owner and app roles, runs the API (which migrates) and the worker,
 // and writes .coffer/local.json so that scripts and people can find the running system.
+// Everything it creates on PostgreSQL and Redis is named after this checkout's installation id
+// (.coffer/installation.json), so that two checkouts on one machine never share data.
 import { spawn } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
-import { existsSync, mkdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { chmodSync, existsSync, mkdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { get } from 'node:https';
 import { createRequire } from 'node:module';
 import { dirname, join, resolve } from 'node:path';
@@ -30,6 +32,7 @@ const redis = await ensureRedis({ url: env.REDIS_URL, home, log });
 
 // Role passwords are generated once and kept (mode 0600) so that restarts reuse them.
 const secretsPath = join(home, 'secrets.json');
+const installation = loadInstallation(home, existsSync(secretsPath));
 const secrets = existsSync(secretsPath)
   ? JSON.parse(readFileSync(secretsPath, 'utf8'))
   : { owner: randomBytes(24).toString('base64url'), app: randomBytes(24).toString('base64url') };
@@ -39,8 +42,8 @@ writeFileSync(secretsPath, JSON.stringify(secrets), { mode: 0o600 });
 const masterKeyPath = join(home, 'kms-master.key');
 if (!existsSync(masterKeyPath)) writeFileSync(masterKeyPath, randomBytes(32).toString('base64'), { mode: 0o600 });
 
-const roles = { owner: env.COFFER_DB_OWNER ?? 'coffer_owner', app: env.COFFER_DB_APP ?? 'coffer_app' };
-const database = env.COFFER_DB_NAME ?? 'coffer';
+const roles = { owner: env.COFFER_DB_OWNER ?? installation.roles.owner, app: env.COFFER_DB_APP ?? installation.roles.app };
+const database = env.COFFER_DB_NAME ?? installation.database;
 const require = createRequire(import.meta.url);
 const { Client } = require('pg');
 const { ensureRoles } = require(join(root, 'dist/libs/database/src/roles.js'));
@@ -72,7 +75,8 @@ const childEnv = {
   DATABASE_OWNER_URL: roleUrl(roles.owner, secrets.owner),
   DATABASE_APP_URL: roleUrl(roles.app, secrets.app),
   REDIS_URL: redis.url,
-  REDIS_KEY_PREFIX: env.REDIS_KEY_PREFIX ?? 'coffer',
+  ORG_DATABASE_PREFIX: env.ORG_DATABASE_PREFIX ?? installation.orgDatabasePrefix,
+  REDIS_KEY_PREFIX: env.REDIS_KEY_PREFIX ?? installation.redisKeyPrefix,
   HTTP_HOST: '127.0.0.1',
   HTTP_PORT: String(port),
   HTTPS_PORT: String(httpsPort),
@@ -140,6 +144,7 @@ writeFileSync(
   localPath,
   `${JSON.stringify(
     {
+      installationId: installation.id,
       apiUrl,
       caCertPath,
       metricsUrl: `http://127.0.0.1:${metricsPort}/metrics`,
@@ -174,4 +179,33 @@ async function isReady() {
         this.destroy();
       });
   });
+}
+
+/**
+ * This checkout's installation: an id made once and kept in `installation.json` (mode 0600) beside
+ * the secrets, and the names derived from it: the control-plane database, the org databases'
+ * prefix, the owner and app roles, the Redis key prefix. A second checkout (or a fresh clone after
+ * deleting the first) gets another id, so on a shared PostgreSQL and Redis it never finds, nor
+ * changes, another installation's databases, roles or queues. A state directory set up before
+ * installation ids existed (it has secrets.json) keeps the names it has used, `coffer` and so on.
+ */
+function loadInstallation(dir, existing) {
+  const path = join(dir, 'installation.json');
+  if (existsSync(path)) {
+    chmodSync(path, 0o600);
+    return JSON.parse(readFileSync(path, 'utf8'));
+  }
+  const id = existing ? null : randomBytes(6).toString('hex');
+  const base = id ? `coffer_${id}` : 'coffer';
+  const installation = {
+    id,
+    createdAt: new Date().toISOString(),
+    database: base,
+    orgDatabasePrefix: `${base}_org_`,
+    roles: { owner: id ? `${base}_owner` : 'coffer_owner', app: id ? `${base}_app` : 'coffer_app' },
+    redisKeyPrefix: id ? `coffer-${id}` : 'coffer',
+  };
+  writeFileSync(path, `${JSON.stringify(installation, null, 2)}\n`, { mode: 0o600, flag: 'wx' });
+  log(id ? `new installation ${id}: database ${base}, roles ${installation.roles.owner} and ${installation.roles.app}` : `${dir} predates installation ids: it keeps the database coffer and its roles`);
+  return installation;
 }

@@ -4,10 +4,71 @@ import { existsSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import Ajv from 'ajv';
 import { CONFIG_KEYS } from '@coffer/config';
-import { COMPOSE_DIR, COMPOSE_PATH, composeVariables, parseCompose } from './compose-file';
+import {
+  activeServices,
+  COMPOSE_DIR,
+  COMPOSE_PATH,
+  ComposeFile,
+  composeVariables,
+  parseCompose,
+  SEAWEEDFS_COMPOSE_PATH,
+  seaweedfsCompose,
+} from './compose-file';
 import { REPO_ROOT } from '../support/api-process';
 
-const ONE_SHOTS = ['init', 'minio-init'];
+const ONE_SHOTS = ['init', 'minio-init', 'seaweedfs-init'];
+
+/** Compose's byte sizes (`512m`, `1g`) and durations (`30s`, `1m30s`). */
+const BYTES: Record<string, number> = { b: 1, k: 2 ** 10, m: 2 ** 20, g: 2 ** 30 };
+function bytes(size: string): number {
+  const match = /^(\d+)([bkmg])$/.exec(size);
+  assert.ok(match, `${size} is a size`);
+  return Number(match[1]) * BYTES[match[2]];
+}
+function seconds(duration: string): number {
+  const match = /^(?:(\d+)m)?(?:(\d+)s)?$/.exec(duration);
+  assert.ok(match && duration, `${duration} is a duration`);
+  return Number(match[1] ?? 0) * 60 + Number(match[2] ?? 0);
+}
+
+/**
+ * An exact release, per image: most upstreams release x.y.z; PostgreSQL's and SeaweedFS's releases
+ * are x.y; MinIO's are RELEASE.<timestamp>. `latest`, a major (`17`) or a minor line (`7.4`, `1.18`)
+ * would move under the installation.
+ */
+function isExactTag(image: string): boolean {
+  const at = image.lastIndexOf(':');
+  const [name, tag] = [image.slice(0, at), image.slice(at + 1)];
+  if (at < 0 || tag === 'latest') return false;
+  if (name === 'postgres') return /^\d+\.\d+-[a-z]+$/.test(tag);
+  if (name === 'chrislusf/seaweedfs') return /^\d+\.\d+$/.test(tag);
+  if (name.startsWith('quay.io/minio/')) return /^RELEASE\.\d{4}-\d\d-\d\dT\d\d-\d\d-\d\dZ$/.test(tag);
+  return /^\d+\.\d+\.\d+(-[a-z]+)?$/.test(tag);
+}
+
+/** Log rotation, a memory limit, a stop grace period and a restart policy on every service Compose starts. */
+function checkOperatorTooling(compose: ComposeFile) {
+  for (const [name, service] of activeServices(compose)) {
+    assert.equal(service.logging?.driver, 'json-file', `${name} logs to json-file`);
+    assert.ok(bytes(service.logging!.options!['max-size']) <= 100 * 2 ** 20, `${name} rotates its log`);
+    assert.ok(Number(service.logging!.options!['max-file']) >= 2, `${name} keeps rotated files`);
+    const memory = bytes(service.mem_limit ?? '');
+    assert.ok(memory >= 64 * 2 ** 20 && memory <= 4 * 2 ** 30, `${name}: mem_limit ${service.mem_limit}`);
+    assert.ok(seconds(service.stop_grace_period ?? '') >= 10, `${name} has a stop grace period`);
+    assert.equal(service.restart, ONE_SHOTS.includes(name) ? 'no' : 'unless-stopped', name);
+  }
+}
+
+/** Every image is pinned to an exact release; Coffer's own is COFFER_IMAGE, which .env must set. */
+function checkImages(compose: ComposeFile) {
+  for (const [name, service] of activeServices(compose)) {
+    if (['api', 'worker', 'init', 'seaweedfs-init'].includes(name)) {
+      assert.equal(service.image, '${COFFER_IMAGE:?run ./install.sh first}', name);
+      continue;
+    }
+    assert.ok(isExactTag(service.image ?? ''), `${name}: ${service.image} is an exact version tag`);
+  }
+}
 
 /**
  * The Compose specification's JSON schema, vendored (deploy/compose/compose-spec.schema.json, see
@@ -115,11 +176,92 @@ describe('deploy/compose/compose.yaml', () => {
     assert.match(openbao.healthcheck!.test.join(' '), /command -v bao \|\| command -v vault/);
   });
 
+  test('every image is an exact release: third-party ones by tag, MinIO from quay.io (Docker Hub no longer serves it), Valkey for Redis', () => {
+    checkImages(compose);
+    for (const bad of ['postgres:17-bookworm', 'redis:7.4-bookworm', 'hashicorp/vault:1.18', 'minio/minio:latest', 'valkey/valkey:8.1', 'chrislusf/seaweedfs:latest']) {
+      assert.equal(isExactTag(bad), false, `${bad} is refused`);
+    }
+    assert.match(compose.services.minio.image!, /^quay\.io\/minio\/minio:RELEASE\./);
+    assert.match(compose.services['minio-init'].image!, /^quay\.io\/minio\/mc:RELEASE\./);
+    assert.match(compose.services.redis.image!, /^valkey\/valkey:/);
+    // The Vault alternative the comment and the README name is exact too.
+    const vault = [...text.matchAll(/hashicorp\/vault:\S+/g), ...readFileSync(join(COMPOSE_DIR, 'README.md'), 'utf8').matchAll(/hashicorp\/vault:[^\s`]+/g)];
+    assert.ok(vault.length >= 2);
+    for (const [image] of vault) assert.ok(isExactTag(image.replace(/[.:]$/, '')), image);
+  });
+
+  test('every service rotates its json-file log, has a memory limit, a stop grace period and a restart policy; the api drains for 30 s', () => {
+    checkOperatorTooling(compose);
+    assert.ok(seconds(compose.services.api.stop_grace_period!) >= 30, 'the api lets requests in flight finish');
+    assert.ok(seconds(compose.services.worker.stop_grace_period!) >= 30, 'the worker lets jobs in progress finish');
+    assert.ok(seconds(compose.services.postgres.stop_grace_period!) >= 30, 'PostgreSQL shuts down cleanly');
+    // A full Valkey refuses writes (noeviction, maxmemory) before its container hits mem_limit.
+    const command = compose.services.redis.command!.join(' ');
+    const maxmemory = /--maxmemory (\d+)mb/.exec(command);
+    assert.ok(maxmemory && /--maxmemory-policy noeviction/.test(command), command);
+    assert.ok(Number(maxmemory[1]) * 2 ** 20 < bytes(compose.services.redis.mem_limit!));
+    // A copy without them fails.
+    const bare = parseCompose(text.replace(/^ {4}(logging|mem_limit|stop_grace_period):.*$/gm, ''));
+    assert.throws(() => checkOperatorTooling(bare));
+  });
+
   test('its secrets are required from .env, never written into the file', () => {
     const variables = composeVariables(text);
     for (const name of ['POSTGRES_PASSWORD', 'COFFER_DB_OWNER_PASSWORD', 'COFFER_DB_APP_PASSWORD', 'REDIS_PASSWORD', 'MINIO_ROOT_PASSWORD', 'MINIO_KMS_SECRET_KEY', 'KMS_VAULT_SECRET_ID']) {
       assert.equal(variables.get(name)?.required, true, name);
     }
+    assert.doesNotMatch(text, /password:\s*\w|change-me/i);
+  });
+});
+
+describe('deploy/compose/compose.seaweedfs.yaml over compose.yaml (the SeaweedFS variant)', () => {
+  const compose = seaweedfsCompose();
+  const active = activeServices(compose);
+  const names = active.map(([name]) => name);
+
+  test('the merged file validates against the Compose specification schema', () => {
+    const validate = composeValidator();
+    assert.equal(validate(compose), true, JSON.stringify(validate.errors, null, 2));
+  });
+
+  test('runs SeaweedFS instead of MinIO: minio and minio-init are never started, api and worker wait for seaweedfs-init', () => {
+    assert.deepEqual(names.filter((n) => /minio|seaweedfs/.test(n)).sort(), ['seaweedfs', 'seaweedfs-init']);
+    for (const name of ['api', 'worker']) {
+      assert.deepEqual(Object.keys(compose.services[name].depends_on!).sort(), ['init', 'openbao', 'postgres', 'redis', 'seaweedfs-init'], name);
+      assert.equal(compose.services[name].environment!.S3_ENDPOINT, 'http://seaweedfs:8333', name);
+    }
+    assert.deepEqual(compose.services['seaweedfs-init'].depends_on, { seaweedfs: { condition: 'service_healthy' } });
+    assert.ok(compose.services.seaweedfs.healthcheck?.test.length);
+    for (const [name, service] of active) {
+      for (const [target, { condition }] of Object.entries(service.depends_on ?? {})) {
+        assert.ok(names.includes(target), `${name} depends on ${target}, which runs`);
+        assert.equal(condition, ONE_SHOTS.includes(target) ? 'service_completed_successfully' : 'service_healthy', `${name} -> ${target}`);
+      }
+    }
+  });
+
+  test('SeaweedFS sits on the internal network only, keeps its data in a declared volume, and mounts files that exist', () => {
+    for (const name of ['seaweedfs', 'seaweedfs-init']) assert.deepEqual(compose.services[name].networks, ['internal'], name);
+    for (const [name, service] of active) {
+      for (const volume of service.volumes ?? []) {
+        const [source] = volume.split(':');
+        if (source.startsWith('./')) assert.ok(existsSync(join(COMPOSE_DIR, source)), `${name}: ${source}`);
+        else assert.ok(source in compose.volumes, `${name}: volume ${source} is declared`);
+      }
+    }
+    assert.ok(compose.services.seaweedfs.volumes!.includes('seaweedfs-data:/data'));
+  });
+
+  test('every image is exact; every service has log rotation, a memory limit, a stop grace period and a restart policy', () => {
+    checkImages(compose);
+    checkOperatorTooling(compose);
+  });
+
+  test('server-side encryption: the key-encryption key comes from a required .env secret, never from the file', () => {
+    const text = readFileSync(SEAWEEDFS_COMPOSE_PATH, 'utf8');
+    assert.equal(compose.services.seaweedfs.environment!.WEED_S3_SSE_KEY, '${MINIO_KMS_SECRET_KEY:?run ./install.sh first}');
+    const variables = composeVariables(text);
+    for (const name of ['MINIO_ROOT_PASSWORD', 'MINIO_COFFER_SECRET_KEY', 'MINIO_KMS_SECRET_KEY']) assert.equal(variables.get(name)?.required, true, name);
     assert.doesNotMatch(text, /password:\s*\w|change-me/i);
   });
 });

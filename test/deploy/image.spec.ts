@@ -62,7 +62,8 @@ describe('the container image (Dockerfile)', () => {
   });
 
   test('the entry point passes any other command to the admin CLI', () => {
-    const result = coffer([]);
+    // An unknown command is a usage error of the CLI (no command at all prints its help, exit 0).
+    const result = coffer(['no-such-command']);
     assert.equal(result.status, 64, result.stderr);
     assert.match(result.stderr, /usage: coffer <command>/);
     assert.match(result.stderr, /orgs:create/);

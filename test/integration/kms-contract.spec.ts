@@ -8,15 +8,20 @@ import { loadConfig } from '@coffer/config';
 import { randomId } from '@coffer/crypto';
 import { SchemaService } from '@coffer/database';
 import {
+  assertLocalMasterKeyOpensStore,
+  checkLocalMasterKey,
   createBareKmsProvider,
   createKmsProvider,
+  KmsMasterKeyMismatchError,
   KmsProvider,
+  masterKeyMismatchIn,
+  masterKeyMismatchLine,
   KmsRequestError,
   KmsUnavailableError,
   LocalKmsProvider,
   VaultKmsProvider,
 } from '@coffer/kms';
-import { connect, createTestEnv, TestEnv } from '../support/test-env';
+import { connect, createTestEnv, PG_ADMIN_URL, TestEnv } from '../support/test-env';
 import { OpenBaoDouble } from '../support/openbao-double';
 
 const isRequestError = (error: unknown) => error instanceof KmsRequestError && error.code === 'kms_request_failed';
@@ -228,6 +233,35 @@ describe('KMS contract: local provider (PostgreSQL)', () => {
     const dek = await kms.generateDataKey(name);
     const stranger = new LocalKmsProvider(pool, randomBytes(32));
     await assert.rejects(stranger.unwrap(name, dek.wrapped), /does not unwrap under the configured master key/);
+  });
+
+  test('before a start the master key is checked against the stored keys: the right one passes, another is refused in one line', async () => {
+    await kms.ensureKey('coffer-test-start-check');
+    await assertLocalMasterKeyOpensStore(env.config);
+    const wrong = { ...env.config, KMS_LOCAL_MASTER_KEY: randomBytes(32).toString('base64') };
+    let refused: KmsMasterKeyMismatchError | undefined;
+    await assert.rejects(assertLocalMasterKeyOpensStore(wrong), (error) => {
+      refused = masterKeyMismatchIn(new Error('start failed', { cause: error }));
+      return error instanceof KmsMasterKeyMismatchError;
+    });
+    const line = masterKeyMismatchLine('api', refused!, wrong);
+    assert.doesNotMatch(line, /\n/);
+    assert.ok(line.startsWith(`api refuses to start: the local KMS key `) && line.includes(`database ${env.databasePrefix}, KMS_LOCAL_MASTER_KEY)`), line);
+    assert.ok(!line.includes(wrong.KMS_LOCAL_MASTER_KEY), 'the key itself is never printed');
+    // Without a key store (a database not migrated yet) there is nothing to check.
+    const bare = await connect(PG_ADMIN_URL);
+    try {
+      assert.equal(await checkLocalMasterKey(bare, randomBytes(32)), false);
+    } finally {
+      await bare.end();
+    }
+    const app = await connect(env.config.DATABASE_APP_URL);
+    try {
+      const right = Buffer.from(env.config.KMS_LOCAL_MASTER_KEY!, 'base64');
+      assert.equal(await checkLocalMasterKey(app, right), true);
+    } finally {
+      await app.end();
+    }
   });
 
   test('an unreachable key store is "KMS unavailable"', async () => {

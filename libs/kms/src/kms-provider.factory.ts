@@ -1,8 +1,9 @@
-import type { Pool } from 'pg';
+import { Client, type Pool } from 'pg';
 import type { AppConfig } from '@coffer/config';
+import { databaseOf } from '@coffer/database';
 import { CachingKmsProvider, DataKeyCache } from './data-key-cache';
 import { KmsProvider } from './kms-provider';
-import { LocalKmsProvider, loadLocalMasterKey } from './local-kms.provider';
+import { checkLocalMasterKey, KmsMasterKeyMismatchError, LocalKmsProvider, loadLocalMasterKey } from './local-kms.provider';
 import { VaultKmsProvider } from './vault-kms.provider';
 
 /**
@@ -46,4 +47,47 @@ export function createBareKmsProvider(config: AppConfig, controlPool: Pool): Kms
     keyPrefix: config.KMS_VAULT_KEY_PREFIX,
     timeoutMs: config.KMS_VAULT_TIMEOUT_MS,
   });
+}
+
+/**
+ * Before the API or the worker starts: with the local KMS, the master key must open the key store
+ * of the configured control-plane database (checkLocalMasterKey), or the process would read data
+ * it cannot decrypt and write more under a key nobody can open with the data. Throws
+ * KmsMasterKeyMismatchError; anything else (a database not created or not reachable yet) is left
+ * to the start itself.
+ */
+export async function assertLocalMasterKeyOpensStore(config: AppConfig): Promise<void> {
+  if (config.KMS_PROVIDER !== 'local') return;
+  const masterKey = loadLocalMasterKey({ file: config.KMS_LOCAL_MASTER_KEY_FILE, base64: config.KMS_LOCAL_MASTER_KEY });
+  const client = new Client({ connectionString: config.DATABASE_APP_URL, connectionTimeoutMillis: 5000, application_name: 'coffer-start-check' });
+  try {
+    await client.connect();
+    await checkLocalMasterKey(client, masterKey);
+  } catch (error) {
+    if (error instanceof KmsMasterKeyMismatchError) throw error;
+  } finally {
+    masterKey.fill(0);
+    await client.end().catch(() => undefined);
+  }
+}
+
+/** The KmsMasterKeyMismatchError a start failed with, wherever in the error's causes it is. */
+export function masterKeyMismatchIn(error: unknown): KmsMasterKeyMismatchError | undefined {
+  for (let e = error, depth = 0; e && depth < 10; e = (e as { cause?: unknown }).cause, depth++) {
+    if (e instanceof KmsMasterKeyMismatchError) return e;
+  }
+  return undefined;
+}
+
+/**
+ * The one line a process that refuses to start prints for a master key mismatch: what is wrong,
+ * with which database and key, and what to do. Names no secret (the key's file, not the key).
+ */
+export function masterKeyMismatchLine(service: string, error: KmsMasterKeyMismatchError, config: AppConfig): string {
+  const key = config.KMS_LOCAL_MASTER_KEY_FILE ? `KMS_LOCAL_MASTER_KEY_FILE=${config.KMS_LOCAL_MASTER_KEY_FILE}` : 'KMS_LOCAL_MASTER_KEY';
+  return (
+    `${service} refuses to start: ${error.message} (database ${databaseOf(config.DATABASE_APP_URL)}, ${key}). ` +
+    'Start it with the master key this database was created with (restore it from the backup of that installation), ' +
+    "or point DATABASE_OWNER_URL and DATABASE_APP_URL at this installation's own database."
+  );
 }

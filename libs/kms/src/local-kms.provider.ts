@@ -12,7 +12,7 @@ import {
 } from 'node:crypto';
 import { readFileSync } from 'node:fs';
 import type { ClientBase, Pool } from 'pg';
-import { transaction } from '@coffer/database';
+import { PG_UNDEFINED_TABLE, pgCode, transaction } from '@coffer/database';
 import {
   DataKey,
   KmsHealth,
@@ -253,7 +253,7 @@ export class LocalKmsProvider implements KmsProvider {
     const { type, wrapped_material } = rows[0];
     const material = open(this.master, wrapped_material, materialAad(name, version, type));
     // Not a request problem: the stored key does not open under this master key.
-    if (!material) throw new Error(`key ${name} version ${version} does not unwrap under the configured master key`);
+    if (!material) throw new KmsMasterKeyMismatchError(name, version);
     try {
       const key =
         type === 'ed25519' ? createPrivateKey({ key: material, format: 'der', type: 'pkcs8' }) : createSecretKey(material);
@@ -273,6 +273,46 @@ export class LocalKmsProvider implements KmsProvider {
       throw error;
     }
   }
+}
+
+/**
+ * The key store of this database was written under another master key: the database belongs to
+ * another installation, or the master key was replaced. Nothing in it can be decrypted, so a
+ * process that meets this refuses to start (main.ts of the API and the worker print the message).
+ */
+export class KmsMasterKeyMismatchError extends Error {
+  readonly code = 'kms_master_key_mismatch';
+  constructor(
+    readonly keyName: string,
+    readonly keyVersion: number,
+  ) {
+    super(
+      `the local KMS key ${keyName} (version ${keyVersion}) stored in this database does not unwrap under the configured master key: ` +
+        'the database belongs to another installation, or its master key was replaced',
+    );
+  }
+}
+
+/**
+ * Opens the oldest key of the local KMS's key store with `masterKey`, so that a start against a
+ * database whose keys were wrapped under another master key stops at once, before it reads or
+ * writes anything (KmsMasterKeyMismatchError). False when there is no key store yet (a new
+ * database, or one not migrated yet): nothing to check.
+ */
+export async function checkLocalMasterKey(db: Pick<ClientBase, 'query'>, masterKey: Buffer): Promise<boolean> {
+  let rows: { name: string; version: number; type: KmsKeyType; wrapped_material: Buffer }[];
+  try {
+    ({ rows } = await db.query('SELECT name, version, type, wrapped_material FROM kms_keys ORDER BY created_at, name, version LIMIT 1'));
+  } catch (error) {
+    if (pgCode(error) === PG_UNDEFINED_TABLE) return false;
+    throw error;
+  }
+  if (!rows[0]) return false;
+  const { name, version, type, wrapped_material } = rows[0];
+  const material = open(createSecretKey(masterKey), wrapped_material, materialAad(name, version, type));
+  if (!material) throw new KmsMasterKeyMismatchError(name, version);
+  material.fill(0);
+  return true;
 }
 
 /** The master key from config: a file (32 raw bytes or base64) or a base64 secret, not both. */
