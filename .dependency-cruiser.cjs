@@ -3,7 +3,7 @@
 // (type-only imports included) before anything else.
 const LAYERS = [
   ['config', 'logging', 'http', 'database', 'crypto', 'storage', 'kms'], // platform
-  ['tenancy'], // the tenancy kernel: OrgRef, Role, Actor, Principal, RequestSource, the org registry
+  ['tenancy'], // the tenancy kernel: OrgRef, Role, Actor, Principal, RequestSource, the org registry, the wrapped-key holder contract
   ['audit', 'jobs'],
   ['fields', 'spool', 'users', 'keys', 'packages', 'tls', 'alerts'], // domains
   ['orgs', 'auth', 'encryption', 'metrics'], // orchestration: provisioning, the request pipeline, read models

@@ -1,6 +1,9 @@
 import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
+import { NestFactory } from '@nestjs/core';
+import { WrappedKeys } from '@coffer/keys';
 import { KMS, KmsProvider, orgKeyName } from '@coffer/kms';
+import { CliModule } from '../../apps/cli/src/cli.module';
 import { stopProcess } from '../support/api-process';
 import type { OrgClient } from '../support/client';
 import { tickAndAwait } from '../support/jobs';
@@ -130,6 +133,41 @@ describe('org key rotation and rewrap (API and worker on PostgreSQL and Redis; V
     const shown = await org.get('audit-logs/destination');
     assert.equal(shown.status, 200, 'the destination still reads');
     assert.equal(done.minDecryptionVersion, 1, 'old versions are not retired before the grace period');
+  });
+
+  test('the API, the worker and the CLI each find every column that stores a wrapped key, and the org database has no other', async () => {
+    const expected = [
+      'audit_destination.credentials_key',
+      'field_keys.wrapped',
+      'link_keys.wrapped_key',
+      'package_versions.wrapped_dek',
+      'spool_keys.wrapped_key',
+    ];
+    assert.deepEqual(world.app.get(WrappedKeys).columns(), expected);
+    assert.deepEqual(world.worker.get(WrappedKeys).columns(), expected);
+    const cli = await NestFactory.createApplicationContext(CliModule.register(world.config), { logger: false });
+    try {
+      assert.deepEqual(cli.get(WrappedKeys).columns(), expected);
+    } finally {
+      await cli.close();
+    }
+    const owner = await connectToOrgAsOwner(world.env, org.id);
+    try {
+      const { rows: columns } = await owner.query<{ table_name: string; column_name: string }>(
+        `SELECT table_name, column_name FROM information_schema.columns WHERE table_schema = 'public' AND data_type = 'text'`,
+      );
+      const holding: string[] = [];
+      for (const { table_name: table, column_name: column } of columns) {
+        const { rows } = await owner.query(`SELECT 1 FROM "${table}" WHERE "${column}" ~ '^(vault|local):v[0-9]+:' LIMIT 1`);
+        if (rows.length) holding.push(`${table}.${column}`);
+      }
+      // Checkpoint signatures look alike but are made by the chain's own signing key: nothing to rewrap.
+      const wrapped = holding.filter((c) => c !== 'audit_checkpoints.signature');
+      assert.deepEqual(wrapped.filter((c) => !expected.includes(c)), [], 'every stored wrapped value is in a registered column');
+      assert.ok(wrapped.length >= 3, `found ${holding.join(', ')}`);
+    } finally {
+      await owner.end();
+    }
   });
 
   test('a key past its next rotation is rotated once by the sweep, however often it ticks', async () => {

@@ -1,9 +1,10 @@
 import { AuditRepository, AuditService } from '@coffer/audit';
 import { DatabaseService } from '@coffer/database';
 import { FieldKeysRepository, FieldKeysService } from '@coffer/fields';
+import { OrgKeyService } from '@coffer/keys';
 import { CachingKmsProvider, createKmsProvider } from '@coffer/kms';
 import { createLogger } from '@coffer/logging';
-import { OrgProvisioner } from '@coffer/orgs';
+import { OrgProvisioner, OrgProvisioningRepository } from '@coffer/orgs';
 import { SpoolRepository, SpoolService } from '@coffer/spool';
 import type { TestEnv } from './test-env';
 
@@ -25,6 +26,9 @@ export function testProvisioner(env: TestEnv): TestProvisioner {
   const db = new DatabaseService(env.config);
   const kms = createKmsProvider(env.config, db.control);
   const audit = new AuditService(new AuditRepository(db), createLogger('silent'), kms);
-  const fieldKeys = new FieldKeysService(new FieldKeysRepository(db), kms, audit, new SpoolService(new SpoolRepository(db), kms));
-  return { provisioner: new OrgProvisioner(env.config, fieldKeys), fieldKeys, kms, db, audit, close: () => db.onApplicationShutdown() };
+  const orgKeys = new OrgKeyService(kms, audit);
+  const fieldKeys = new FieldKeysService(new FieldKeysRepository(db), kms, orgKeys);
+  const spool = new SpoolService(new SpoolRepository(db), kms, orgKeys);
+  const provisioner = new OrgProvisioner(env.config, new OrgProvisioningRepository(env.config), orgKeys, fieldKeys, spool);
+  return { provisioner, fieldKeys, kms, db, audit, close: () => db.onApplicationShutdown() };
 }

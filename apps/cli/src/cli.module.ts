@@ -8,6 +8,7 @@ import { KeysModule } from '@coffer/keys';
 import { KmsModule } from '@coffer/kms';
 import { LoggingModule } from '@coffer/logging';
 import { OrgsModule } from '@coffer/orgs';
+import { PackageWrappedKeysModule } from '@coffer/packages';
 import { StorageModule } from '@coffer/storage';
 import { CertificatesModule } from '@coffer/tls';
 import { TenancyModule } from '@coffer/tenancy';
@@ -18,7 +19,7 @@ export class CliModule {
   static register(config: AppConfig): DynamicModule {
     return {
       module: CliModule,
-      imports: [ConfigModule.forRoot(config), LoggingModule, DatabaseModule, TenancyModule, KmsModule, AuditModule, OrgsModule, JobsModule, KeysModule, CertificatesModule, StorageModule, EncryptionModule],
+      imports: [ConfigModule.forRoot(config), LoggingModule, DatabaseModule, TenancyModule, KmsModule, AuditModule, OrgsModule, JobsModule, KeysModule, CertificatesModule, StorageModule, EncryptionModule, PackageWrappedKeysModule],
     };
   }
 }

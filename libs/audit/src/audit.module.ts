@@ -3,6 +3,7 @@ import { AuditDeliveryRepository } from './audit-delivery.repository';
 import { AuditDeliveryService } from './audit-delivery.service';
 import { AuditRepository } from './audit.repository';
 import { AuditService } from './audit.service';
+import { AuditDestinationKeys } from './wrapped-keys';
 
 /** `audit()`'s service, the chains, checkpoints, verify and delivery. */
 @Global()
@@ -12,6 +13,7 @@ import { AuditService } from './audit.service';
     AuditService,
     AuditDeliveryRepository,
     AuditDeliveryService,
+    AuditDestinationKeys,
   ],
   exports: [AuditService, AuditDeliveryService],
 })

@@ -8,3 +8,4 @@ export * from './audit.dto';
 export * from './audit-delivery.dto';
 export * from './audit-delivery.repository';
 export * from './audit-delivery.service';
+export * from './wrapped-keys';

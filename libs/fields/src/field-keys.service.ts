@@ -1,10 +1,9 @@
 import { Inject, Injectable } from '@nestjs/common';
 import type { ClientBase } from 'pg';
-import { AuditParams, AuditService, currentAuditScope } from '@coffer/audit';
 import { EncryptedFieldCodec, FieldCodec } from '@coffer/crypto';
+import { OrgKey, OrgKeyService } from '@coffer/keys';
 import { KMS, KmsProvider, KmsRequestError, orgKeyName } from '@coffer/kms';
-import { SpoolService } from '@coffer/spool';
-import { Actor, OrgRef } from '@coffer/tenancy';
+import type { OrgRef } from '@coffer/tenancy';
 import { FieldKeysRepository, FieldKeyPurpose, insertFieldKey, listFieldKeys, WrappedFieldKey } from './field-keys.repository';
 import { sealLegacyRows } from './sealed-columns';
 
@@ -26,8 +25,7 @@ export class FieldKeysService {
   constructor(
     private readonly repository: FieldKeysRepository,
     @Inject(KMS) private readonly kms: KmsProvider,
-    private readonly audit: AuditService,
-    private readonly spool: SpoolService,
+    private readonly orgKeys: OrgKeyService,
   ) {}
 
   async codec(org: OrgRef): Promise<FieldCodec> {
@@ -47,65 +45,29 @@ export class FieldKeysService {
   }
 
   /**
-   * Provisioning's key step, as the owner under the org database's migration lock: the org's
-   * KMS key, its field and index keys, its spool key (libs/spool: existing orgs get theirs at
-   * the next start), then every row written before encryption sealed.
-   * Idempotent; each key it creates is audited at once (auditKeyOperation).
+   * Provisioning's field-key step, as the owner under the org database's migration lock: the
+   * org's field and index keys, made under its KMS key (`key`, from libs/keys' OrgKeyService,
+   * which created it). Idempotent; each key it creates is recorded at once by libs/keys.
    */
-  async prepare(owner: ClientBase, org: OrgRef): Promise<{ sealedRows: number }> {
-    const keyName = orgKeyName(org.id);
-    await this.ensureOrgKey(org, keyName);
-    let keys = await listFieldKeys(owner);
+  async prepare(owner: ClientBase, key: OrgKey): Promise<void> {
+    const keys = await listFieldKeys(owner);
     for (const purpose of ['field', 'index'] as FieldKeyPurpose[]) {
       if (keys.some((k) => k.purpose === purpose)) continue;
-      const dek = await this.kms.generateDataKey(keyName);
+      const dek = await this.kms.generateDataKey(key.name);
       dek.plaintext.fill(0);
       await insertFieldKey(owner, { purpose, wrapped: dek.wrapped, kmsKeyVersion: dek.keyVersion });
-      await this.auditKeyOperation({
-        action: 'kms.data_key.created',
-        target: { orgId: org.id, keyName },
-        keyName,
-        keyVersion: dek.keyVersion,
-        purpose,
-      });
+      await this.orgKeys.recordDataKeyCreated(key, purpose, dek.keyVersion);
     }
-    const spoolKey = await this.spool.prepare(owner, org);
-    if (spoolKey) {
-      await this.auditKeyOperation({
-        action: 'kms.data_key.created',
-        target: { orgId: org.id, keyName },
-        keyName,
-        keyVersion: spoolKey.keyVersion,
-        purpose: 'spool',
-      });
-    }
-    keys = await listFieldKeys(owner);
-    this.wrapped.delete(org.id);
-    return { sealedRows: await sealLegacyRows(owner, await this.unwrap(org, keys)) };
-  }
-
-  private async ensureOrgKey(org: OrgRef, keyName: string): Promise<void> {
-    try {
-      await this.kms.keyInfo(keyName);
-      return;
-    } catch (error) {
-      // Unavailable stops provisioning; refused means the key is not there yet.
-      if (!(error instanceof KmsRequestError)) throw error;
-    }
-    await this.kms.ensureKey(keyName);
-    const { latestVersion } = await this.kms.keyInfo(keyName);
-    await this.auditKeyOperation({ action: 'kms.key.created', target: { orgId: org.id, keyName }, keyName, keyVersion: latestVersion });
   }
 
   /**
-   * On the control plane's chain (where org creation is recorded), with the actor and request
-   * of the current scope if there is one (the org-creation request, the CLI command), in a
-   * transaction of its own: the KMS key exists whether or not the request goes on to commit,
-   * and a retry finds it and records nothing, so the entry must not roll back with the request.
+   * Provisioning's last step, as the owner under the migration lock, once the keys exist: every
+   * row written before field encryption sealed (sealLegacyRows). Returns how many were sealed.
    */
-  private async auditKeyOperation(entry: AuditParams): Promise<void> {
-    const scope = currentAuditScope();
-    await this.audit.record(this.audit.chain(undefined), scope?.actor ?? PROVISIONING, [entry], scope?.source);
+  async sealLegacyRows(owner: ClientBase, org: OrgRef): Promise<{ sealedRows: number }> {
+    const keys = await listFieldKeys(owner);
+    this.wrapped.delete(org.id);
+    return { sealedRows: await sealLegacyRows(owner, await this.unwrap(org, keys)) };
   }
 
   private async unwrap(org: OrgRef, keys: WrappedFieldKey[]): Promise<FieldCodec> {
@@ -120,5 +82,3 @@ export class FieldKeysService {
     return new EncryptedFieldCodec({ current: { id: current.id, key: byId.get(current.id)! }, byId, indexKey });
   }
 }
-
-const PROVISIONING: Actor = { kind: 'system', id: 'system:org-provisioning' };

@@ -1,10 +1,10 @@
 import { Module } from '@nestjs/common';
-import { SpoolModule } from '@coffer/spool';
+import { KeysModule } from '@coffer/keys';
 import { FieldKeysRepository } from './field-keys.repository';
 import { FieldKeysService } from './field-keys.service';
 
 @Module({
-  imports: [SpoolModule],
+  imports: [KeysModule],
   providers: [FieldKeysRepository, FieldKeysService],
   exports: [FieldKeysService],
 })

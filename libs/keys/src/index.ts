@@ -1,3 +1,5 @@
 export * from './key-rotation.repository';
 export * from './key-rotation.service';
+export * from './org-key.service';
+export * from './wrapped-keys';
 export * from './keys.module';

@@ -1,8 +1,6 @@
 import { Injectable } from '@nestjs/common';
-import type { Pool } from 'pg';
-import { DatabaseService, orgWrappedKeyColumns, UnitOfWork, WrappedKeyColumn } from '@coffer/database';
-import { orgKeyName, wrappedKeyVersion } from '@coffer/kms';
-import type { OrgRef } from '@coffer/tenancy';
+import { DatabaseService, OutsideTransaction } from '@coffer/database';
+import { orgKeyName } from '@coffer/kms';
 
 export interface OrgKeyState {
   orgId: string;
@@ -15,19 +13,9 @@ export interface OrgKeyState {
   minDecryptionVersion: number;
 }
 
-/** One stored wrapped data key: where it is and what it holds now. */
-export interface StoredWrappedKey {
-  where: WrappedKeyColumn;
-  rowId: string;
-  wrapped: string;
-}
-
-// The version is readable from a wrapped value without the key: `<kind>:v<N>:<base64>`.
-const VERSION_SQL = (column: string) => `substring(${column} from '^[a-z]+:v([0-9]+):')::int`;
-
 /**
- * The rotation schedule (control plane, `org_keys`) and the wrapped data keys stored in org
- * databases (the columns `orgWrappedKeyColumns` lists).
+ * The org key's schedule and state (control plane, `org_keys`). The wrapped data keys stored in
+ * org databases are their owners' (WrappedKeys).
  */
 @Injectable()
 export class KeyRotationRepository {
@@ -97,64 +85,17 @@ export class KeyRotationRepository {
   }
 
   /** Progress, committed on its own so that it shows while the job runs and survives a crash. */
+  @OutsideTransaction()
   async recordRewrapProgress(orgId: string, remaining: number): Promise<void> {
-    await UnitOfWork.outside(() =>
-      this.db.control.query(
-        `UPDATE org_keys SET rewrap_remaining = $2,
-           rewrap_completed_at = CASE WHEN $2 = 0 THEN coalesce(rewrap_completed_at, now()) END WHERE org_id = $1`,
-        [orgId, remaining],
-      ),
+    await this.db.control.query(
+      `UPDATE org_keys SET rewrap_remaining = $2,
+         rewrap_completed_at = CASE WHEN $2 = 0 THEN coalesce(rewrap_completed_at, now()) END WHERE org_id = $1`,
+      [orgId, remaining],
     );
   }
 
   async recordRetired(orgId: string, minDecryptionVersion: number): Promise<void> {
     await this.db.control.query('UPDATE org_keys SET min_decryption_version = $2 WHERE org_id = $1', [orgId, minDecryptionVersion]);
-  }
-
-  /** How many stored data keys each key version wraps, over every listed column. */
-  async countByVersion(org: OrgRef): Promise<Map<number, number>> {
-    const counts = new Map<number, number>();
-    for (const { table, column } of orgWrappedKeyColumns) {
-      const { rows } = await this.orgPool(org).query<{ version: number; count: string }>(
-        // A DEK sealed to the spool key (`spool:...`, libs/spool) is not wrapped by the KMS yet.
-        `SELECT ${VERSION_SQL(column)} AS version, count(*) FROM ${table} WHERE ${VERSION_SQL(column)} IS NOT NULL GROUP BY 1`,
-      );
-      for (const row of rows) counts.set(row.version, (counts.get(row.version) ?? 0) + Number(row.count));
-    }
-    return counts;
-  }
-
-  /** Up to `limit` stored data keys wrapped under a version older than `latest`. */
-  async olderThan(org: OrgRef, latest: number, limit: number): Promise<StoredWrappedKey[]> {
-    const found: StoredWrappedKey[] = [];
-    for (const where of orgWrappedKeyColumns) {
-      if (found.length >= limit) break;
-      const { table, column, rowId } = where;
-      const { rows } = await this.orgPool(org).query<{ id: string; wrapped: string }>(
-        `SELECT ${rowId}::text AS id, ${column} AS wrapped FROM ${table} WHERE ${VERSION_SQL(column)} < $1 LIMIT $2`,
-        [latest, limit - found.length],
-      );
-      found.push(...rows.map((r) => ({ where, rowId: r.id, wrapped: r.wrapped })));
-    }
-    return found;
-  }
-
-  /**
-   * Swaps one wrapped value for its rewrapped twin, committed on its own. Only if the row still
-   * holds the old value: a concurrent writer's new key is never overwritten. Returns whether it did.
-   */
-  async replace(org: OrgRef, key: StoredWrappedKey, rewrapped: string): Promise<boolean> {
-    const { table, column, rowId, versionColumn } = key.where;
-    const setVersion = versionColumn ? `, ${versionColumn} = $4` : '';
-    const params = [rewrapped, key.rowId, key.wrapped, ...(versionColumn ? [wrappedKeyVersion(rewrapped)] : [])];
-    const { rowCount } = await UnitOfWork.outside(() =>
-      this.orgPool(org).query(`UPDATE ${table} SET ${column} = $1${setVersion} WHERE ${rowId}::text = $2 AND ${column} = $3`, params),
-    );
-    return rowCount === 1;
-  }
-
-  private orgPool(org: OrgRef): Pool {
-    return this.db.org(org.databaseName, org.databaseServer);
   }
 }
 

@@ -6,6 +6,7 @@ import { KMS, KmsProvider, orgKeyName } from '@coffer/kms';
 import { LOGGER, Logger } from '@coffer/logging';
 import type { OrgRef } from '@coffer/tenancy';
 import { KeyRotationRepository, OrgKeyState } from './key-rotation.repository';
+import { WrappedKeys } from './wrapped-keys';
 
 /** How long after a rotation older versions may be retired: the longest a write may hold a data key. */
 export const RETIRE_GRACE_MS = 24 * 3600 * 1000;
@@ -26,8 +27,9 @@ export interface RewrapResult {
 }
 
 /**
- * Org key rotation (libs/keys/README.md): a rotation adds a KMS key version that new writes use;
- * the rewrap job then moves every stored wrapped data key to it, without ever re-encrypting data.
+ * The versions of each org's key (libs/keys/README.md): a rotation adds a KMS key version that
+ * new writes use; the rewrap job then moves every stored wrapped data key (every WrappedKeys
+ * holder) to it, without ever re-encrypting data, and may then retire the older versions.
  * Every rotation, rewrap and retirement is audited in the org's log.
  */
 @Injectable()
@@ -35,6 +37,7 @@ export class KeyRotationService {
   constructor(
     @Inject(APP_CONFIG) private readonly config: AppConfig,
     private readonly repository: KeyRotationRepository,
+    private readonly wrappedKeys: WrappedKeys,
     @Inject(KMS) private readonly kms: KmsProvider,
     private readonly jobs: JobsService,
     @Inject(LOGGER) private readonly logger: Logger,
@@ -75,11 +78,11 @@ export class KeyRotationService {
     const version = info.latestVersion;
     let rewrapped = 0;
     for (;;) {
-      const batch = await this.repository.olderThan(org, version, this.config.KEY_REWRAP_BATCH_SIZE);
+      const batch = await this.wrappedKeys.olderThan(org, version, this.config.KEY_REWRAP_BATCH_SIZE);
       let moved = 0;
       for (const key of batch) {
         const { wrapped } = await this.kms.rewrap(keyName, key.wrapped);
-        if (await this.repository.replace(org, key, wrapped)) moved++;
+        if (await this.wrappedKeys.replace(org, key, wrapped)) moved++;
       }
       rewrapped += moved;
       if (batch.length < this.config.KEY_REWRAP_BATCH_SIZE || moved === 0) break;
@@ -111,7 +114,7 @@ export class KeyRotationService {
   async describe(org: OrgRef) {
     const keyName = orgKeyName(org.id);
     await this.kms.ensureKey(keyName);
-    const [info, state, counts] = await Promise.all([this.kms.keyInfo(keyName), this.scheduleOf(org), this.repository.countByVersion(org)]);
+    const [info, state, counts] = await Promise.all([this.kms.keyInfo(keyName), this.scheduleOf(org), this.wrappedKeys.countByVersion(org)]);
     const remaining = [...counts].reduce((sum, [v, n]) => sum + (v < info.latestVersion ? n : 0), 0);
     return {
       keyName,
@@ -127,7 +130,7 @@ export class KeyRotationService {
   }
 
   private async remaining(org: OrgRef, latest: number): Promise<number> {
-    const counts = await this.repository.countByVersion(org);
+    const counts = await this.wrappedKeys.countByVersion(org);
     return [...counts].reduce((sum, [v, n]) => sum + (v < latest ? n : 0), 0);
   }
 }

@@ -92,5 +92,11 @@ export function wrappedKeyVersion(wrapped: string): number {
   return Number(match[1]);
 }
 
+/**
+ * The same version in SQL, for `column`: NULL for a value in any other form (a data key sealed to
+ * the spool key, `spool:<id>:...`, is not KMS-wrapped yet).
+ */
+export const wrappedKeyVersionSql = (column: string) => `substring(${column} from '^[a-z]+:v([0-9]+):')::int`;
+
 /** The KMS key that belongs to one organization. */
 export const orgKeyName = (orgId: string) => `coffer-org-${orgId}`;

@@ -6,3 +6,4 @@ export * from './packages.module';
 export * from './asset-links.service';
 export * from './link-keys.repository';
 export * from './package-flush.service';
+export * from './wrapped-keys';

@@ -6,9 +6,10 @@ import { LinkKeysRepository } from './link-keys.repository';
 import { PackagesRepository } from './packages.repository';
 import { PackagesService } from './packages.service';
 import { PackageFlushService } from './package-flush.service';
+import { PackageWrappedKeysModule } from './wrapped-keys';
 
 @Module({
-  imports: [StorageModule, SpoolModule],
+  imports: [StorageModule, SpoolModule, PackageWrappedKeysModule],
   providers: [PackagesRepository, PackagesService, PackageFlushService, LinkKeysRepository, AssetLinksService],
   exports: [PackagesService, PackageFlushService, AssetLinksService],
 })

@@ -1,6 +1,7 @@
 import { Module } from '@nestjs/common';
+import { KeysModule } from '@coffer/keys';
 import { SpoolRepository } from './spool.repository';
 import { SpoolService } from './spool.service';
 
-@Module({ providers: [SpoolRepository, SpoolService], exports: [SpoolRepository, SpoolService] })
+@Module({ imports: [KeysModule], providers: [SpoolRepository, SpoolService], exports: [SpoolRepository, SpoolService] })
 export class SpoolModule {}

@@ -1,7 +1,9 @@
 import { Injectable } from '@nestjs/common';
 import type { ClientBase, Pool } from 'pg';
-import { DatabaseService, UnitOfWork } from '@coffer/database';
-import type { OrgRef } from '@coffer/tenancy';
+import { DatabaseService, OutsideTransaction } from '@coffer/database';
+import { wrappedKeyVersion, wrappedKeyVersionSql } from '@coffer/kms';
+import { HoldsWrappedKeys } from '@coffer/tenancy';
+import type { OrgRef, WrappedKeyHolder, WrappedKeyRow } from '@coffer/tenancy';
 
 export type PendingWriteKind = 'package.version';
 export type PendingWriteStatus = 'pending' | 'flushed' | 'failed';
@@ -29,9 +31,17 @@ export interface SpoolKeyRow {
 const COLUMNS = `id, seq, kind, target, status, created_by AS "createdBy", created_at AS "createdAt",
   flushed_at AS "flushedAt", attempts, last_error AS "lastError"`;
 
-/** `spool_keys` (read; the owner writes it at provisioning) and `pending_writes` of an org database. */
+const KEY_VERSION = wrappedKeyVersionSql('wrapped_key');
+
+/**
+ * `spool_keys` (read; the owner writes it at provisioning; the rewrap, libs/keys, may only swap
+ * its wrapping, through this holder) and `pending_writes` of an org database.
+ */
 @Injectable()
-export class SpoolRepository {
+@HoldsWrappedKeys()
+export class SpoolRepository implements WrappedKeyHolder {
+  readonly wrappedKeyColumn = 'spool_keys.wrapped_key';
+
   constructor(private readonly db: DatabaseService) {}
 
   private pool(org: OrgRef): Pool {
@@ -39,8 +49,33 @@ export class SpoolRepository {
   }
 
   /** Read outside any unit of work: an upload must not open its transaction before its body is in. */
+  @OutsideTransaction()
   async key(org: OrgRef): Promise<SpoolKeyRow | undefined> {
-    return UnitOfWork.outside(() => spoolKeyOf(this.pool(org)));
+    return spoolKeyOf(this.pool(org));
+  }
+
+  async countWrappedKeysByVersion(org: OrgRef): Promise<Map<number, number>> {
+    const { rows } = await this.pool(org).query<{ version: number; count: string }>(
+      `SELECT ${KEY_VERSION} AS version, count(*) FROM spool_keys WHERE ${KEY_VERSION} IS NOT NULL GROUP BY 1`,
+    );
+    return new Map(rows.map((r) => [r.version, Number(r.count)]));
+  }
+
+  async wrappedKeysOlderThan(org: OrgRef, version: number, limit: number): Promise<WrappedKeyRow[]> {
+    const { rows } = await this.pool(org).query<WrappedKeyRow>(
+      `SELECT id::text AS "rowId", wrapped_key AS wrapped FROM spool_keys WHERE ${KEY_VERSION} < $1 LIMIT $2`,
+      [version, limit],
+    );
+    return rows;
+  }
+
+  @OutsideTransaction()
+  async replaceWrappedKey(org: OrgRef, key: WrappedKeyRow, rewrapped: string): Promise<boolean> {
+    const { rowCount } = await this.pool(org).query(
+      `UPDATE spool_keys SET wrapped_key = $1, kms_key_version = $4 WHERE id::text = $2 AND wrapped_key = $3`,
+      [rewrapped, key.rowId, key.wrapped, wrappedKeyVersion(rewrapped)],
+    );
+    return rowCount === 1;
   }
 
   /** Queues a write, in the caller's unit of work (the request that accepted it). */
@@ -102,10 +137,9 @@ export class SpoolRepository {
   }
 
   /** A flush attempt that did not get through (KMS gone again): committed on its own, the write stays pending. */
+  @OutsideTransaction()
   async recordAttempt(org: OrgRef, id: string, error: string): Promise<void> {
-    await UnitOfWork.outside(() =>
-      this.pool(org).query(`UPDATE pending_writes SET attempts = attempts + 1, last_error = $2 WHERE id = $1 AND status = 'pending'`, [id, error]),
-    );
+    await this.pool(org).query(`UPDATE pending_writes SET attempts = attempts + 1, last_error = $2 WHERE id = $1 AND status = 'pending'`, [id, error]);
   }
 }
 

@@ -1,7 +1,8 @@
 import { Inject, Injectable } from '@nestjs/common';
 import type { ClientBase } from 'pg';
 import { randomId } from '@coffer/crypto';
-import { KMS, KmsProvider, KmsUnavailableError, orgKeyName, WrappedKey } from '@coffer/kms';
+import { OrgKey, OrgKeyService } from '@coffer/keys';
+import { KMS, KmsProvider, KmsUnavailableError, orgKeyName } from '@coffer/kms';
 import type { OrgRef } from '@coffer/tenancy';
 import { openFromSpool, sealToSpool, spoolPrivateKey, spoolPublicKey } from './spool-crypto';
 import { insertSpoolKey, spoolKeyOf, SpoolRepository } from './spool.repository';
@@ -20,22 +21,25 @@ export class SpoolService {
   constructor(
     private readonly repository: SpoolRepository,
     @Inject(KMS) private readonly kms: KmsProvider,
+    private readonly orgKeys: OrgKeyService,
   ) {}
 
   /**
-   * Provisioning's spool step, as the owner under the migration lock: creates the org's spool key
-   * if it has none. Idempotent; returns the wrapping of the key it created, for the audit entry.
+   * Provisioning's spool step, as the owner under the org database's migration lock, after the
+   * field keys: creates the org's spool key under its KMS key (`key`, from libs/keys'
+   * OrgKeyService) if it has none, recorded at once by libs/keys (`kms.data_key.created`,
+   * purpose `spool`). Idempotent: orgs from before the spool get theirs at the next API start.
    */
-  async prepare(owner: ClientBase, org: OrgRef): Promise<WrappedKey | undefined> {
-    if (await spoolKeyOf(owner)) return undefined;
-    const dek = await this.kms.generateDataKey(orgKeyName(org.id));
+  async prepare(owner: ClientBase, key: OrgKey): Promise<void> {
+    if (await spoolKeyOf(owner)) return;
+    const dek = await this.kms.generateDataKey(key.name);
     try {
       const publicKey = spoolPublicKey(spoolPrivateKey(dek.plaintext));
       await insertSpoolKey(owner, { id: randomId(8), wrappedKey: dek.wrapped, kmsKeyVersion: dek.keyVersion, publicKey });
-      return { wrapped: dek.wrapped, keyVersion: dek.keyVersion };
     } finally {
       dek.plaintext.fill(0);
     }
+    await this.orgKeys.recordDataKeyCreated(key, 'spool', dek.keyVersion);
   }
 
   /** Seals `dek` for row `rowId` of the org; works with the KMS down. */

@@ -116,25 +116,3 @@ export const orgGrants: GrantSpec = {
   spool_keys: { read: true, update: ['wrapped_key', 'kms_key_version'] },
   pending_writes: 'read-write',
 };
-
-/**
- * Every column of an org database that holds a data key wrapped by the org's KMS key
- * (`<kind>:v<N>:...`), with the column that identifies its row. Key rotation counts and
- * rewraps what is listed here, so a new table keeping wrapped keys must be added here too.
- */
-export const orgWrappedKeyColumns: readonly WrappedKeyColumn[] = [
-  { table: 'audit_destination', column: 'credentials_key', rowId: 'singleton' },
-  { table: 'field_keys', column: 'wrapped', rowId: 'id', versionColumn: 'kms_key_version' },
-  { table: 'package_versions', column: 'wrapped_dek', rowId: 'id', versionColumn: 'kms_key_version' },
-  { table: 'link_keys', column: 'wrapped_key', rowId: 'id', versionColumn: 'kms_key_version' },
-  { table: 'spool_keys', column: 'wrapped_key', rowId: 'id', versionColumn: 'kms_key_version' },
-];
-
-export interface WrappedKeyColumn {
-  table: string;
-  column: string;
-  rowId: string;
-  /** A column repeating the key version, kept in step by the rewrap. */
-  versionColumn?: string;
-}
-
