@@ -31,9 +31,6 @@ export interface AuditedWork<T> {
  */
 @Injectable()
 export class AuditService {
-  /** The unit of work of each open transactional scope, for commitUnit(). */
-  private readonly units = new WeakMap<AuditScope, { unit: UnitOfWork; chain: AuditedWork<unknown>['chain'] }>();
-
   constructor(
     private readonly repository: AuditRepository,
     @Inject(LOGGER) private readonly logger: Logger,
@@ -54,10 +51,11 @@ export class AuditService {
    * the scope is marked @OutsideTransaction() where it is declared.
    */
   async run<T>(spec: AuditedWork<T>): Promise<T> {
-    if (currentAuditScope()) throw new Error('AuditService.run() inside another scope: scopes do not nest (see commitUnit)');
+    const outer = currentAuditScope();
+    if (outer && openScopes.has(outer)) throw new Error('AuditService.run() inside another scope: scopes do not nest (see commitUnit)');
     const scope = new AuditScope(spec.actor, spec.source);
     const unit = spec.transactional ? new UnitOfWork() : undefined;
-    if (unit) this.units.set(scope, { unit, chain: spec.chain });
+    openScopes.set(scope, { unit, chain: spec.chain });
     let result: T;
     try {
       result = await runInAuditScope(scope, () => (unit ? unit.run(spec.work) : spec.work()));
@@ -72,7 +70,7 @@ export class AuditService {
       if (spec.automatic) await this.recordFailure(spec, error, scope.org);
       throw error;
     } finally {
-      this.units.delete(scope);
+      openScopes.delete(scope);
     }
     return result;
   }
@@ -83,19 +81,21 @@ export class AuditService {
    * the audit entries emitted meanwhile; the work goes on in new transactions. When `item` (or
    * the commit) fails, that much is rolled back and its entries discarded, earlier units stay
    * committed, and the error is thrown. For work whose items must each commit on their own,
-   * visibly while it runs (the spool flush); the audit limits apply per unit.
+   * visibly while it runs (the spool flush), one item after another, never several at once; the
+   * audit limits apply per unit.
    */
   async commitUnit<T>(item: () => Promise<T>): Promise<T> {
     const scope = currentAuditScope();
-    const open = scope && this.units.get(scope);
-    if (!open) throw new Error('commitUnit() outside a transactional scope');
+    const open = scope && openScopes.get(scope);
+    if (!scope || !open?.unit) throw new Error('commitUnit() outside a transactional scope');
+    const unit = open.unit;
     try {
       const result = await item();
-      await open.unit.commitAndContinue(this.closing(open.chain(scope.org), scope));
+      await unit.commitAndContinue(this.closing(open.chain(scope.org), scope));
       return result;
     } catch (error) {
       scope.drain();
-      await open.unit.rollbackAndContinue();
+      await unit.rollbackAndContinue();
       throw error;
     }
   }
@@ -187,6 +187,12 @@ export class AuditService {
     return verifier.result();
   }
 }
+
+/**
+ * The scopes running now, with what commitUnit() needs of them. A scope that has ended is not
+ * here, even where its context lingers (a timer a request left behind).
+ */
+const openScopes = new WeakMap<AuditScope, { unit?: UnitOfWork; chain: AuditedWork<unknown>['chain'] }>();
 
 /** One signing key per chain, so that one org's checkpoints cannot vouch for another's. */
 export function checkpointKeyName(chainId: string): string {
