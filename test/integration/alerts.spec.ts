@@ -1,14 +1,13 @@
 import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
-import { AlertsService } from '@coffer/alerts';
-import { JobsService } from '@coffer/jobs';
+import { AlertStateRepository, AlertsService, AlertWebhooksRepository } from '@coffer/alerts';
 import { createLogger } from '@coffer/logging';
 import { createTestEnv, TestEnv } from '../support/test-env';
 import { startWebhookReceiver, WebhookReceiver } from '../support/webhook';
 
 describe('alerts: Alertmanager-format webhooks, once per state change (Redis, a real HTTP receiver)', () => {
   let env: TestEnv;
-  let jobs: JobsService;
+  let state: AlertStateRepository;
   let alerts: AlertsService;
   let first: WebhookReceiver;
   let second: WebhookReceiver;
@@ -24,12 +23,12 @@ describe('alerts: Alertmanager-format webhooks, once per state change (Redis, a 
   before(async () => {
     [first, second] = await Promise.all([startWebhookReceiver(), startWebhookReceiver()]);
     env = await createTestEnv({ ALERT_WEBHOOK_URLS: `${first.url}, ${second.url}?token=secret-in-url` });
-    jobs = new JobsService(env.config);
-    alerts = new AlertsService(env.config, createLogger('info', { write: (line: string) => void (logs += line) }), jobs);
+    state = new AlertStateRepository(env.config);
+    alerts = new AlertsService(createLogger('info', { write: (line: string) => void (logs += line) }), state, new AlertWebhooksRepository(env.config));
   });
 
   after(async () => {
-    await jobs?.onApplicationShutdown();
+    state?.onApplicationShutdown();
     await env?.destroy();
     await first?.close();
     await second?.close();

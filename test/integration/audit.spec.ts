@@ -153,6 +153,58 @@ describe('audit trail: entries commit with the change, hash-chained, verifiable 
     assert.equal((await service.verify(chain)).valid, true);
   });
 
+  test('one scope, a unit per item: each item commits with its entries while the work runs, a failed item rolls back alone, scopes do not nest', async () => {
+    const target = await newOrg();
+    const insert = (text: string) => db.org(target.org.databaseName).query('INSERT INTO notes (text) VALUES ($1)', [text]);
+    const item = (text: string, fail = false) => async () => {
+      await insert(text);
+      audit({ action: 'note.added', text });
+      if (fail) throw new Error(`${text} failed`);
+      return text;
+    };
+    try {
+      await assert.rejects(
+        service.run({
+          actor,
+          source,
+          transactional: true,
+          chain: () => target.chain,
+          automatic: { action: 'POST /notes/batch', target: () => null },
+          work: async () => {
+            assert.equal(await service.commitUnit(item('unit 1')), 'unit 1');
+            assert.equal(await notes(target.owner, 'unit 1'), 1, 'committed while the scope still runs');
+            assert.deepEqual((await entries(target.chain)).map((e) => e.body.text), ['unit 1'], 'with its entry');
+            await assert.rejects(service.commitUnit(item('unit 2', true)), /unit 2 failed/);
+            await service.commitUnit(item('unit 3'));
+            await assert.rejects(
+              service.run({ actor, source, transactional: true, chain: () => target.chain, work: async () => undefined }),
+              /scopes do not nest/,
+            );
+            await item('tail')();
+            throw new AppError('user_email_taken', 'taken');
+          },
+        }),
+        AppError,
+      );
+      assert.deepEqual(
+        [await notes(target.owner, 'unit 1'), await notes(target.owner, 'unit 2'), await notes(target.owner, 'unit 3'), await notes(target.owner, 'tail')],
+        [1, 0, 1, 0],
+      );
+      assert.deepEqual(
+        (await entries(target.chain)).map((e) => [e.action, e.outcome, e.body.text ?? e.body.error]),
+        [
+          ['note.added', 'success', 'unit 1'],
+          ['note.added', 'success', 'unit 3'],
+          ['POST /notes/batch', 'failure', { code: 'user_email_taken', status: 409 }],
+        ],
+      );
+      assert.deepEqual(await service.verify(target.chain), { valid: true, checkedThrough: 3 });
+      await assert.rejects(service.commitUnit(item('no scope')), /outside a transactional scope/);
+    } finally {
+      await target.owner.end();
+    }
+  });
+
   test('32 concurrent writers produce a gap-free, fork-free chain that verifies', async () => {
     const target = await newOrg();
     try {

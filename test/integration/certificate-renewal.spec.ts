@@ -5,7 +5,7 @@ import { Agent } from 'node:https';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import * as acmeClient from 'acme-client';
-import { AlertsService } from '@coffer/alerts';
+import { AlertStateRepository, AlertsService, AlertWebhooksRepository } from '@coffer/alerts';
 import { AuditRepository, AuditService, ChainedEntry } from '@coffer/audit';
 import { DatabaseService, SchemaService } from '@coffer/database';
 import { AppError } from '@coffer/http';
@@ -52,6 +52,7 @@ describe('certificate renewal in the worker: pebble for the protocol, a controll
   let renewal: CertificateRenewalService;
   let auditService: AuditService;
   let webhook: WebhookReceiver;
+  let alertState: AlertStateRepository;
   const clock = new TestClock();
   let id: string;
 
@@ -98,13 +99,14 @@ describe('certificate renewal in the worker: pebble for the protocol, a controll
       certificates,
     );
     renewal = new CertificateRenewalService(env.config, logger, certificates, acme, new OrderLock(env.config, jobs),
-      new AlertsService(env.config, logger, jobs), clock, jobs);
+      new AlertsService(logger, (alertState = new AlertStateRepository(env.config)), new AlertWebhooksRepository(env.config)), clock, jobs);
     auditService = new AuditService(new AuditRepository(db), logger, kms);
   });
 
   after(async () => {
     acmeClient.axios.defaults.httpsAgent = undefined;
     await jobs?.onApplicationShutdown();
+    alertState?.onApplicationShutdown();
     await db?.onApplicationShutdown();
     await pebble?.stop();
     await env?.destroy();

@@ -25,7 +25,10 @@ export interface AuditParams {
   [field: string]: unknown;
 }
 
-/** Per request or job run (the audit requirement, ADR 0006): beyond one of them the work fails and nothing commits. */
+/**
+ * Per request or job run, or per unit a job commits on its own (the audit requirement, ADR 0006):
+ * beyond one of them the work fails and nothing of it commits.
+ */
 export const AUDIT_LIMITS = { entries: 500, entryBytes: 1024 * 1024, totalBytes: 4 * 1024 * 1024 } as const;
 
 const USER_AGENT_MAX_BYTES = 512;
@@ -97,6 +100,17 @@ export class AuditScope {
         body,
       };
     });
+  }
+
+  /**
+   * entries(), then forgets them: what a unit committed on its own (AuditService.commitUnit)
+   * takes with it, or what its rollback discards. The limits start again for the next unit.
+   */
+  drain(): NewEntry[] {
+    const entries = this.entries();
+    this.pending.length = 0;
+    this.bytes = 0;
+    return entries;
   }
 
   private marker(symbol: symbol): string {

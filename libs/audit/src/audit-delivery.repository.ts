@@ -1,7 +1,6 @@
 import { Injectable } from '@nestjs/common';
 import { Client as S3Client } from 'minio';
-import type { ClientBase } from 'pg';
-import { transaction, UnitOfWork } from '@coffer/database';
+import { OutsideTransaction, transaction } from '@coffer/database';
 import { AuditRow, ChainedEntry, fromRow } from './audit-chain';
 import type { AuditChain } from './audit.repository';
 
@@ -30,13 +29,15 @@ export interface BucketCredentials {
 }
 
 /**
- * Delivery bookkeeping in the org's database, always in transactions of its own (a delivery
- * job's progress must survive the job dying), and the customer's bucket.
+ * Delivery bookkeeping in the org's database and the customer's bucket. What delivery reads and
+ * records commits on its own, outside the caller's transaction (@OutsideTransaction): a delivery
+ * job's progress must survive the job dying. The destination itself changes in the request's.
  */
 @Injectable()
 export class AuditDeliveryRepository {
+  @OutsideTransaction()
   async destination(chain: AuditChain): Promise<StoredDestination | undefined> {
-    const { rows } = await alone(chain, (c) => c.query('SELECT * FROM audit_destination'));
+    const { rows } = await chain.pool().query('SELECT * FROM audit_destination');
     const row = rows[0];
     return (
       row && {
@@ -82,8 +83,9 @@ export class AuditDeliveryRepository {
    * else a new one from after the last delivered entry, at most `size` entries; none when the
    * bucket is up to date. Its range is fixed here, before any upload.
    */
+  @OutsideTransaction()
   nextBatch(chain: AuditChain, size: number): Promise<DeliveryBatch | undefined> {
-    return alone(chain, async (c) => {
+    return transaction(chain.pool(), async (c) => {
       const last = (await c.query('SELECT * FROM audit_deliveries ORDER BY batch DESC LIMIT 1 FOR UPDATE')).rows[0];
       if (last && !last.delivered_at) return toBatch(last);
       const first = last ? Number(last.last_seq) + 1 : 1;
@@ -98,16 +100,16 @@ export class AuditDeliveryRepository {
     });
   }
 
+  @OutsideTransaction()
   async markDelivered(chain: AuditChain, batch: number, digestSha256: Buffer): Promise<void> {
-    await alone(chain, (c) =>
-      c.query('UPDATE audit_deliveries SET digest_sha256 = $2, delivered_at = now() WHERE batch = $1', [batch, digestSha256]),
-    );
+    await chain.pool().query('UPDATE audit_deliveries SET digest_sha256 = $2, delivered_at = now() WHERE batch = $1', [batch, digestSha256]);
   }
 
+  @OutsideTransaction()
   async entries(chain: AuditChain, firstSeq: number, lastSeq: number): Promise<ChainedEntry[]> {
-    const { rows } = await alone(chain, (c) =>
-      c.query<AuditRow>('SELECT * FROM audit_log WHERE seq BETWEEN $1 AND $2 ORDER BY seq', [firstSeq, lastSeq]),
-    );
+    const { rows } = await chain
+      .pool()
+      .query<AuditRow>('SELECT * FROM audit_log WHERE seq BETWEEN $1 AND $2 ORDER BY seq', [firstSeq, lastSeq]);
     return rows.map(fromRow);
   }
 
@@ -124,10 +126,6 @@ export class AuditDeliveryRepository {
       pathStyle: true,
     });
   }
-}
-
-function alone<T>(chain: AuditChain, fn: (client: ClientBase) => Promise<T>): Promise<T> {
-  return UnitOfWork.outside(() => transaction(chain.pool(), fn));
 }
 
 function toBatch(row: Record<string, unknown>): DeliveryBatch {

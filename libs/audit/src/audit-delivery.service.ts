@@ -3,6 +3,7 @@ import { gzipSync } from 'node:zlib';
 import { Inject, Injectable } from '@nestjs/common';
 import { APP_CONFIG, AppConfig } from '@coffer/config';
 import { aeadOpen, aeadSeal } from '@coffer/crypto';
+import { OutsideTransaction } from '@coffer/database';
 import { AppError } from '@coffer/http';
 import { KMS, KmsProvider, orgKeyName } from '@coffer/kms';
 import type { OrgRef } from '@coffer/tenancy';
@@ -95,7 +96,12 @@ export class AuditDeliveryService {
     return (await this.deliveries.destination(this.audit.chain(org))) !== undefined;
   }
 
-  /** Delivers every batch up to the chain's head; returns how many. */
+  /**
+   * Delivers every batch up to the chain's head; returns how many. This whole operation owns its
+   * transaction boundary: it runs outside the caller's unit of work (the delivery job's), and each
+   * step records its progress on its own, so a delivery cut short resumes where it stopped.
+   */
+  @OutsideTransaction()
   async deliver(org: OrgRef): Promise<number> {
     const chain = this.audit.chain(org);
     const destination = await this.deliveries.destination(chain);

@@ -1,6 +1,6 @@
 import { Injectable } from '@nestjs/common';
 import type { ClientBase, Pool } from 'pg';
-import { CONTROL, DatabaseService, UnitOfWork } from '@coffer/database';
+import { CONTROL, DatabaseService, OutsideTransaction } from '@coffer/database';
 import type { OrgRef } from '@coffer/tenancy';
 import { appendStatement, AuditRow, ChainedEntry, fromRow, NewEntry } from './audit-chain';
 
@@ -39,8 +39,9 @@ export class AuditRepository {
   }
 
   /** In a transaction of their own (a failure's entry, a read's entries): one statement. */
+  @OutsideTransaction()
   async appendAlone(chain: AuditChain, entries: NewEntry[]): Promise<void> {
-    if (entries.length) await UnitOfWork.outside(() => chain.pool().query(appendStatement(chain.id, entries)));
+    if (entries.length) await chain.pool().query(appendStatement(chain.id, entries));
   }
 
   /** Newest first. Paging by sequence number stays stable while entries are appended. */

@@ -5,7 +5,7 @@ import { KMS, KmsProvider } from '@coffer/kms';
 import { LOGGER, Logger } from '@coffer/logging';
 import { Actor, NO_REQUEST, OrgRef, RequestSource } from '@coffer/tenancy';
 import { ChainVerifier, VerifyResult } from './audit-chain';
-import { AuditParams, AuditScope, runInAuditScope } from './audit-context';
+import { AuditParams, AuditScope, currentAuditScope, runInAuditScope } from './audit-context';
 import { AuditChain, AuditQuery, AuditRepository } from './audit.repository';
 
 export interface AuditedWork<T> {
@@ -41,25 +41,68 @@ export class AuditService {
     return this.repository.chain(org);
   }
 
+  /**
+   * THE transaction scope. Every HTTP request (AuditInterceptor), every job (JobWorkers.run) and
+   * every CLI command runs its work in exactly one call of this, and scopes never nest (a call
+   * inside another throws). A transactional scope is one UnitOfWork: one transaction per
+   * database its work touches, committed at the end together with the audit entries the work
+   * emitted, the audit database first; on failure all of it rolls back. A job that must commit
+   * item by item does so inside its one scope, with commitUnit(). What must commit apart from
+   * the scope is marked @OutsideTransaction() where it is declared.
+   */
   async run<T>(spec: AuditedWork<T>): Promise<T> {
+    const outer = currentAuditScope();
+    if (outer && openScopes.has(outer)) throw new Error('AuditService.run() inside another scope: scopes do not nest (see commitUnit)');
     const scope = new AuditScope(spec.actor, spec.source);
     const unit = spec.transactional ? new UnitOfWork() : undefined;
+    openScopes.set(scope, { unit, chain: spec.chain });
     let result: T;
     try {
       result = await runInAuditScope(scope, () => (unit ? unit.run(spec.work) : spec.work()));
       if (spec.automatic) scope.add({ action: spec.automatic.action, target: spec.automatic.target(result) ?? undefined });
-      const chain = spec.chain(scope.org);
       if (unit) {
-        await unit.commit({ key: chain.key, pool: chain.pool(), closing: this.repository.appendStatement(chain, scope.entries()) });
+        await unit.commit(this.closing(spec.chain(scope.org), scope));
       } else if (scope.size) {
-        await this.repository.appendAlone(chain, scope.entries());
+        await this.repository.appendAlone(spec.chain(scope.org), scope.entries());
       }
     } catch (error) {
       await unit?.rollback();
       if (spec.automatic) await this.recordFailure(spec, error, scope.org);
       throw error;
+    } finally {
+      openScopes.delete(scope);
     }
     return result;
+  }
+
+  /**
+   * Ends a unit inside the current transactional scope (a job, a mutating request): runs `item`,
+   * then commits at once everything the scope did since its last commit, `item` included, with
+   * the audit entries emitted meanwhile; the work goes on in new transactions. When `item` (or
+   * the commit) fails, that much is rolled back and its entries discarded, earlier units stay
+   * committed, and the error is thrown. For work whose items must each commit on their own,
+   * visibly while it runs (the spool flush), one item after another, never several at once; the
+   * audit limits apply per unit.
+   */
+  async commitUnit<T>(item: () => Promise<T>): Promise<T> {
+    const scope = currentAuditScope();
+    const open = scope && openScopes.get(scope);
+    if (!scope || !open?.unit) throw new Error('commitUnit() outside a transactional scope');
+    const unit = open.unit;
+    try {
+      const result = await item();
+      await unit.commitAndContinue(this.closing(open.chain(scope.org), scope));
+      return result;
+    } catch (error) {
+      scope.drain();
+      await unit.rollbackAndContinue();
+      throw error;
+    }
+  }
+
+  /** What a unit's commit sends first: the chain's database, with the append of the scope's entries. */
+  private closing(chain: AuditChain, scope: AuditScope) {
+    return { key: chain.key, pool: chain.pool(), closing: this.repository.appendStatement(chain, scope.drain()) };
   }
 
   /** A denied or failed mutation, in its own transaction. Failing to write it fails nothing else. */
@@ -144,6 +187,12 @@ export class AuditService {
     return verifier.result();
   }
 }
+
+/**
+ * The scopes running now, with what commitUnit() needs of them. A scope that has ended is not
+ * here, even where its context lingers (a timer a request left behind).
+ */
+const openScopes = new WeakMap<AuditScope, { unit?: UnitOfWork; chain: AuditedWork<unknown>['chain'] }>();
 
 /** One signing key per chain, so that one org's checkpoints cannot vouch for another's. */
 export function checkpointKeyName(chainId: string): string {

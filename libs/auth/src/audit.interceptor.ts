@@ -6,11 +6,11 @@ import { AuditService } from '@coffer/audit';
 import { actorOf, automaticAction, isMutation, requestSource, targetOf } from './request-audit';
 
 /**
- * Every route runs in an audit scope. A mutation runs in a unit of work and gets an automatic
- * entry (action, actor, target, outcome) committed with its change, or, when it fails, an entry
- * with its error code in a transaction of its own. Reads get an entry when marked @AuditRead,
- * plus whatever their handler records. Failures before this point (denied by the guard) are
- * recorded by the guard.
+ * Every route runs in the one transaction scope (AuditService.run). A mutation runs in a unit of
+ * work and gets an automatic entry (action, actor, target, outcome) committed with its change,
+ * or, when it fails, an entry with its error code in a transaction of its own. Reads get an
+ * entry when marked @AuditRead, plus whatever their handler records. Failures before this point
+ * (denied by the guard) are recorded by the guard.
  */
 @Injectable()
 export class AuditInterceptor implements NestInterceptor {

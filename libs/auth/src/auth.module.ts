@@ -3,6 +3,7 @@ import { APP_GUARD, APP_INTERCEPTOR } from '@nestjs/core';
 import { UsersModule } from '@coffer/users';
 import { AuditInterceptor } from './audit.interceptor';
 import { AuthGuard } from './auth.guard';
+import { PlatformTokensRepository } from './platform-tokens.repository';
 import { PlatformTokensService } from './platform-tokens.service';
 
 /**
@@ -11,7 +12,7 @@ import { PlatformTokensService } from './platform-tokens.service';
  */
 @Module({
   imports: [UsersModule],
-  providers: [PlatformTokensService, { provide: APP_GUARD, useClass: AuthGuard }, { provide: APP_INTERCEPTOR, useClass: AuditInterceptor }],
+  providers: [PlatformTokensRepository, PlatformTokensService, { provide: APP_GUARD, useClass: AuthGuard }, { provide: APP_INTERCEPTOR, useClass: AuditInterceptor }],
   exports: [PlatformTokensService],
 })
 export class AuthModule {}

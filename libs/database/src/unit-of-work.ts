@@ -6,6 +6,9 @@ import type { ClientBase, Pool, PoolClient } from 'pg';
  * request's code sends through DatabaseService while the unit is active runs on that
  * transaction, so the audit entries written at the end commit (or roll back) with the change
  * without the handlers passing a client around. A database's transaction begins on first use.
+ * The scope that owns the unit (AuditService.run) ends it with commit() or rollback(); work that
+ * commits item by item ends each item's transactions with commitAndContinue() or
+ * rollbackAndContinue(), and the next query begins new ones in the same unit.
  */
 export class UnitOfWork {
   private readonly open = new Map<string, Promise<PoolClient>>();
@@ -17,7 +20,9 @@ export class UnitOfWork {
     if (this.finished) throw new Error('unit of work already finished');
     let client = this.open.get(key);
     if (!client) {
-      client = pool.connect().then(async (c) => {
+      // Asked from inside the unit, DatabaseService hands out the unit's view of the pool.
+      const raw = scopedPoolOf(pool)?.pool ?? pool;
+      client = raw.connect().then(async (c) => {
         try {
           await c.query('BEGIN');
           return c;
@@ -83,6 +88,18 @@ export class UnitOfWork {
     if (failure) throw failure;
   }
 
+  /** commit(), after which the unit stays usable: the next query begins new transactions. */
+  async commitAndContinue(first?: { key: string; pool: Pool; closing?: string }): Promise<void> {
+    await this.commit(first);
+    this.finished = false;
+  }
+
+  /** rollback(), after which the unit stays usable: the next query begins new transactions. */
+  async rollbackAndContinue(): Promise<void> {
+    await this.rollback();
+    this.finished = false;
+  }
+
   async rollback(): Promise<void> {
     this.finished = true;
     const clients = await Promise.all([...this.open.values()].map((c) => c.catch(() => undefined)));
@@ -109,7 +126,10 @@ export class UnitOfWork {
     return storage.getStore();
   }
 
-  /** Runs `fn` with no unit active: work that must commit on its own (a failure's audit entry). */
+  /**
+   * Runs `fn` with no unit active: work that must commit on its own (a failure's audit entry).
+   * Code outside this library says so with @OutsideTransaction() on the method that owns it.
+   */
   static outside<T>(fn: () => Promise<T>): Promise<T> {
     return storage.exit(fn);
   }
@@ -137,9 +157,12 @@ export function scopedPoolOf(pool: Pool): ScopedPool[typeof SCOPED] | undefined 
 }
 
 /**
- * Marks a repository method that commits on its own, outside the caller's unit of work: progress
- * that must show while a job runs and survive its failure, or an entry that must outlive a
- * rollback. Only repositories use it, so where a transaction ends is visible in one place.
+ * Marks a method that commits on its own, outside the caller's unit of work: progress that must
+ * show while a job runs and survive its failure, a read that must not open the caller's
+ * transaction, or an entry that must outlive a rollback. Repositories use it on the methods
+ * that hold such SQL; a service method uses it only when a whole operation owns that boundary
+ * (audit delivery, whose every step commits on its own), and says so. Where a transaction ends
+ * is then visible on the method's declaration, never hidden in its body.
  */
 export function OutsideTransaction(): MethodDecorator {
   return (_target, _key, descriptor: PropertyDescriptor) => {

@@ -1,13 +1,12 @@
 import { Inject, Injectable } from '@nestjs/common';
 import { ModuleRef } from '@nestjs/core';
-import { DatabaseService, quoteIdent } from '@coffer/database';
-import { SEALED_COLUMNS } from '@coffer/fields';
 import { KeyRotationService, OrgKeyState } from '@coffer/keys';
 import { KMS, KmsProvider } from '@coffer/kms';
 import { SpoolRepository } from '@coffer/spool';
 import { STORAGE, StorageDriver } from '@coffer/storage';
 import { servedCertificate } from '@coffer/tls';
 import type { OrgRef } from '@coffer/tenancy';
+import { EncryptionStatusRepository } from './encryption-status.repository';
 
 /** The probes below cost a scan per sensitive column and KMS calls: reuse them this long. */
 const PROBE_CACHE_MS = 2_000;
@@ -24,7 +23,7 @@ export class EncryptionStatusService {
   private readonly cache = new Map<string, { at: number; probes: Promise<Probes>; refreshing?: boolean }>();
 
   constructor(
-    private readonly db: DatabaseService,
+    private readonly repository: EncryptionStatusRepository,
     private readonly keys: KeyRotationService,
     @Inject(KMS) private readonly kms: KmsProvider,
     @Inject(STORAGE) private readonly storage: StorageDriver,
@@ -84,21 +83,8 @@ export class EncryptionStatusService {
   }
 
   private async measure(org: OrgRef): Promise<Probes> {
-    const pool = this.db.org(org.databaseName, org.databaseServer);
-    const columns = await Promise.all(
-      SEALED_COLUMNS.map(async ({ table, column, legacy }) => {
-        const { rows } = await pool.query<{ total: string; plaintext: string }>(
-          `SELECT count(*) AS total, count(*) FILTER (WHERE ${legacy}) AS plaintext FROM ${quoteIdent(table)}`,
-        );
-        const [total, plaintext] = [Number(rows[0].total), Number(rows[0].plaintext)];
-        return { table, column, encrypted: total - plaintext, plaintext };
-      }),
-    );
-    const { rows: versions } = await pool.query<{ versions: string; kms_wrapped: string }>(
-      `SELECT count(*) AS versions, count(*) FILTER (WHERE wrapped_dek ~ '^(vault|local):v[0-9]+:') AS kms_wrapped
-       FROM package_versions WHERE state = 'committed'`,
-    );
-    const packages = { versions: Number(versions[0].versions), kmsWrapped: Number(versions[0].kms_wrapped) };
+    const columns = await this.repository.sealedColumns(org);
+    const packages = await this.repository.packageVersions(org);
     const [health, key, serverSide] = await Promise.all([
       this.kms.health(),
       this.keys.describe(org).catch(() => null),
@@ -117,7 +103,6 @@ export class EncryptionStatusService {
       measuredAt: new Date(),
     };
   }
-
 }
 
 /** `TLS-1.3` for a request that arrived over TLSv1.3; `none` over plain HTTP. */

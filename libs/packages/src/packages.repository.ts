@@ -1,6 +1,6 @@
 import { Injectable } from '@nestjs/common';
-import type { ClientBase, Pool } from 'pg';
-import { DatabaseService, transaction, UnitOfWork } from '@coffer/database';
+import type { Pool } from 'pg';
+import { DatabaseService, OutsideTransaction } from '@coffer/database';
 import type { WrappedKey } from '@coffer/kms';
 import type { OrgRef } from '@coffer/tenancy';
 import { PackageSummary, PackageVersion, StoredVersion } from './package';
@@ -43,39 +43,35 @@ export class PackagesRepository {
   }
 
   /**
-   * Upload bookkeeping commits on its own, outside the request's transaction: the row of an
-   * upload that dies half-way (a crash included) must survive so the sweep finds its chunks.
+   * Upload bookkeeping (startUpload, touchUpload, abandonUpload) commits on its own, outside the
+   * request's transaction: the row of an upload that dies half-way (a crash included) must
+   * survive so the sweep finds its chunks.
    */
-  private alone<T>(org: OrgRef, fn: (client: ClientBase) => Promise<T>): Promise<T> {
-    return UnitOfWork.outside(() => transaction(this.pool(org), fn));
-  }
-
+  @OutsideTransaction()
   async startUpload(org: OrgRef, upload: NewUpload): Promise<void> {
-    await this.alone(org, (c) =>
-      c.query(
-        `INSERT INTO package_versions (id, package_name, state, content_type, wrapped_dek, kms_key_version, manifest_key, created_by)
-         VALUES ($1, $2, 'uploading', $3, $4, $5, $6, $7)`,
-        [upload.id, upload.name, upload.contentType, upload.wrappedDek, upload.kmsKeyVersion, upload.manifestKey, upload.createdBy],
-      ),
+    await this.pool(org).query(
+      `INSERT INTO package_versions (id, package_name, state, content_type, wrapped_dek, kms_key_version, manifest_key, created_by)
+       VALUES ($1, $2, 'uploading', $3, $4, $5, $6, $7)`,
+      [upload.id, upload.name, upload.contentType, upload.wrappedDek, upload.kmsKeyVersion, upload.manifestKey, upload.createdBy],
     );
   }
 
   /** Tells the sweep the upload is alive. */
+  @OutsideTransaction()
   async touchUpload(org: OrgRef, id: string): Promise<void> {
-    await this.alone(org, (c) => c.query(`UPDATE package_versions SET updated_at = now() WHERE id = $1 AND state = 'uploading'`, [id]));
+    await this.pool(org).query(`UPDATE package_versions SET updated_at = now() WHERE id = $1 AND state = 'uploading'`, [id]);
   }
 
   /**
    * A failed upload: never visible; the sweep removes its chunks. Also after the sweep claimed
    * it as stale (its writer was merely slow): chunks written since then need another sweep.
    */
+  @OutsideTransaction()
   async abandonUpload(org: OrgRef, id: string): Promise<void> {
-    await this.alone(org, (c) =>
-      c.query(
-        `UPDATE package_versions SET state = 'deleted', deleted_at = coalesce(deleted_at, now()), purged_at = NULL, updated_at = now()
-         WHERE id = $1 AND (state = 'uploading' OR (state = 'deleted' AND version IS NULL))`,
-        [id],
-      ),
+    await this.pool(org).query(
+      `UPDATE package_versions SET state = 'deleted', deleted_at = coalesce(deleted_at, now()), purged_at = NULL, updated_at = now()
+       WHERE id = $1 AND (state = 'uploading' OR (state = 'deleted' AND version IS NULL))`,
+      [id],
     );
   }
 
@@ -105,10 +101,9 @@ export class PackagesRepository {
    * Whether uploads of `name` wait in the spool: a new one queues behind them, to keep their
    * order. Outside the request's transaction, which must not stay open while the body streams.
    */
+  @OutsideTransaction()
   async hasPending(org: OrgRef, name: string): Promise<boolean> {
-    const { rows } = await UnitOfWork.outside(() =>
-      this.pool(org).query(`SELECT 1 FROM package_versions WHERE package_name = $1 AND state = 'pending' LIMIT 1`, [name]),
-    );
+    const { rows } = await this.pool(org).query(`SELECT 1 FROM package_versions WHERE package_name = $1 AND state = 'pending' LIMIT 1`, [name]);
     return rows.length > 0;
   }
 

@@ -1,6 +1,5 @@
 import { Inject, Injectable } from '@nestjs/common';
 import { AuditDeliveryService } from '@coffer/audit';
-import { UnitOfWork } from '@coffer/database';
 import { JobContext, JobPayloads, JobProcessor, JobsService, Processes } from '@coffer/jobs';
 import { LOGGER, Logger } from '@coffer/logging';
 import { OrgRegistry } from '@coffer/tenancy';
@@ -14,8 +13,9 @@ export class AuditDeliveryProcessor implements JobProcessor<'audit-delivery'> {
   ) {}
 
   async process(_payload: JobPayloads['audit-delivery'], { org }: JobContext<'audit-delivery'>) {
-    // Each batch's progress commits on its own: a delivery cut short resumes where it stopped.
-    const batches = await UnitOfWork.outside(() => this.delivery.deliver(org));
+    // Outside the job's transaction: each batch's progress commits on its own (deliver()), so a
+    // delivery cut short resumes where it stopped.
+    const batches = await this.delivery.deliver(org);
     if (batches) this.logger.info({ org: org.slug, batches }, 'audit entries delivered');
     return { batches };
   }
