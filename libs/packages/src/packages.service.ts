@@ -99,7 +99,7 @@ export class PackagesService {
   private async newDataKey(org: OrgRef, name: string, objectId: string): Promise<DataKey & { queued: boolean }> {
     if (!(await this.repository.hasPending(org, name))) {
       try {
-        // The org's key exists from provisioning on (libs/fields FieldKeysService.prepare).
+        // The org's key exists from provisioning on (libs/keys OrgKeyService.ensure).
         return { ...(await this.kms.generateDataKey(orgKeyName(org.id))), queued: false };
       } catch (error) {
         if (!(error instanceof KmsUnavailableError)) throw error;
