@@ -1,9 +1,9 @@
 import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
-import { spawnSync } from 'node:child_process';
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { REPO_ROOT } from '../support/api-process';
+import { runCli } from '../support/cli';
 import type { OrgClient } from '../support/client';
 import { TestWorld } from '../support/world';
 
@@ -21,13 +21,8 @@ describe('admin CLI (the compiled binary, PostgreSQL): --help never acts, bad co
   after(() => world?.stop());
 
   const cli = (...args: string[]) => {
-    const env = Object.fromEntries(Object.entries(world.config).map(([k, v]) => [k, String(v)]));
-    const result = spawnSync(process.execPath, [join(REPO_ROOT, 'scripts/cli.mjs'), ...args], {
-      cwd: REPO_ROOT,
-      env: { ...process.env, ...env, COFFER_HOME: join(REPO_ROOT, '.coffer', 'no-local-start') },
-      encoding: 'utf8',
-    });
-    return { code: result.status, out: result.stdout, err: result.stderr };
+    const { code, stdout, err } = runCli(world, ...args);
+    return { code, out: stdout, err };
   };
   const orgLog = async (action: string) => (await org.get(`audit-logs?action=${action}`)).body.entries as Entry[];
   const controlLog = async (action: string) => (await world.api.get(`admin/audit-logs?action=${action}`)).body.entries as Entry[];

@@ -1,8 +1,6 @@
 import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
-import { spawnSync } from 'node:child_process';
-import { join } from 'node:path';
-import { REPO_ROOT } from '../support/api-process';
+import { runCli } from '../support/cli';
 import { TestWorld } from '../support/world';
 
 type Entry = { action: string; outcome: string; actor: Record<string, string>; target: Record<string, string> | null; body: Record<string, unknown> };
@@ -17,13 +15,8 @@ describe('admin CLI (the compiled binary, PostgreSQL): same rules and audit entr
   after(() => world?.stop());
 
   const cli = (...args: string[]) => {
-    const env = Object.fromEntries(Object.entries(world.config).map(([k, v]) => [k, String(v)]));
-    const result = spawnSync(process.execPath, [join(REPO_ROOT, 'scripts/cli.mjs'), ...args], {
-      cwd: REPO_ROOT,
-      env: { ...process.env, ...env, COFFER_HOME: join(REPO_ROOT, '.coffer', 'no-local-start') },
-      encoding: 'utf8',
-    });
-    return { code: result.status, out: result.stdout ? safeJson(result.stdout) : undefined, err: result.stderr };
+    const { code, stdout, err } = runCli(world, ...args);
+    return { code, out: stdout ? safeJson(stdout) : undefined, err };
   };
   const controlLog = async (query: string) =>
     (await world.api.get(`admin/audit-logs${query}`)).body.entries as Entry[];

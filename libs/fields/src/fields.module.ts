@@ -1,11 +1,11 @@
 import { Module } from '@nestjs/common';
 import { KeysModule } from '@coffer/keys';
-import { FieldKeysRepository } from './field-keys.repository';
+import { FieldKeysRepository, FieldKeyWrappings } from './field-keys.repository';
 import { FieldKeysService } from './field-keys.service';
 
 @Module({
   imports: [KeysModule],
-  providers: [FieldKeysRepository, FieldKeysService],
+  providers: [FieldKeysRepository, FieldKeyWrappings, FieldKeysService],
   exports: [FieldKeysService],
 })
 export class FieldsModule {}

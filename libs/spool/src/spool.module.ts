@@ -1,7 +1,7 @@
 import { Module } from '@nestjs/common';
 import { KeysModule } from '@coffer/keys';
-import { SpoolRepository } from './spool.repository';
+import { SpoolKeyWrappings, SpoolRepository } from './spool.repository';
 import { SpoolService } from './spool.service';
 
-@Module({ imports: [KeysModule], providers: [SpoolRepository, SpoolService], exports: [SpoolRepository, SpoolService] })
+@Module({ imports: [KeysModule], providers: [SpoolRepository, SpoolKeyWrappings, SpoolService], exports: [SpoolRepository, SpoolService] })
 export class SpoolModule {}

@@ -1,9 +1,8 @@
 import { Injectable } from '@nestjs/common';
 import type { ClientBase, Pool } from 'pg';
 import { DatabaseService, OutsideTransaction } from '@coffer/database';
-import { wrappedKeyVersion, wrappedKeyVersionSql } from '@coffer/kms';
-import { HoldsWrappedKeys } from '@coffer/tenancy';
-import type { OrgRef, WrappedKeyHolder, WrappedKeyRow } from '@coffer/tenancy';
+import { HoldsWrappedKeys, WrappedKeyColumn } from '@coffer/tenancy';
+import type { OrgRef } from '@coffer/tenancy';
 
 export type PendingWriteKind = 'package.version';
 export type PendingWriteStatus = 'pending' | 'flushed' | 'failed';
@@ -31,17 +30,9 @@ export interface SpoolKeyRow {
 const COLUMNS = `id, seq, kind, target, status, created_by AS "createdBy", created_at AS "createdAt",
   flushed_at AS "flushedAt", attempts, last_error AS "lastError"`;
 
-const KEY_VERSION = wrappedKeyVersionSql('wrapped_key');
-
-/**
- * `spool_keys` (read; the owner writes it at provisioning; the rewrap, libs/keys, may only swap
- * its wrapping, through this holder) and `pending_writes` of an org database.
- */
+/** `spool_keys` (read; the owner writes it at provisioning) and `pending_writes` of an org database. */
 @Injectable()
-@HoldsWrappedKeys()
-export class SpoolRepository implements WrappedKeyHolder {
-  readonly wrappedKeyColumn = 'spool_keys.wrapped_key';
-
+export class SpoolRepository {
   constructor(private readonly db: DatabaseService) {}
 
   private pool(org: OrgRef): Pool {
@@ -52,30 +43,6 @@ export class SpoolRepository implements WrappedKeyHolder {
   @OutsideTransaction()
   async key(org: OrgRef): Promise<SpoolKeyRow | undefined> {
     return spoolKeyOf(this.pool(org));
-  }
-
-  async countWrappedKeysByVersion(org: OrgRef): Promise<Map<number, number>> {
-    const { rows } = await this.pool(org).query<{ version: number; count: string }>(
-      `SELECT ${KEY_VERSION} AS version, count(*) FROM spool_keys WHERE ${KEY_VERSION} IS NOT NULL GROUP BY 1`,
-    );
-    return new Map(rows.map((r) => [r.version, Number(r.count)]));
-  }
-
-  async wrappedKeysOlderThan(org: OrgRef, version: number, limit: number): Promise<WrappedKeyRow[]> {
-    const { rows } = await this.pool(org).query<WrappedKeyRow>(
-      `SELECT id::text AS "rowId", wrapped_key AS wrapped FROM spool_keys WHERE ${KEY_VERSION} < $1 LIMIT $2`,
-      [version, limit],
-    );
-    return rows;
-  }
-
-  @OutsideTransaction()
-  async replaceWrappedKey(org: OrgRef, key: WrappedKeyRow, rewrapped: string): Promise<boolean> {
-    const { rowCount } = await this.pool(org).query(
-      `UPDATE spool_keys SET wrapped_key = $1, kms_key_version = $4 WHERE id::text = $2 AND wrapped_key = $3`,
-      [rewrapped, key.rowId, key.wrapped, wrappedKeyVersion(rewrapped)],
-    );
-    return rowCount === 1;
   }
 
   /** Queues a write, in the caller's unit of work (the request that accepted it). */
@@ -160,4 +127,13 @@ export async function insertSpoolKey(owner: ClientBase, key: { id: string; wrapp
 
 function toWrite(row: PendingWrite & { seq: string | number }): PendingWrite {
   return { ...row, seq: Number(row.seq) };
+}
+
+/** The spool key's wrapping: the rewrap (libs/keys) may only swap it, through this holder. */
+@Injectable()
+@HoldsWrappedKeys()
+export class SpoolKeyWrappings extends WrappedKeyColumn {
+  constructor(db: DatabaseService) {
+    super(db, { table: 'spool_keys', column: 'wrapped_key', rowId: 'id', versionColumn: 'kms_key_version' });
+  }
 }
