@@ -3,6 +3,8 @@ export * from './migrator';
 export * from './grants';
 export * from './roles';
 export * from './database.service';
+export * from './connection-budget';
+export * from './budgeted-pools';
 export * from './schema.service';
 export * from './database.module';
 export * from './migrations/control.migrations';
