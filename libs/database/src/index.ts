@@ -5,6 +5,7 @@ export * from './roles';
 export * from './database.service';
 export * from './connection-budget';
 export * from './budgeted-pools';
+export * from './connection-sizing';
 export * from './schema.service';
 export * from './database.module';
 export * from './migrations/control.migrations';
