@@ -4,6 +4,7 @@ import type { Client, PoolClient } from 'pg';
 import { AppConfig } from '@coffer/config';
 import { DatabaseBusyError, DatabaseService, quoteIdent, UnitOfWork } from '@coffer/database';
 import { startApi, RunningApi } from '../support/api';
+import { startApiProcess, startWorkerProcess } from '../support/api-process';
 import { connect, createTestEnv, TestEnv } from '../support/test-env';
 
 /** The app role's connections PostgreSQL sees, in all and per database, read as the superuser. */
@@ -174,5 +175,44 @@ describe('connection budget through the API: 503 database_busy with Retry-After,
     }
     const again = await api.http().get(`/api/v1/organizations/${busy.slug}`).set('authorization', `Bearer ${busy.adminToken}`);
     assert.equal(again.status, 200);
+  });
+});
+
+describe('the sizing check at start: API and worker processes refuse budgets that could exceed max_connections (PostgreSQL)', () => {
+  let env: TestEnv;
+
+  before(async () => {
+    // Ten processes of 20 connections cannot fit any server with max_connections below 225.
+    env = await createTestEnv({ COFFER_PROCESS_COUNT: '10' });
+  });
+
+  after(async () => {
+    await env?.destroy();
+  });
+
+  test('each exits at start with one log line naming the settings and the server limits', async () => {
+    const { rows } = await connect(env.adminUrl).then(async (c) => {
+      try {
+        return await c.query<{ setting: string }>("SELECT setting FROM pg_settings WHERE name = 'max_connections'");
+      } finally {
+        await c.end();
+      }
+    });
+    assert.ok(Number(rows[0].setting) < 225, 'this server is too small for the deployment the test declares');
+    const refusal = (output: string) => {
+      const lines = output.split('\n').filter((l) => /refusing to start/.test(l));
+      assert.equal(lines.length, 1, output);
+      assert.match(lines[0], /^refusing to start: .*COFFER_PROCESS_COUNT=10 x \(DATABASE_CONNECTION_BUDGET=20 \+ 2 owner\).* > max_connections \d+ - superuser_reserved_connections \d+/);
+    };
+    await assert.rejects(startApiProcess(env.config), (error: Error) => {
+      refusal(error.message);
+      return true;
+    });
+    // The API migrated the control plane before refusing, so the worker gets as far as its check.
+    await assert.rejects(startWorkerProcess(env.config), (error: Error) => {
+      assert.match(error.message, /worker exited with 1/);
+      refusal(error.message);
+      return true;
+    });
   });
 });
