@@ -14,7 +14,7 @@ const actor = { id: 'user:bench', kind: 'user' as const };
  * 16 orgs (16 chains). Goals at 16 clients: >= 0.5 on one org, >= 0.7 over 16 orgs.
  */
 export async function auditBenchmark(seconds: number): Promise<boolean> {
-  const env = await createTestEnv({ DATABASE_POOL_MAX: '32' });
+  const env = await createTestEnv({ DATABASE_CONNECTION_BUDGET: '40', DATABASE_ORG_CONNECTION_SHARE: '32' });
   const provisioning = testProvisioner(env);
   const { db, provisioner } = provisioning;
   try {

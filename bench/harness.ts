@@ -1,3 +1,5 @@
+import { spawn } from 'node:child_process';
+import { join } from 'node:path';
 import autocannon from 'autocannon';
 
 export interface Measurement {
@@ -28,4 +30,14 @@ export function report(name: string, subject: Measurement, baseline: Measurement
       `(goal >= ${goal}) ${ok ? 'MET' : 'NOT MET'}; errors ${subject.errors}, non-2xx ${subject.non2xx}`,
   );
   return ok;
+}
+
+/** Load from a child process (bench/load-process.ts) until it ends; resolves with its figures. */
+export function loadInChild(options: { url: string; method?: string; headers?: Record<string, string>; body?: string; connections: number; duration: number }) {
+  const child = spawn(process.execPath, [join(__dirname, 'load-process.js'), JSON.stringify(options)], { stdio: ['ignore', 'pipe', 'inherit'] });
+  let out = '';
+  child.stdout!.on('data', (chunk: Buffer) => (out += chunk));
+  return new Promise<Measurement & { statuses: Record<string, number> }>((resolve, reject) => {
+    child.once('exit', (code) => (code === 0 ? resolve(JSON.parse(out)) : reject(new Error(`load process exited with ${code}`))));
+  });
 }

@@ -1,6 +1,7 @@
 import 'reflect-metadata';
 import { auditBenchmark } from './audit.bench';
 import { authBenchmark } from './auth.bench';
+import { noisyNeighbourBenchmark } from './noisy-neighbour.bench';
 import { packagesBenchmark } from './packages.bench';
 import { rotationBenchmark } from './rotation.bench';
 
@@ -13,6 +14,7 @@ async function main() {
     ['audit', () => auditBenchmark(seconds)],
     ['packages', () => packagesBenchmark()],
     ['rotation', () => rotationBenchmark(seconds)],
+    ['noisy-neighbour', () => noisyNeighbourBenchmark(seconds)],
   ];
   const results: boolean[] = [];
   for (const [name, run] of benchmarks) if (!only || name.includes(only)) results.push(await run());

@@ -232,6 +232,7 @@ describe('API over HTTP (Fastify, PostgreSQL, Redis)', () => {
       assert.ok(documented.includes(`${route.method} ${route.url}`), `${route.method} ${route.url} is documented`);
     }
     assert.ok(res.body.components.schemas.Error.properties.error.properties.code.enum.includes('organization_not_found'));
+    assert.ok(res.body.components.schemas.Error.properties.error.properties.code.enum.includes('database_busy'));
     const create = res.body.paths['/api/v1/organizations'].post;
     assert.deepEqual(create.requestBody.content['application/json'].schema.required.sort(), ['name', 'slug']);
   });

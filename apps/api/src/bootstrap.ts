@@ -3,7 +3,7 @@ import { FastifyAdapter, NestFastifyApplication } from '@nestjs/platform-fastify
 import { DocumentBuilder, SwaggerModule } from '@nestjs/swagger';
 import { PlatformTokensService } from '@coffer/auth';
 import { AppConfig } from '@coffer/config';
-import { SchemaService } from '@coffer/database';
+import { checkConnectionSizing, SchemaService } from '@coffer/database';
 import { AllExceptionsFilter, ERROR_SCHEMA, fastifyOptions, installHttpHooks } from '@coffer/http';
 import { LOGGER, Logger, NestPinoLogger } from '@coffer/logging';
 import { MetricsService } from '@coffer/metrics';
@@ -18,9 +18,12 @@ import { OpenApiDocument } from './controllers/openapi.controller';
  * advisory locks, the bootstrap token on first start, the OpenAPI document from the code.
  * Tests call this with their own config; main.ts adds only listen() and signals. Unless
  * TLS_MODE=off the server is HTTPS; its certificate is loaded (TlsModule) before this returns.
+ * It refuses to start when the deployment's connection budgets could exceed what the server
+ * allows (checked once the control plane exists: the check connects to it as the app role).
  */
 export async function createApi(config: AppConfig): Promise<NestFastifyApplication> {
   if (config.MIGRATE_ON_START) await new SchemaService(config).migrateControlPlane();
+  await checkConnectionSizing(config);
 
   const tls = config.TLS_MODE !== 'off';
   const adapter = new FastifyAdapter({

@@ -85,14 +85,30 @@ export const configSchema = z.object({
   DATABASE_OWNER_URL: postgresUrl,
   /** App role: the only credentials request handlers and jobs use. */
   DATABASE_APP_URL: postgresUrl,
-  DATABASE_POOL_MAX: z.coerce.number().int().min(1).max(200).default(10),
+  /**
+   * App-role connections one process (API or worker) holds at most, control plane and every org
+   * together; a request finding them all in use waits DATABASE_ACQUIRE_TIMEOUT_MS, then 503
+   * database_busy. Size it with docs/database-sizing.md: the start refuses budgets that could
+   * exceed the server's max_connections.
+   */
+  DATABASE_CONNECTION_BUDGET: z.coerce.number().int().min(2).max(10_000).default(20),
+  /** Of the budget, connections kept for the control plane (org registry, local KMS, tokens). */
+  DATABASE_CONTROL_CONNECTIONS: z.coerce.number().int().min(1).max(1000).default(3),
+  /** Most of the budget one org may hold in one process: a busy org cannot starve the others. */
+  DATABASE_ORG_CONNECTION_SHARE: z.coerce.number().int().min(1).max(1000).default(5),
+  /** How long a request waits for a connection before 503 database_busy. */
+  DATABASE_ACQUIRE_TIMEOUT_MS: z.coerce.number().int().min(100).max(120_000).default(5000),
+  /** A connection idle this long is closed (its slot goes back to the budget). */
+  DATABASE_IDLE_TIMEOUT_MS: z.coerce.number().int().min(100).max(3_600_000).default(10_000),
+  /** API and worker processes (every replica) using this PostgreSQL server: the sizing check at start. */
+  COFFER_PROCESS_COUNT: z.coerce.number().int().min(1).max(1000).default(2),
+  /** Connections kept free for the rest: the CLI, compose init, backups, psql (sizing check only). */
+  DATABASE_TOOLS_CONNECTIONS: z.coerce.number().int().min(0).max(10_000).default(5),
   /** Org databases are named <prefix><orgId>. */
   ORG_DATABASE_PREFIX: z
     .string()
     .regex(/^[a-z][a-z0-9_]{0,30}$/)
     .default('coffer_org_'),
-  /** Open per-org connection pools kept at once; the least recently used is closed beyond it. */
-  ORG_POOL_LIMIT: z.coerce.number().int().min(1).max(10000).default(50),
   MIGRATE_ON_START: bool.default(true),
 
   REDIS_URL: z.url({ protocol: /^rediss?$/ }).default('redis://127.0.0.1:6379'),
@@ -191,6 +207,15 @@ export const configSchema = z.object({
   }
   if (config.PACKAGE_CHUNK_BYTES < config.PACKAGE_SEGMENT_BYTES) {
     ctx.addIssue({ code: 'custom', path: ['PACKAGE_CHUNK_BYTES'], message: 'must hold at least one segment (PACKAGE_SEGMENT_BYTES)' });
+  }
+  if (config.DATABASE_CONTROL_CONNECTIONS >= config.DATABASE_CONNECTION_BUDGET) {
+    ctx.addIssue({ code: 'custom', path: ['DATABASE_CONTROL_CONNECTIONS'], message: 'must leave some of DATABASE_CONNECTION_BUDGET to orgs' });
+  } else if (config.DATABASE_ORG_CONNECTION_SHARE > config.DATABASE_CONNECTION_BUDGET - config.DATABASE_CONTROL_CONNECTIONS) {
+    ctx.addIssue({
+      code: 'custom',
+      path: ['DATABASE_ORG_CONNECTION_SHARE'],
+      message: 'at most DATABASE_CONNECTION_BUDGET - DATABASE_CONTROL_CONNECTIONS',
+    });
   }
   if (config.TLS_MODE === 'files') {
     for (const key of ['TLS_CERT_FILE', 'TLS_KEY_FILE'] as const) {

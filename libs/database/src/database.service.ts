@@ -1,25 +1,38 @@
 import { Inject, Injectable, OnApplicationShutdown } from '@nestjs/common';
 import { Pool } from 'pg';
 import { APP_CONFIG, AppConfig } from '@coffer/config';
+import { BudgetedPools, PoolsSettings } from './budgeted-pools';
 import { withDatabase } from './pg';
 import { UnitOfWork } from './unit-of-work';
 
 /**
  * Connection pools of the app role: the control plane, and one pool per org database, opened on
- * demand and closed least-recently-used first beyond ORG_POOL_LIMIT. Nothing here can run DDL.
- * While a unit of work is active (a mutating request or a job), what it hands out runs on the
- * unit's transaction instead.
+ * demand, all within the process's connection budget (DATABASE_CONNECTION_BUDGET; see
+ * BudgetedPools and docs/database-sizing.md). Nothing here can run DDL. While a unit of work is
+ * active (a mutating request or a job), what it hands out runs on the unit's transaction instead.
  */
 /** The unit-of-work key of the control-plane database (org databases use their names). */
 export const CONTROL = 'control';
 
+export function poolsSettings(config: AppConfig): PoolsSettings {
+  return {
+    budget: config.DATABASE_CONNECTION_BUDGET,
+    control: config.DATABASE_CONTROL_CONNECTIONS,
+    orgShare: config.DATABASE_ORG_CONNECTION_SHARE,
+    acquireTimeoutMs: config.DATABASE_ACQUIRE_TIMEOUT_MS,
+    idleTimeoutMs: config.DATABASE_IDLE_TIMEOUT_MS,
+    applicationName: `coffer-${process.env.COFFER_SERVICE ?? 'app'}`,
+  };
+}
+
 @Injectable()
 export class DatabaseService implements OnApplicationShutdown {
+  private readonly pools: BudgetedPools;
   private readonly controlPool: Pool;
-  private readonly orgPools = new Map<string, Pool>();
 
   constructor(@Inject(APP_CONFIG) private readonly config: AppConfig) {
-    this.controlPool = this.createPool(config.DATABASE_APP_URL);
+    this.pools = new BudgetedPools(config.DATABASE_APP_URL, poolsSettings(config));
+    this.controlPool = this.pools.control();
   }
 
   get control(): Pool {
@@ -28,42 +41,17 @@ export class DatabaseService implements OnApplicationShutdown {
 
   /** The app-role pool of one org database. `server` is the registry's database_server. */
   org(databaseName: string, server = 'primary'): Pool {
-    const pool = this.orgPool(databaseName, server);
+    if (server !== 'primary') throw new Error(`unknown database server '${server}'`);
+    const pool = this.pools.org(databaseName, () => withDatabase(this.config.DATABASE_APP_URL, databaseName));
     return UnitOfWork.current()?.pool(databaseName, pool) ?? pool;
   }
 
-  private orgPool(databaseName: string, server: string): Pool {
-    if (server !== 'primary') throw new Error(`unknown database server '${server}'`);
-    let pool = this.orgPools.get(databaseName);
-    if (pool) {
-      this.orgPools.delete(databaseName); // re-insert: Map order is our LRU order
-    } else {
-      pool = this.createPool(withDatabase(this.config.DATABASE_APP_URL, databaseName));
-    }
-    this.orgPools.set(databaseName, pool);
-    while (this.orgPools.size > this.config.ORG_POOL_LIMIT) {
-      const [oldest, oldestPool] = this.orgPools.entries().next().value as [string, Pool];
-      this.orgPools.delete(oldest);
-      void oldestPool.end().catch(() => undefined);
-    }
-    return pool;
+  /** Connections this process holds now, and callers waiting for one. */
+  get connections() {
+    return this.pools.open;
   }
 
   async onApplicationShutdown(): Promise<void> {
-    const pools = [this.controlPool, ...this.orgPools.values()];
-    this.orgPools.clear();
-    await Promise.all(pools.map((p) => p.end().catch(() => undefined)));
-  }
-
-  private createPool(connectionString: string): Pool {
-    const pool = new Pool({
-      connectionString,
-      max: this.config.DATABASE_POOL_MAX,
-      idleTimeoutMillis: 30_000,
-      application_name: `coffer-${process.env.COFFER_SERVICE ?? 'app'}`,
-    });
-    // An idle client losing its connection must not crash the process; the next query reconnects.
-    pool.on('error', () => undefined);
-    return pool;
+    await this.pools.end();
   }
 }

@@ -45,6 +45,7 @@ export const ERROR_STATUS = {
   package_integrity_failed: 500,
   service_unavailable: 503,
   kms_unavailable: 503,
+  database_busy: 503,
 } as const;
 
 export type ErrorCode = keyof typeof ERROR_STATUS;

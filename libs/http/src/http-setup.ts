@@ -273,7 +273,11 @@ function clientClosed(): AppError {
   return new AppError('client_closed_request', 'the client closed the connection before the body was complete');
 }
 
-const KMS_RETRY_AFTER_SECONDS = 30;
+/**
+ * Retry-After of the 503s that are expected to pass: the KMS health probe retries with backoff,
+ * so a client need not come back sooner; database connections free up within moments.
+ */
+const RETRY_AFTER_SECONDS: Partial<Record<string, number>> = { kms_unavailable: 30, database_busy: 1 };
 
 function sendError(error: unknown, request: FastifyRequest, reply: FastifyReply, logger: Logger) {
   const { status, body } = toErrorResponse(error, request.id);
@@ -286,8 +290,8 @@ function sendError(error: unknown, request: FastifyRequest, reply: FastifyReply,
     return;
   }
   if (status >= 500) logUnexpected(logger, error, request.id);
-  // The KMS health probe retries with backoff; a client need not come back sooner.
-  if (body.error.code === 'kms_unavailable') void reply.header('retry-after', String(KMS_RETRY_AFTER_SECONDS));
+  const retryAfter = RETRY_AFTER_SECONDS[body.error.code];
+  if (retryAfter) void reply.header('retry-after', String(retryAfter));
   void reply.status(status).header('content-type', 'application/json; charset=utf-8').send(body);
 }
 

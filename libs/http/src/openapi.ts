@@ -9,12 +9,13 @@ export const ApiJsonBody = (schema: z.ZodType) =>
 
 /**
  * Documents the error codes a route can answer with, grouped by status. Every route may answer
- * kms_unavailable: checking an org API key opens its hash with the org's field key; and
- * invalid_path_parameter: a path parameter with a control character is refused.
+ * kms_unavailable: checking an org API key opens its hash with the org's field key;
+ * database_busy: checking it reads the database; and invalid_path_parameter: a path parameter
+ * with a control character is refused.
  */
 export const ApiErrors = (...codes: ErrorCode[]) => {
   const byStatus = new Map<number, ErrorCode[]>();
-  for (const code of ['unauthenticated', 'validation_failed', 'invalid_path_parameter', 'kms_unavailable', ...codes] as ErrorCode[]) {
+  for (const code of ['unauthenticated', 'validation_failed', 'invalid_path_parameter', 'kms_unavailable', 'database_busy', ...codes] as ErrorCode[]) {
     byStatus.set(ERROR_STATUS[code], [...(byStatus.get(ERROR_STATUS[code]) ?? []), code]);
   }
   return applyDecorators(
