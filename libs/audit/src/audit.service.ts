@@ -247,7 +247,11 @@ export class AuditService {
     }
     if (!head) return undefined;
     const verifier = new ChainVerifier(chain.id, previous && { seq: previous.seq, hash: previous.hash! });
-    for await (const entry of this.repository.scan(chain, 1000, (previous?.seq ?? 0) + 1)) {
+    for await (const entry of this.repository.scan(chain, 1000, previous?.seq ?? 1)) {
+      if (previous && entry.seq === previous.seq) {
+        if (!entry.hash.equals(previous.hash!)) return fail(previous.seq, `entry ${previous.seq} does not match its signed checkpoint`, previous.location);
+        continue;
+      }
       if (entry.seq > head.seq || !verifier.next(entry)) break;
     }
     const result = verifier.result();
