@@ -186,10 +186,12 @@ export class ChainVerifier {
   /**
    * Marks the chain bad at `seq` for a reason found outside the chain itself (a checkpoint,
    * named by `anchor`). The earliest failure is kept; at the same sequence number, the first
-   * reported.
+   * one a checkpoint caught.
    */
   failAt(seq: number, reason: string, anchor?: string): void {
-    if (!this.failure || seq < this.failure.seq) this.failure = { seq, reason, anchor };
+    const earlier = !this.failure || seq < this.failure.seq;
+    const named = this.failure?.seq === seq && !this.failure.anchor && anchor !== undefined;
+    if (earlier || named) this.failure = { seq, reason, anchor };
   }
 
   result(): VerifyResult {
