@@ -39,5 +39,5 @@ export function publicEntry(entry: ChainedEntry) {
 }
 
 /** `GET /api/v1/audit/keys?chain=`: an org's id, or `control` for the control plane's chain. */
-export const AuditKeysQuery = z.object({ chain: z.union([z.uuid(), z.literal('control')]) }).strict();
+export const AuditKeysQuery = z.object({ chain: z.string().regex(/^([0-9a-f]{8,64}|control)$/) }).strict();
 export type AuditKeysFilter = z.infer<typeof AuditKeysQuery>;
