@@ -156,7 +156,7 @@ export class AuditDeliveryService {
       checkpoint: (await this.anchors.latestAtOrBefore(chainId, batch.lastSeq)) ?? null,
     };
     await this.kms.ensureKey(keyName, 'ed25519');
-    const publicKeys = await this.auditService.publicKeys(chainId);
+    const publicKeys = await this.auditService.publicKeys(chainId, { fresh: true });
     const signed = { ...unsigned, publicKeys };
     return { ...signed, signature: await this.kms.sign(keyName, Buffer.from(canonicalJson(signed))) };
   }

@@ -218,8 +218,23 @@ export class AuditService {
     return verifier.result();
   }
 
-  /** The public keys of the chain's checkpoint and digest signatures, every version. */
-  async publicKeys(chainId: string): Promise<AuditPublicKey[]> {
+  /**
+   * The public keys of the chain's checkpoint and digest signatures, every version. Kept a
+   * minute per chain: the route that publishes them is public, and must not turn each anonymous
+   * request into a KMS call (a rotation shows within the minute).
+   */
+  async publicKeys(chainId: string, { fresh = false } = {}): Promise<AuditPublicKey[]> {
+    const cached = this.keyCache.get(chainId);
+    if (!fresh && cached && cached.until > Date.now()) return cached.keys;
+    const keys = await this.fetchPublicKeys(chainId);
+    if (this.keyCache.size >= 10_000) this.keyCache.clear();
+    this.keyCache.set(chainId, { keys, until: Date.now() + 60_000 });
+    return keys;
+  }
+
+  private readonly keyCache = new Map<string, { keys: AuditPublicKey[]; until: number }>();
+
+  private async fetchPublicKeys(chainId: string): Promise<AuditPublicKey[]> {
     const keyName = checkpointKeyName(chainId);
     const keys = await this.kms.publicKeys(keyName).catch((error) => {
       if (error instanceof KmsRequestError) return []; // no checkpoint signed yet: no key
