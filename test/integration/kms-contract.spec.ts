@@ -1,6 +1,6 @@
 import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
-import { randomBytes } from 'node:crypto';
+import { createPublicKey, randomBytes, verify as edVerify } from 'node:crypto';
 import { createServer } from 'node:http';
 import { AddressInfo } from 'node:net';
 import { Pool } from 'pg';
@@ -168,6 +168,32 @@ function kmsContract(provider: () => KmsProvider, kind: 'local' | 'vault') {
     await kms.ensureKey(aes);
     await assert.rejects(kms.sign(aes, data), isRequestError, 'an encryption key cannot sign');
     await assert.rejects(kms.generateDataKey(name), isRequestError, 'a signing key makes no data keys');
+  });
+
+  test('publicKeys: every version of an ed25519 key, raw 32 bytes in base64, checks its signatures without the KMS', async () => {
+    const kms = provider();
+    const name = newKey();
+    await kms.ensureKey(name, 'ed25519');
+    const data = Buffer.from('coffer-audit-checkpoint\0org\0 7\0ab');
+    const first = await kms.sign(name, data);
+    await kms.rotate(name);
+    const second = await kms.sign(name, data);
+    const keys = await kms.publicKeys(name);
+    assert.deepEqual(keys.map((k) => k.version), [1, 2]);
+    const offline = (signature: string, payload = data) => {
+      const [, version, body] = /^[a-z]+:v(\d+):(.+)$/.exec(signature)!;
+      const raw = Buffer.from(keys.find((k) => k.version === Number(version))!.publicKey, 'base64');
+      assert.equal(raw.length, 32);
+      const key = createPublicKey({ key: { kty: 'OKP', crv: 'Ed25519', x: raw.toString('base64url') }, format: 'jwk' });
+      return edVerify(null, payload, key, Buffer.from(body, 'base64'));
+    };
+    assert.equal(offline(first), true, 'version 1 signature, version 1 public key');
+    assert.equal(offline(second), true, 'version 2 signature, version 2 public key');
+    assert.equal(offline(second, Buffer.from('other data')), false);
+    assert.notEqual(keys[0].publicKey, keys[1].publicKey);
+    const aes = newKey();
+    await kms.ensureKey(aes);
+    await assert.rejects(kms.publicKeys(aes), isRequestError, 'an encryption key has no public half');
   });
 
   test('keyInfo lists every version with its creation time; unknown keys are refused', async () => {

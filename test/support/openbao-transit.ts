@@ -263,7 +263,8 @@ function readKey(key: TransitKey): Record<string, unknown> {
         ? {
             creation_time: new Date(v.createdAt * 1000).toISOString(),
             name: 'ed25519',
-            public_key: (v.secret as KeyObject).export({ format: 'jwk' }).x,
+            // Vault's transit answers an ed25519 key's public half as standard base64 of its 32 raw bytes.
+            public_key: Buffer.from((v.secret as KeyObject).export({ format: 'jwk' }).x!, 'base64url').toString('base64'),
           }
         : v.createdAt;
   }

@@ -59,4 +59,17 @@ describe('the CLI command line', () => {
     for (const [name, command] of Object.entries(COMMANDS)) assert.ok(all.includes(`${name}`) && all.includes(command.summary), name);
     assert.match(helpText(COMMANDS, 'keys:rotate'), /^usage: coffer keys:rotate <org-slug>/);
   });
+
+  test('audit:verify-offline takes one path and --keys <file>; it runs offline, without the application', () => {
+    const line = parse('audit:verify-offline', 'copy', '--keys', 'keys.json');
+    assert.ok(line.kind === 'run');
+    assert.deepEqual([line.invocation.args, line.invocation.options], [['copy'], { keys: 'keys.json' }]);
+    assert.equal(typeof line.command.offline, 'function');
+    const equals = parse('audit:verify-offline', '--keys=k.json', 'copy');
+    assert.deepEqual(equals.kind === 'run' && equals.invocation.options, { keys: 'k.json' });
+    assert.deepEqual(parse('audit:verify-offline', 'copy', '--keys'), { kind: 'usage', command: 'audit:verify-offline', message: '--keys takes a value' });
+    assert.deepEqual(parse('keys:rotate', 'beta', '--keys', 'x'), { kind: 'usage', command: 'keys:rotate', message: "unknown option '--keys'" });
+    assert.match(helpText(COMMANDS, 'audit:verify-offline'), /--keys <value>/);
+    for (const [name, command] of Object.entries(COMMANDS)) if (name !== 'audit:verify-offline') assert.equal(command.offline, undefined, name);
+  });
 });

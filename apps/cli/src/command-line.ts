@@ -41,6 +41,11 @@ export function parseCommandLine(argv: string[], commands: Record<string, Comman
       invocation.operator = value;
     } else if (arg === '--control' && command.control) {
       invocation.control = true;
+    } else if (command.options && Object.keys(command.options).some((o) => arg === `--${o}` || arg.startsWith(`--${o}=`))) {
+      const option = arg.slice(2).split('=')[0];
+      const value = arg.includes('=') ? arg.slice(arg.indexOf('=') + 1) : rest[++i];
+      if (value === undefined || value === '' || (i === optionsEnd)) return { kind: 'usage', command: name, message: `--${option} takes a value` };
+      (invocation.options ??= {})[option] = value;
     } else if (arg.startsWith('-') && arg !== '-') {
       return { kind: 'usage', command: name, message: `unknown option '${arg}'` };
     } else {
@@ -60,7 +65,8 @@ export function helpText(commands: Record<string, Command> = COMMANDS, name?: st
   const common = ['  --as <operator>  the name audit entries give the operator (default: the invoking user)', '  -h, --help       this help; nothing is run'];
   if (name) {
     const command = commands[name];
-    return [`usage: coffer ${command.usage}`, '', `  ${command.summary}`, '', 'options:', ...common].join('\n');
+    const own = Object.entries(command.options ?? {}).map(([o, what]) => `  --${o} <value>  ${what}`);
+    return [`usage: coffer ${command.usage}`, '', `  ${command.summary}`, '', 'options:', ...own, ...common].join('\n');
   }
   const width = Math.max(...Object.keys(commands).map((n) => n.length));
   return [

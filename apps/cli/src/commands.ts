@@ -9,6 +9,8 @@ import { CreateOrganizationBody, OrgsService } from '@coffer/orgs';
 import { DatabaseService } from '@coffer/database';
 import { AppError } from '@coffer/http';
 import { CertificateRenewalService } from '@coffer/tls';
+import { verifyOfflinePath } from './offline-verify';
+import { UsageError } from './usage-error';
 import { Actor, OrgRegistry, publicOrg } from '@coffer/tenancy';
 
 export interface CommandResult {
@@ -24,6 +26,8 @@ export interface Invocation {
   control: boolean;
   /** Who runs the command, as the audit entries name them (`--as`, else the invoking user). */
   operator: string;
+  /** The command's own `--<option> <value>`s (Command.options), when given. */
+  options?: Record<string, string>;
 }
 
 export interface Command {
@@ -33,7 +37,14 @@ export interface Command {
   arity: [number, number];
   /** Takes `--control` in place of an org slug. */
   control?: boolean;
+  /** Options that take a value, with what they mean (for help). */
+  options?: Record<string, string>;
   run(app: INestApplicationContext, invocation: Invocation): Promise<CommandResult>;
+  /**
+   * A command that needs no database, KMS or Redis: run without the application (main.ts never
+   * loads the configuration or boots Nest for it), in place of `run`.
+   */
+  offline?(invocation: Invocation): Promise<CommandResult>;
 }
 
 /**
@@ -106,6 +117,19 @@ export const COMMANDS: Record<string, Command> = {
         automatic: { action: 'audit_log.verified', target: () => entryTarget },
         work: () => app.get(AuditService).verify(chain),
       });
+      return { output: result, exitCode: result.valid ? 0 : 2 };
+    },
+  },
+  'audit:verify-offline': {
+    usage: 'audit:verify-offline <dir-or-ndjson> [--keys <file>]',
+    summary: 'check an exported or delivered audit log against its digests and checkpoints with the public keys alone (no database, KMS or Redis); exit 2 when it is broken',
+    arity: [1, 1],
+    options: { keys: 'the chain\'s public keys: the JSON of GET /api/v1/audit/keys?chain=<org id> (else the digests\' own, trusted on first use)' },
+    run() {
+      throw new Error('audit:verify-offline runs without the application');
+    },
+    async offline({ args: [path], options }) {
+      const result = await verifyOfflinePath(path, options?.keys);
       return { output: result, exitCode: result.valid ? 0 : 2 };
     },
   },
@@ -189,4 +213,4 @@ export const COMMANDS: Record<string, Command> = {
   },
 };
 
-export class UsageError extends Error {}
+export { UsageError };

@@ -7,7 +7,7 @@ import { ConfigError, loadConfig } from '@coffer/config';
 import { toErrorResponse } from '@coffer/http';
 import { CliModule } from './cli.module';
 import { helpText, parseCommandLine } from './command-line';
-import { UsageError } from './commands';
+import { Command, Invocation, UsageError } from './commands';
 
 /**
  * `coffer <command> [args]`: the admin CLI, for the container (`docker compose exec api coffer
@@ -28,6 +28,7 @@ async function main(argv: string[]): Promise<number> {
       return 64;
   }
   const { command, invocation } = line;
+  if (command.offline) return runOffline(line.name, command.offline.bind(command), invocation);
   const config = loadConfig({ ...process.env, LOG_LEVEL: process.env.LOG_LEVEL ?? 'warn' });
   const app = await NestFactory.createApplicationContext(CliModule.register(config), { logger: false });
   try {
@@ -43,6 +44,22 @@ async function main(argv: string[]): Promise<number> {
     return 1;
   } finally {
     await app.close();
+  }
+}
+
+/** A command that needs nothing but its arguments: no configuration, no application, no connection. */
+async function runOffline(name: string, run: NonNullable<Command['offline']>, invocation: Invocation): Promise<number> {
+  try {
+    const { output, exitCode } = await run(invocation);
+    console.log(JSON.stringify(output, null, 2));
+    return exitCode;
+  } catch (error) {
+    if (error instanceof UsageError) {
+      console.error(`coffer: ${error.message}\n\n${helpText(undefined, name)}`);
+      return 64;
+    }
+    console.error(JSON.stringify(toErrorResponse(error, 'cli').body));
+    return 1;
   }
 }
 

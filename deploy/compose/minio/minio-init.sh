@@ -18,7 +18,7 @@ cat > "$policy" <<POLICY
     },
     {
       "Effect": "Allow",
-      "Action": ["s3:GetObject", "s3:PutObject", "s3:DeleteObject"],
+      "Action": ["s3:GetObject", "s3:PutObject", "s3:DeleteObject", "s3:PutObjectRetention"],
       "Resource": ["arn:aws:s3:::$MINIO_BUCKET/*"]
     }
   ]

@@ -139,6 +139,11 @@ export interface VerifyResult {
   checkedThrough: number;
   firstBadSequence?: number;
   reason?: string;
+  /**
+   * The checkpoint that caught the change, when one did: `storage:anchors/<chain>/<seq>.json`
+   * (outside PostgreSQL), `database:audit_checkpoints/<seq>`, or (offline) the digest's file.
+   */
+  anchor?: string;
 }
 
 /**
@@ -148,10 +153,12 @@ export interface VerifyResult {
 export class ChainVerifier {
   private expectedSeq = 1;
   private prevHash: Buffer;
-  private failure?: { seq: number; reason: string };
+  private failure?: { seq: number; reason: string; anchor?: string };
 
-  constructor(chainId: string) {
-    this.prevHash = genesisHash(chainId);
+  /** From genesis, or from a point already trusted (`from`: a sequence number and the chain's hash there). */
+  constructor(chainId: string, from?: { seq: number; hash: Buffer }) {
+    this.prevHash = from?.hash ?? genesisHash(chainId);
+    this.expectedSeq = (from?.seq ?? 0) + 1;
   }
 
   /** Feeds the next entry; false once the chain is broken (later entries are not looked at). */
@@ -176,14 +183,21 @@ export class ChainVerifier {
     return { seq: this.expectedSeq - 1, hash: this.prevHash };
   }
 
-  /** Marks the chain bad at `seq` for a reason found outside the chain itself (a checkpoint). */
-  failAt(seq: number, reason: string): void {
-    if (!this.failure || seq < this.failure.seq) this.failure = { seq, reason };
+  /**
+   * Marks the chain bad at `seq` for a reason found outside the chain itself (a checkpoint,
+   * named by `anchor`). The earliest failure is kept; at the same sequence number, the first
+   * one a checkpoint caught.
+   */
+  failAt(seq: number, reason: string, anchor?: string): void {
+    const earlier = !this.failure || seq < this.failure.seq;
+    const named = this.failure?.seq === seq && !this.failure.anchor && anchor !== undefined;
+    if (earlier || named) this.failure = { seq, reason, anchor };
   }
 
   result(): VerifyResult {
     if (this.failure) {
-      return { valid: false, checkedThrough: this.failure.seq - 1, firstBadSequence: this.failure.seq, reason: this.failure.reason };
+      const { seq, reason, anchor } = this.failure;
+      return { valid: false, checkedThrough: seq - 1, firstBadSequence: seq, reason, ...(anchor && { anchor }) };
     }
     return { valid: true, checkedThrough: this.expectedSeq - 1 };
   }

@@ -12,16 +12,20 @@ import { AuditDestinationInput } from './audit-delivery.dto';
 import { AuditDeliveryRepository, BucketCredentials, DeliveryBatch, StoredDestination } from './audit-delivery.repository';
 import { publicEntry } from './audit.dto';
 import { AuditRepository } from './audit.repository';
-import { checkpointKeyName } from './audit.service';
+import { AuditService } from './audit.service';
+import { AuditAnchorStore } from './audit-anchors';
+import { AuditAnchor, AuditPublicKey, checkpointKeyName } from './audit-signing';
 
 /**
  * A batch's digest (after CloudTrail's digest files): what the batch object holds, the chain's
- * hash at its last entry, and the previous digest's SHA-256, signed by the chain's key. Every
+ * hash at its last entry, the previous digest's SHA-256, the newest checkpoint anchor it covers
+ * and the public keys, signed by the chain's key (docs/audit-verification.md). Every
  * field is fixed when the batch is planned, and ed25519 signatures are deterministic, so a
  * batch delivered twice is the same bytes twice.
  */
 export interface AuditDigest {
-  format: 'coffer-audit-digest/1';
+  /** `/2` adds `checkpoint` and `publicKeys`; `/1` digests (delivered before) have neither. */
+  format: 'coffer-audit-digest/2';
   chain: string;
   batch: number;
   firstSeq: number;
@@ -32,6 +36,14 @@ export interface AuditDigest {
   previousDigestSha256: string | null;
   plannedAt: string;
   keyName: string;
+  /**
+   * The newest checkpoint anchor at or before `lastSeq` (a signed tree head, as in
+   * `anchors/<chain>/<seq>.json`), or null when none was made yet: the bucket then holds the
+   * database's checkpoints too, and an offline verifier checks the entries against them.
+   */
+  checkpoint: AuditAnchor | null;
+  /** Every version of the chain's signing key (also GET /api/v1/audit/keys): verifiable offline. */
+  publicKeys: AuditPublicKey[];
   signature: string;
 }
 
@@ -43,6 +55,8 @@ export class AuditDeliveryService {
     private readonly audit: AuditRepository,
     @Inject(KMS) private readonly kms: KmsProvider,
     @Inject(APP_CONFIG) private readonly config: AppConfig,
+    private readonly anchors: AuditAnchorStore,
+    private readonly auditService: AuditService,
   ) {}
 
   /** Checks that the bucket answers to the credentials, then stores them sealed. */
@@ -128,7 +142,7 @@ export class AuditDeliveryService {
   private async digest(chainId: string, batch: DeliveryBatch, object: string, body: Buffer, lastHash: Buffer): Promise<AuditDigest> {
     const keyName = checkpointKeyName(chainId);
     const unsigned = {
-      format: 'coffer-audit-digest/1' as const,
+      format: 'coffer-audit-digest/2' as const,
       chain: chainId,
       batch: batch.batch,
       firstSeq: batch.firstSeq,
@@ -139,9 +153,12 @@ export class AuditDeliveryService {
       previousDigestSha256: batch.previousDigestSha256?.toString('hex') ?? null,
       plannedAt: batch.plannedAt.toISOString(),
       keyName,
+      checkpoint: (await this.anchors.latestAtOrBefore(chainId, batch.lastSeq)) ?? null,
     };
     await this.kms.ensureKey(keyName, 'ed25519');
-    return { ...unsigned, signature: await this.kms.sign(keyName, Buffer.from(canonicalJson(unsigned))) };
+    const publicKeys = await this.auditService.publicKeys(chainId, { fresh: true });
+    const signed = { ...unsigned, publicKeys };
+    return { ...signed, signature: await this.kms.sign(keyName, Buffer.from(canonicalJson(signed))) };
   }
 
   private async openCredentials(org: OrgRef, destination: StoredDestination): Promise<BucketCredentials> {

@@ -37,3 +37,7 @@ export function publicEntry(entry: ChainedEntry) {
     hash: entry.hash.toString('hex'),
   };
 }
+
+/** `GET /api/v1/audit/keys?chain=`: an org's id, or `control` for the control plane's chain. */
+export const AuditKeysQuery = z.object({ chain: z.string().regex(/^([0-9a-f]{8,64}|control)$/) }).strict();
+export type AuditKeysFilter = z.infer<typeof AuditKeysQuery>;

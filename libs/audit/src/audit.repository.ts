@@ -68,9 +68,9 @@ export class AuditRepository {
     return rows.map(fromRow);
   }
 
-  /** The whole chain in sequence order, a page at a time, without holding it in memory. */
-  async *scan(chain: AuditChain, pageSize = 1000): AsyncGenerator<ChainedEntry> {
-    let after = 0;
+  /** The whole chain in sequence order (or from entry `from` on), a page at a time, without holding it in memory. */
+  async *scan(chain: AuditChain, pageSize = 1000, from = 1): AsyncGenerator<ChainedEntry> {
+    let after = from - 1;
     for (;;) {
       const { rows } = await chain
         .pool()

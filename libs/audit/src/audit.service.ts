@@ -1,12 +1,14 @@
-import { Inject, Injectable } from '@nestjs/common';
+import { Inject, Injectable, Optional } from '@nestjs/common';
 import { UnitOfWork } from '@coffer/database';
-import { toErrorResponse } from '@coffer/http';
-import { KMS, KmsProvider } from '@coffer/kms';
+import { AppError, toErrorResponse } from '@coffer/http';
+import { KMS, KmsProvider, KmsRequestError } from '@coffer/kms';
 import { LOGGER, Logger } from '@coffer/logging';
 import { Actor, NO_REQUEST, OrgRef, RequestSource } from '@coffer/tenancy';
+import { AuditAnchorStore } from './audit-anchors';
 import { ChainVerifier, VerifyResult } from './audit-chain';
 import { AuditParams, AuditScope, currentAuditScope, runInAuditScope } from './audit-context';
 import { AuditChain, AuditQuery, AuditRepository } from './audit.repository';
+import { AuditPublicKey, checkpointData, checkpointKeyName, parseSignature } from './audit-signing';
 
 export interface AuditedWork<T> {
   actor: Actor;
@@ -35,6 +37,8 @@ export class AuditService {
     private readonly repository: AuditRepository,
     @Inject(LOGGER) private readonly logger: Logger,
     @Inject(KMS) private readonly kms: KmsProvider,
+    /** Where checkpoints are anchored outside PostgreSQL; the modules always provide it. */
+    @Optional() private readonly anchors?: AuditAnchorStore,
   ) {}
 
   chain(org: OrgRef | undefined): AuditChain {
@@ -148,44 +152,168 @@ export class AuditService {
 
   /**
    * Signs the chain's head if it moved since the last checkpoint, with the chain's ed25519 key
-   * in the KMS: from then on, rewriting any entry up to it is detectable even by whoever can
-   * recompute every hash. Returns the sequence number signed, if any.
+   * in the KMS, and anchors it outside PostgreSQL (AuditAnchorStore) before recording it in the
+   * database: from then on, rewriting any entry up to it is detectable even by whoever can
+   * recompute every hash. It never signs over a broken segment: the entries since the last
+   * checkpoint (the newest of the database's and the storage's, its signature checked) are
+   * verified first, and a break is logged and thrown (`audit_chain_broken`, the job's failure).
+   * Returns the sequence number signed, if any.
    */
   async checkpoint(chain: AuditChain): Promise<number | undefined> {
     const head = await this.repository.head(chain);
-    if (!head || head.seq <= (await this.repository.lastCheckpoint(chain))) return undefined;
+    const previous = await this.lastCheckpoint(chain);
+    const broken = await this.brokenSince(chain, previous, head);
+    if (broken) {
+      this.logger.error({ chain: chain.id, ...broken }, 'audit chain broken since its last checkpoint: not signed');
+      throw new AppError('audit_chain_broken', `audit chain ${chain.id} is broken at entry ${broken.firstBadSequence}: ${broken.reason}`, broken);
+    }
+    if (!head || head.seq <= (previous?.seq ?? 0)) return undefined;
     const keyName = checkpointKeyName(chain.id);
     await this.kms.ensureKey(keyName, 'ed25519');
     const signature = await this.kms.sign(keyName, checkpointData(chain.id, head.seq, head.hash));
+    await this.anchors?.write({
+      format: 'coffer-audit-anchor/1',
+      chain: chain.id,
+      seq: head.seq,
+      hash: head.hash.toString('hex'),
+      signedAt: new Date().toISOString(),
+      keyName,
+      keyVersion: parseSignature(signature)?.version ?? 0,
+      signature,
+    });
     await this.repository.insertCheckpoint(chain, { seq: head.seq, hash: head.hash, keyName, signature });
     return head.seq;
   }
 
   /**
-   * Checks every entry's hash and link, then that each checkpoint matches the chain at its
-   * sequence and carries a valid signature by this chain's key.
+   * Checks every entry's hash and link, then each checkpoint outside the database (the storage
+   * anchors) and in it (`audit_checkpoints`): its signature by this chain's key, and that the
+   * chain still has its hash at its sequence number. Names the first bad sequence number and,
+   * when a checkpoint caught it, which one (`anchor`); at the same sequence number an anchor
+   * outside the database is named first.
    */
   async verify(chain: AuditChain): Promise<VerifyResult> {
     const verifier = new ChainVerifier(chain.id);
     const hashes = new Map<number, Buffer>();
-    const checkpoints = await this.repository.checkpoints(chain);
+    const checkpoints = [...(await this.storedAnchors(chain)), ...(await this.databaseCheckpoints(chain))];
     const wanted = new Set(checkpoints.map((c) => c.seq));
     for await (const entry of this.repository.scan(chain)) {
       if (!verifier.next(entry)) break;
       if (wanted.has(entry.seq)) hashes.set(entry.seq, entry.hash);
     }
-    for (const { seq, hash, keyName, signature } of checkpoints) {
-      const signed = checkpointData(chain.id, seq, hash);
-      if (keyName !== checkpointKeyName(chain.id) || !(await this.kms.verify(keyName, signed, signature))) {
-        verifier.failAt(seq, `checkpoint ${seq} has an invalid signature`);
+    let intactAt = 0;
+    for (const c of [...checkpoints].sort((a, b) => a.seq - b.seq)) {
+      if (c.hash && hashes.get(c.seq)?.equals(c.hash)) intactAt = Math.max(intactAt, c.seq);
+    }
+    for (const { seq, hash, keyName, signature, location } of checkpoints) {
+      if (!hash || !signature || keyName !== checkpointKeyName(chain.id) || !(await this.signatureValid(keyName, checkpointData(chain.id, seq, hash), signature))) {
+        verifier.failAt(seq, `checkpoint ${seq} has an invalid signature`, location);
       } else if (!hashes.has(seq) && verifier.result().valid) {
-        verifier.failAt(verifier.head.seq + 1, `checkpoint ${seq} signed entries that are no longer there`);
+        verifier.failAt(verifier.head.seq + 1, `checkpoint ${seq} signed entries that are no longer there`, location);
       } else if (hashes.has(seq) && !hashes.get(seq)!.equals(hash)) {
-        verifier.failAt(seq, `entry ${seq} does not match its signed checkpoint`);
+        const after = intactAt < seq && intactAt > 0 ? ` (the chain still matches checkpoint ${intactAt})` : '';
+        verifier.failAt(seq, `entry ${seq} does not match its signed checkpoint${after}`, location);
       }
     }
     return verifier.result();
   }
+
+  /**
+   * The public keys of the chain's checkpoint and digest signatures, every version. Kept a
+   * minute per chain: the route that publishes them is public, and must not turn each anonymous
+   * request into a KMS call (a rotation shows within the minute).
+   */
+  async publicKeys(chainId: string, { fresh = false } = {}): Promise<AuditPublicKey[]> {
+    const cached = this.keyCache.get(chainId);
+    if (!fresh && cached && cached.until > Date.now()) return cached.keys;
+    const keys = await this.fetchPublicKeys(chainId);
+    if (this.keyCache.size >= 10_000) this.keyCache.clear();
+    this.keyCache.set(chainId, { keys, until: Date.now() + 60_000 });
+    return keys;
+  }
+
+  private readonly keyCache = new Map<string, { keys: AuditPublicKey[]; until: number }>();
+
+  private async fetchPublicKeys(chainId: string): Promise<AuditPublicKey[]> {
+    const keyName = checkpointKeyName(chainId);
+    const keys = await this.kms.publicKeys(keyName).catch((error) => {
+      if (error instanceof KmsRequestError) return []; // no checkpoint signed yet: no key
+      throw error;
+    });
+    return keys.map((k) => ({ keyName, version: k.version, algorithm: 'ed25519' as const, publicKey: k.publicKey, createdAt: k.createdAt.toISOString() }));
+  }
+
+  /** The newest checkpoint, of the database's and the storage's, with its signature checked. */
+  private async lastCheckpoint(chain: AuditChain): Promise<KnownCheckpoint | undefined> {
+    const all = [...(await this.storedAnchors(chain)), ...(await this.databaseCheckpoints(chain))];
+    return all.reduce<KnownCheckpoint | undefined>((newest, c) => (!newest || c.seq > newest.seq ? c : newest), undefined);
+  }
+
+  /** What breaks the chain between `previous` and `head`, if anything. */
+  private async brokenSince(chain: AuditChain, previous: KnownCheckpoint | undefined, head: { seq: number; hash: Buffer } | undefined): Promise<VerifyResult | undefined> {
+    const fail = (seq: number, reason: string, anchor?: string): VerifyResult => ({ valid: false, checkedThrough: seq - 1, firstBadSequence: seq, reason, ...(anchor && { anchor }) });
+    if (previous) {
+      const { seq, hash, keyName, signature, location } = previous;
+      if (!hash || !signature || keyName !== checkpointKeyName(chain.id) || !(await this.signatureValid(keyName, checkpointData(chain.id, seq, hash), signature))) {
+        return fail(seq, `checkpoint ${seq} has an invalid signature`, location);
+      }
+      if (!head || head.seq < seq) return fail((head?.seq ?? 0) + 1, `checkpoint ${seq} signed entries that are no longer there`, location);
+      if (head.seq === seq) return head.hash.equals(hash) ? undefined : fail(seq, `entry ${seq} does not match its signed checkpoint`, location);
+    }
+    if (!head) return undefined;
+    const verifier = new ChainVerifier(chain.id, previous && { seq: previous.seq, hash: previous.hash! });
+    for await (const entry of this.repository.scan(chain, 1000, previous?.seq ?? 1)) {
+      if (previous && entry.seq === previous.seq) {
+        if (!entry.hash.equals(previous.hash!)) return fail(previous.seq, `entry ${previous.seq} does not match its signed checkpoint`, previous.location);
+        continue;
+      }
+      if (entry.seq > head.seq || !verifier.next(entry)) break;
+    }
+    const result = verifier.result();
+    if (!result.valid) return result;
+    if (verifier.head.seq !== head.seq || !verifier.head.hash.equals(head.hash)) return fail(verifier.head.seq + 1, `entry ${verifier.head.seq + 1} changed while it was checked`);
+    return undefined;
+  }
+
+  private async storedAnchors(chain: AuditChain): Promise<KnownCheckpoint[]> {
+    if (!this.anchors) return [];
+    return (await this.anchors.list(chain.id)).map(({ location, seq, anchor }) => ({
+      seq,
+      location,
+      hash: anchor && Buffer.from(anchor.hash, 'hex'),
+      keyName: anchor?.keyName,
+      signature: anchor?.signature,
+    }));
+  }
+
+  private async databaseCheckpoints(chain: AuditChain): Promise<KnownCheckpoint[]> {
+    return (await this.repository.checkpoints(chain)).map(({ seq, hash, keyName, signature }) => ({
+      seq,
+      hash,
+      keyName,
+      signature,
+      location: `database:audit_checkpoints/${seq}`,
+    }));
+  }
+
+  /** A malformed or foreign signature is an invalid one; a KMS that does not answer is an error. */
+  private async signatureValid(keyName: string, data: Buffer, signature: string): Promise<boolean> {
+    try {
+      return await this.kms.verify(keyName, data, signature);
+    } catch (error) {
+      if (error instanceof KmsRequestError) return false;
+      throw error;
+    }
+  }
+}
+
+/** A checkpoint as verify meets it; an anchor that does not parse has no hash, key or signature. */
+interface KnownCheckpoint {
+  seq: number;
+  location: string;
+  hash?: Buffer;
+  keyName?: string;
+  signature?: string;
 }
 
 /**
@@ -194,13 +322,4 @@ export class AuditService {
  */
 const openScopes = new WeakMap<AuditScope, { unit?: UnitOfWork; chain: AuditedWork<unknown>['chain'] }>();
 
-/** One signing key per chain, so that one org's checkpoints cannot vouch for another's. */
-export function checkpointKeyName(chainId: string): string {
-  return `coffer-audit-${chainId}`;
-}
-
-/** What a checkpoint signs: the chain, a sequence number and the hash of the chain up to it. */
-export function checkpointData(chainId: string, seq: number, hash: Buffer): Buffer {
-  return Buffer.from(`coffer-audit-checkpoint\0${chainId}\0${seq}\0${hash.toString('hex')}`);
-}
-
+export { checkpointData, checkpointKeyName } from './audit-signing';

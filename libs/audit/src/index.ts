@@ -9,3 +9,6 @@ export * from './audit-delivery.dto';
 export * from './audit-delivery.repository';
 export * from './audit-delivery.service';
 export * from './wrapped-keys';
+export * from './audit-anchors';
+export * from './audit-signing';
+export * from './offline-verifier';

@@ -129,8 +129,18 @@ export const configSchema = z.object({
   EXPIRE_API_KEYS_CRON: z.string().min(1).default('0 * * * * *'),
   /** How long a running job's lock lasts without renewal: a crashed worker's job resumes after it. */
   JOB_LOCK_MS: z.coerce.number().int().min(1000).max(600_000).default(30_000),
-  /** How often each audit chain's head is signed (seconds field first). */
-  AUDIT_CHECKPOINT_CRON: z.string().min(1).default('0 */5 * * * *'),
+  /**
+   * How often each audit chain's head is signed and anchored outside PostgreSQL (seconds field
+   * first). Entries newer than the last anchor are protected by the hash chain alone: this is
+   * the window a database owner can rewrite unnoticed (docs/security.md).
+   */
+  AUDIT_CHECKPOINT_CRON: z.string().min(1).default('0 * * * * *'),
+  /**
+   * With the s3 storage driver: each checkpoint's anchor object is locked for this many days
+   * (S3 object lock, compliance mode; the bucket must have been created with object lock).
+   * Unset: no retention is asked for (the bucket's default retention, if any, applies).
+   */
+  AUDIT_ANCHOR_RETENTION_DAYS: z.coerce.number().int().min(1).max(36_500).optional(),
   /** How often each org's new audit entries are shipped to its bucket, if it configured one. */
   AUDIT_DELIVERY_CRON: z.string().min(1).default('*/30 * * * * *'),
   AUDIT_DELIVERY_BATCH_SIZE: z.coerce.number().int().min(1).max(10000).default(1000),

@@ -41,6 +41,8 @@ export const ERROR_STATUS = {
   client_closed_request: 499,
   internal_error: 500,
   audit_limit_exceeded: 500,
+  /** The checkpoint job found the audit chain broken since its last anchor, and signed nothing. */
+  audit_chain_broken: 500,
   field_decryption_failed: 500,
   package_integrity_failed: 500,
   service_unavailable: 503,

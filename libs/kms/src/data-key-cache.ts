@@ -1,4 +1,4 @@
-import { DataKey, KmsHealth, KmsKeyInfo, KmsKeyType, KmsProvider, WrappedKey } from './kms-provider';
+import { DataKey, KmsHealth, KmsKeyInfo, KmsKeyType, KmsProvider, KmsPublicKey, WrappedKey } from './kms-provider';
 
 export interface DataKeyCacheLimits {
   /** An entry is dropped this long after it was unwrapped (0 disables the cache). */
@@ -138,5 +138,8 @@ export class CachingKmsProvider implements KmsProvider {
   }
   verify(name: string, data: Buffer, signature: string): Promise<boolean> {
     return this.provider.verify(name, data, signature);
+  }
+  publicKeys(name: string): Promise<KmsPublicKey[]> {
+    return this.provider.publicKeys(name);
   }
 }

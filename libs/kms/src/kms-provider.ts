@@ -34,6 +34,18 @@ export interface KmsProvider {
   /** Signature with an ed25519 key (`ensureKey(name, 'ed25519')`). */
   sign(name: string, data: Buffer): Promise<string>;
   verify(name: string, data: Buffer, signature: string): Promise<boolean>;
+  /**
+   * The public half of every version of an ed25519 key, oldest first: what anyone needs to check
+   * its signatures without the KMS (`<kind>:v<N>:<base64>` was signed by version N).
+   */
+  publicKeys(name: string): Promise<KmsPublicKey[]>;
+}
+
+export interface KmsPublicKey {
+  version: number;
+  /** The raw 32-byte ed25519 public key (RFC 8032), base64 (standard alphabet, padded). */
+  publicKey: string;
+  createdAt: Date;
 }
 
 export type KmsKeyType = 'aes256-gcm96' | 'ed25519';

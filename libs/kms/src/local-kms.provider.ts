@@ -19,6 +19,7 @@ import {
   KmsKeyInfo,
   KmsKeyType,
   KmsProvider,
+  KmsPublicKey,
   KmsRequestError,
   KmsUnavailableError,
   WrappedKey,
@@ -187,6 +188,25 @@ export class LocalKmsProvider implements KmsProvider {
       this.checkDecryptable(state, version);
       const key = await this.versionKey(name, version);
       return edVerify(null, data, createPublicKey(key), body);
+    });
+  }
+
+  /** Derived from the stored private key of each version. */
+  async publicKeys(name: string): Promise<KmsPublicKey[]> {
+    assertKeyName(name);
+    return this.db(async () => {
+      const state = await this.state(this.pool, name);
+      requireType(name, state, 'ed25519');
+      const { rows } = await this.pool.query<{ version: number; created_at: Date }>(
+        'SELECT version, created_at FROM kms_keys WHERE name = $1 ORDER BY version',
+        [name],
+      );
+      const keys: KmsPublicKey[] = [];
+      for (const row of rows) {
+        const jwk = createPublicKey(await this.versionKey(name, row.version)).export({ format: 'jwk' });
+        keys.push({ version: row.version, publicKey: Buffer.from(jwk.x!, 'base64url').toString('base64'), createdAt: row.created_at });
+      }
+      return keys;
     });
   }
 

@@ -5,6 +5,7 @@ import {
   KmsKeyInfo,
   KmsKeyType,
   KmsProvider,
+  KmsPublicKey,
   KmsRequestError,
   KmsUnavailableError,
   WrappedKey,
@@ -27,7 +28,8 @@ interface KeyData {
   type: string;
   latest_version: number;
   min_decryption_version: number;
-  keys: Record<string, number | { creation_time: string }>;
+  /** Symmetric keys: unix seconds. Asymmetric keys: creation_time and public_key (ed25519: base64 of the raw key). */
+  keys: Record<string, number | { creation_time: string; public_key?: string }>;
 }
 
 /**
@@ -144,6 +146,18 @@ export class VaultKmsProvider implements KmsProvider {
       signature,
     });
     return answer.data.valid === true;
+  }
+
+  /** `GET transit/keys/:name` answers `keys: {"1": {public_key, creation_time, name}}` for asymmetric keys. */
+  async publicKeys(name: string): Promise<KmsPublicKey[]> {
+    const key = await this.readKey(name);
+    if (key.type !== 'ed25519') throw new KmsRequestError(`key ${name} is not an ed25519 key`, 400);
+    return Object.entries(key.keys)
+      .map(([version, v]) => {
+        if (typeof v !== 'object' || typeof v.public_key !== 'string') throw new KmsRequestError(`key ${name} has no public key for version ${version}`, 502);
+        return { version: Number(version), publicKey: v.public_key, createdAt: new Date(v.creation_time) };
+      })
+      .sort((a, b) => a.version - b.version);
   }
 
   private async readKey(name: string): Promise<KeyData> {

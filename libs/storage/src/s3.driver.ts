@@ -1,6 +1,6 @@
 import type { Readable } from 'node:stream';
-import { Client } from 'minio';
-import { assertStorageKey, ByteRange, StorageDriver, StorageObjectNotFound } from './storage-driver';
+import { Client, RETENTION_MODES } from 'minio';
+import { assertStorageKey, ByteRange, PutOptions, StorageDriver, StorageObjectNotFound } from './storage-driver';
 
 export interface S3Settings {
   endpoint: string;
@@ -54,9 +54,20 @@ export class S3StorageDriver implements StorageDriver {
     }
   }
 
-  async put(key: string, body: Buffer): Promise<void> {
+  async put(key: string, body: Buffer, options: PutOptions = {}): Promise<void> {
     assertStorageKey(key);
-    await this.client.putObject(this.settings.bucket, key, body, body.length, { 'Content-Type': 'application/octet-stream' });
+    const stored = await this.client.putObject(this.settings.bucket, key, body, body.length, { 'Content-Type': 'application/octet-stream' });
+    if (options.retainUntil) {
+      if (!stored.versionId) throw new Error(`bucket ${this.settings.bucket} has no versioning, so no object lock: ${key} cannot be retained`);
+      // PutObjectRetention (with its Content-MD5, which the client adds): the server then refuses
+      // to delete or overwrite this version before the date, whoever asks, in compliance mode.
+      // It fails on a bucket without object lock, and so does the write: the caller asked for it.
+      await this.client.putObjectRetention(this.settings.bucket, key, {
+        versionId: stored.versionId,
+        mode: RETENTION_MODES.COMPLIANCE,
+        retainUntilDate: options.retainUntil.toISOString(),
+      });
+    }
   }
 
   async get(key: string, range?: ByteRange): Promise<Readable> {

@@ -8,8 +8,13 @@ export interface StorageDriver {
   readonly kind: 'filesystem' | 's3';
   /** Creates the directory or the bucket if missing; called once at start. */
   ready(): Promise<void>;
-  /** Replaces the object atomically: a reader sees the old bytes or the new, never a mix. */
-  put(key: string, body: Buffer): Promise<void>;
+  /**
+   * Replaces the object atomically: a reader sees the old bytes or the new, never a mix.
+   * `retainUntil` asks the server to refuse deleting or overwriting the object before then
+   * (S3 object lock, compliance mode, on a bucket created with object lock); the filesystem
+   * driver cannot enforce it and ignores it.
+   */
+  put(key: string, body: Buffer, options?: PutOptions): Promise<void>;
   /** The object's bytes, or `range` of them (inclusive ends); StorageObjectNotFound if absent. */
   get(key: string, range?: ByteRange): Promise<Readable>;
   /** Removes the objects; absent ones are not an error. */
@@ -22,6 +27,10 @@ export interface StorageDriver {
    * say. A second layer under Coffer's, reported, never relied upon (ADR 0003).
    */
   serverSideEncryption(): Promise<string | null>;
+}
+
+export interface PutOptions {
+  retainUntil?: Date;
 }
 
 export interface ByteRange {

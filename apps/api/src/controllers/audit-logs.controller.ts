@@ -8,13 +8,15 @@ import {
   AuditDeliveryService,
   AuditDestinationBody,
   AuditDestinationInput,
+  AuditKeysFilter,
+  AuditKeysQuery,
   AuditLogFilters,
   AuditLogQuery,
   AuditRead,
   AuditService,
   publicEntry,
 } from '@coffer/audit';
-import { CurrentOrg, OrgAccess, PlatformAdminOnly } from '@coffer/auth';
+import { CurrentOrg, OrgAccess, PlatformAdminOnly, Public } from '@coffer/auth';
 import { ApiErrors, ApiJsonBody, ZodValidationPipe } from '@coffer/http';
 import type { OrgRef } from '@coffer/tenancy';
 
@@ -51,6 +53,19 @@ export class AuditLogsController {
   @ApiErrors('forbidden', 'organization_not_found')
   verify(@CurrentOrg() org: OrgRef) {
     return this.audit.verify(this.audit.chain(org));
+  }
+
+  /**
+   * Public: these are public keys, and whoever holds a copy of the log (an export, the bucket)
+   * must be able to check it without an account. The answer is a few hundred bytes per key
+   * version; a chain id that has no key yet answers an empty list.
+   */
+  @Get('api/v1/audit/keys')
+  @Public()
+  @ApiOperation({ summary: "Every version of a chain's ed25519 public key, for checking its checkpoints and digests offline (docs/audit-verification.md)" })
+  @ApiErrors('validation_failed', 'kms_unavailable')
+  async keys(@Query(new ZodValidationPipe(AuditKeysQuery)) query: AuditKeysFilter) {
+    return { chain: query.chain, algorithm: 'ed25519', keys: await this.audit.publicKeys(query.chain) };
   }
 
   @Put('api/v1/organizations/:org/audit-logs/destination')
