@@ -9,3 +9,4 @@ export * from './audit-delivery.dto';
 export * from './audit-delivery.repository';
 export * from './audit-delivery.service';
 export * from './wrapped-keys';
+export * from './audit-sanitize';
