@@ -114,8 +114,9 @@ export class ApiKeysService {
     return this.keys.countDueToExpire(org);
   }
 
-  markExpired(org: OrgRef): Promise<string[]> {
-    return this.keys.markExpired(org);
+  /** At most `limit` keys past their expiry, marked expired: a batch. */
+  markExpired(org: OrgRef, limit: number): Promise<string[]> {
+    return this.keys.markExpired(org, limit);
   }
 }
 
