@@ -153,6 +153,21 @@ export class AuditService {
     await this.repository.appendAlone(chain, scope.entries());
   }
 
+  /**
+   * Appends entries, as the current request's or job's actor and source, to a chain other than
+   * the one its scope writes to: a change made from the control plane in an org's database (its
+   * first admin and their key). Inside a unit of work the append joins that unit's transaction
+   * on the chain's database, so the entries commit with the change or not at all.
+   */
+  async appendTo(chain: AuditChain, entries: AuditParams[]): Promise<void> {
+    const current = currentAuditScope();
+    if (!current) throw new Error('appendTo() called outside a request or job');
+    const scope = new AuditScope(current.actor, current.source);
+    for (const entry of entries) scope.add(entry);
+    const statement = this.repository.appendStatement(chain, scope.entries());
+    if (statement) await chain.pool().query(statement);
+  }
+
   list(chain: AuditChain, query: AuditQuery) {
     return this.repository.list(chain, query);
   }
