@@ -50,6 +50,8 @@ export class AuditScope {
   private bytes = 0;
   /** The org whose chain receives the entries, when the route or job could not say up front. */
   org?: OrgRef;
+  /** What the work said about itself for its automatic entry (auditDetails), on success or failure. */
+  details: Record<string, unknown> = {};
   /**
    * The string standing for each of auditVars in this scope's pending JSON. It holds a random
    * nonce of this scope, which never leaves the process: no string from a request (a path
@@ -163,6 +165,17 @@ export function setAuditOrg(org: OrgRef): void {
   const scope = storage.getStore();
   if (!scope) throw new Error('setAuditOrg() called outside a request or job');
   scope.org = org;
+}
+
+/**
+ * Adds `fields` to the body of the current request's or job's automatic entry (the one its
+ * route or job gets without asking), on success and on failure alike: what was asked for (the
+ * slug of an org being created), what changed (a destination's old and new place).
+ */
+export function auditDetails(fields: Record<string, unknown>): void {
+  const scope = storage.getStore();
+  if (!scope) throw new Error('auditDetails() called outside a request or job');
+  Object.assign(scope.details, fields);
 }
 
 /** A User-Agent cut to at most 512 bytes of UTF-8, never in the middle of a character. */

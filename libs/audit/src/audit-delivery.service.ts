@@ -8,6 +8,7 @@ import { AppError } from '@coffer/http';
 import { KMS, KmsProvider, orgKeyName } from '@coffer/kms';
 import type { OrgRef } from '@coffer/tenancy';
 import { canonicalJson } from './audit-chain';
+import { auditDetails } from './audit-context';
 import { AuditDestinationInput } from './audit-delivery.dto';
 import { AuditDeliveryRepository, BucketCredentials, DeliveryBatch, StoredDestination } from './audit-delivery.repository';
 import { publicEntry } from './audit.dto';
@@ -60,8 +61,13 @@ export class AuditDeliveryService {
   ) {}
 
   /** Checks that the bucket answers to the credentials, then stores them sealed. */
+  /** Records where the log went and where it goes now (never the credentials) in the change's entry. */
   async configure(org: OrgRef, input: AuditDestinationInput): Promise<void> {
     const { accessKeyId, secretAccessKey, ...where } = input;
+    const previous = await this.deliveries.destination(this.audit.chain(org));
+    const place = (d: { endpoint: string; region: string; bucket: string; prefix: string }) =>
+      ({ endpoint: d.endpoint, region: d.region, bucket: d.bucket, prefix: d.prefix });
+    auditDetails({ previous: previous ? place(previous) : null, destination: place(where) });
     const reachable = await this.deliveries
       .bucket(where, { accessKeyId, secretAccessKey })
       .bucketExists(where.bucket)

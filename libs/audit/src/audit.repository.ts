@@ -3,6 +3,7 @@ import type { ClientBase, Pool } from 'pg';
 import { CONTROL, DatabaseService, OutsideTransaction } from '@coffer/database';
 import type { OrgRef } from '@coffer/tenancy';
 import { appendStatement, AuditRow, ChainedEntry, fromRow, NewEntry } from './audit-chain';
+import { sanitizeEntry, sanitizeIfRefused } from './audit-sanitize';
 
 /** Which chain an entry belongs to: an org's (in its database) or the control plane's. */
 export interface AuditChain {
@@ -33,15 +34,28 @@ export class AuditRepository {
     return { id: org.id, key: org.databaseName, pool: () => this.db.org(org.databaseName, org.databaseServer) };
   }
 
-  /** The statement that appends `entries`, for the unit of work to send with its COMMIT. */
+  /**
+   * The statement that appends `entries`, for the unit of work to send with its COMMIT. An entry
+   * PostgreSQL would refuse as written (a NUL, a lone surrogate) goes in sanitized (audit-sanitize).
+   */
   appendStatement(chain: AuditChain, entries: NewEntry[]): string | undefined {
-    return entries.length ? appendStatement(chain.id, entries) : undefined;
+    return entries.length ? appendStatement(chain.id, entries.map(sanitizeIfRefused)) : undefined;
   }
 
-  /** In a transaction of their own (a failure's entry, a read's entries): one statement. */
+  /**
+   * In a transaction of their own (a failure's entry, a read's entries): one statement. When
+   * PostgreSQL rejects it anyway (a value over one of its limits), the entries are appended once
+   * more, every one sanitized (control characters escaped, long strings cut, flagged); only when
+   * that fails too does this throw.
+   */
   @OutsideTransaction()
   async appendAlone(chain: AuditChain, entries: NewEntry[]): Promise<void> {
-    if (entries.length) await chain.pool().query(appendStatement(chain.id, entries));
+    if (!entries.length) return;
+    try {
+      await chain.pool().query(this.appendStatement(chain, entries)!);
+    } catch {
+      await chain.pool().query(appendStatement(chain.id, entries.map(sanitizeEntry)));
+    }
   }
 
   /** Newest first. Paging by sequence number stays stable while entries are appended. */

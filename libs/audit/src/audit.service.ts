@@ -9,6 +9,7 @@ import { ChainVerifier, VerifyResult } from './audit-chain';
 import { AuditParams, AuditScope, currentAuditScope, runInAuditScope } from './audit-context';
 import { AuditChain, AuditQuery, AuditRepository } from './audit.repository';
 import { AuditPublicKey, checkpointData, checkpointKeyName, parseSignature } from './audit-signing';
+import { auditWriteFailures } from './audit-sanitize';
 
 export interface AuditedWork<T> {
   actor: Actor;
@@ -63,7 +64,7 @@ export class AuditService {
     let result: T;
     try {
       result = await runInAuditScope(scope, () => (unit ? unit.run(spec.work) : spec.work()));
-      if (spec.automatic) scope.add({ action: spec.automatic.action, target: spec.automatic.target(result) ?? undefined });
+      if (spec.automatic) scope.add({ ...scope.details, action: spec.automatic.action, target: spec.automatic.target(result) ?? undefined });
       if (unit) {
         await unit.commit(this.closing(spec.chain(scope.org), scope));
       } else if (scope.size) {
@@ -71,7 +72,7 @@ export class AuditService {
       }
     } catch (error) {
       await unit?.rollback();
-      if (spec.automatic) await this.recordFailure(spec, error, scope.org);
+      if (spec.automatic) await this.recordFailure(spec, error, scope.org, scope.details);
       throw error;
     } finally {
       openScopes.delete(scope);
@@ -109,12 +110,22 @@ export class AuditService {
     return { key: chain.key, pool: chain.pool(), closing: this.repository.appendStatement(chain, scope.drain()) };
   }
 
-  /** A denied or failed mutation, in its own transaction. Failing to write it fails nothing else. */
-  async recordFailure(spec: Omit<AuditedWork<unknown>, 'work' | 'transactional'>, error: unknown, org?: OrgRef): Promise<void> {
+  /**
+   * A denied or failed request, in its own transaction (sanitized if PostgreSQL refuses it as
+   * written). Failing to write it fails nothing else, but is logged as an error and counted in
+   * coffer_audit_write_failures_total: the app log is never its only, unnoticed trace.
+   */
+  async recordFailure(
+    spec: Omit<AuditedWork<unknown>, 'work' | 'transactional'>,
+    error: unknown,
+    org?: OrgRef,
+    details: Record<string, unknown> = {},
+  ): Promise<void> {
     const { body, status } = toErrorResponse(error, spec.source.requestId ?? '');
     const scope = new AuditScope(spec.actor, spec.source);
     try {
       scope.add({
+        ...details,
         action: spec.automatic!.action,
         outcome: 'failure',
         target: spec.automatic!.target() ?? undefined,
@@ -123,7 +134,11 @@ export class AuditService {
       await this.repository.appendAlone(spec.chain(org), scope.entries());
     } catch (failure) {
       const e = failure as Error;
-      this.logger.error({ requestId: spec.source.requestId, err: { name: e?.name, message: e?.message } }, 'audit entry of a failed request not written');
+      auditWriteFailures.inc({ kind: 'failure_entry' });
+      this.logger.error(
+        { requestId: spec.source.requestId, action: spec.automatic?.action, err: { name: e?.name, message: e?.message } },
+        'audit entry of a failed request not written',
+      );
     }
   }
 
@@ -140,6 +155,21 @@ export class AuditService {
     const scope = new AuditScope(actor, source);
     for (const entry of entries) scope.add(entry);
     await this.repository.appendAlone(chain, scope.entries());
+  }
+
+  /**
+   * Appends entries, as the current request's or job's actor and source, to a chain other than
+   * the one its scope writes to: a change made from the control plane in an org's database (its
+   * first admin and their key). Inside a unit of work the append joins that unit's transaction
+   * on the chain's database, so the entries commit with the change or not at all.
+   */
+  async appendTo(chain: AuditChain, entries: AuditParams[]): Promise<void> {
+    const current = currentAuditScope();
+    if (!current) throw new Error('appendTo() called outside a request or job');
+    const scope = new AuditScope(current.actor, current.source);
+    for (const entry of entries) scope.add(entry);
+    const statement = this.repository.appendStatement(chain, scope.entries());
+    if (statement) await chain.pool().query(statement);
   }
 
   list(chain: AuditChain, query: AuditQuery) {

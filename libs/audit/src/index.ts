@@ -12,3 +12,4 @@ export * from './wrapped-keys';
 export * from './audit-anchors';
 export * from './audit-signing';
 export * from './offline-verifier';
+export * from './audit-sanitize';

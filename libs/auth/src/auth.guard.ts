@@ -7,7 +7,7 @@ import { AppError, controlCharacterInParams, sanitizedParams } from '@coffer/htt
 import { ApiKeysService } from '@coffer/users';
 import { Access, ACCESS_KEY } from './access.decorators';
 import { actorId, OrgRegistry, Principal } from '@coffer/tenancy';
-import { actorOf, automaticAction, isMutation, requestSource, targetOf } from './request-audit';
+import { actorOf, automaticAction, requestSource, targetOf } from './request-audit';
 import { PlatformTokensService } from './platform-tokens.service';
 
 const DENY_BY_DEFAULT: Access = { kind: 'platform_admin' };
@@ -39,19 +39,18 @@ export class AuthGuard implements CanActivate {
     try {
       return await this.authorize(access, principal, request);
     } catch (error) {
-      // A known caller denied a mutation: their own org's chain (or the control plane's) says so.
-      const action = automaticAction(this.reflector, context, request);
-      if (action && isMutation(request)) {
-        await this.audit.recordFailure(
-          {
-            actor: actorOf(principal),
-            source: requestSource(request),
-            chain: () => this.audit.chain(request.principalOrg),
-            automatic: { action, target: () => targetOf(request) },
-          },
-          error,
-        );
-      }
+      // A known caller denied, a mutation or a read (a member probing the audit log): their own
+      // org's chain (or the control plane's) says so.
+      const action = automaticAction(this.reflector, context, request) ?? `${request.method} ${request.routeOptions.url}`;
+      await this.audit.recordFailure(
+        {
+          actor: actorOf(principal),
+          source: requestSource(request),
+          chain: () => this.audit.chain(request.principalOrg),
+          automatic: { action, target: () => targetOf(request) },
+        },
+        error,
+      );
       throw error;
     }
   }

@@ -14,6 +14,16 @@ export class UnitOfWork {
   private readonly open = new Map<string, Promise<PoolClient>>();
   private savepoints = 0;
   private finished = false;
+  private committed: (() => void)[] = [];
+
+  /**
+   * Runs `fn` once the unit's transactions have committed (not if they roll back): what must
+   * not happen before the change is visible to others, such as dropping a cache entry that a
+   * concurrent reader would otherwise fill again with the row as it was before the commit.
+   */
+  afterCommit(fn: () => void): void {
+    this.committed.push(fn);
+  }
 
   /** The transaction's client on `pool`, begun on first use. */
   client(key: string, pool: Pool): Promise<PoolClient> {
@@ -85,7 +95,10 @@ export class UnitOfWork {
       }
     }
     this.open.clear();
+    const hooks = this.committed;
+    this.committed = [];
     if (failure) throw failure;
+    for (const hook of hooks) hook();
   }
 
   /** commit(), after which the unit stays usable: the next query begins new transactions. */
@@ -102,6 +115,7 @@ export class UnitOfWork {
 
   async rollback(): Promise<void> {
     this.finished = true;
+    this.committed = [];
     const clients = await Promise.all([...this.open.values()].map((c) => c.catch(() => undefined)));
     this.open.clear();
     await Promise.all(

@@ -15,6 +15,8 @@ export const ERROR_STATUS = {
   forbidden: 403,
   https_required: 403,
   link_revoked: 403,
+  /** The platform admin may not mint a key for an org's user: it would act as them. */
+  impersonation_refused: 403,
   route_not_found: 404,
   organization_not_found: 404,
   user_not_found: 404,

@@ -4,7 +4,7 @@ import { Inject, Injectable, OnApplicationBootstrap, OnApplicationShutdown } fro
 import { ModuleRef } from '@nestjs/core';
 import type { FastifyInstance } from 'fastify';
 import { collectDefaultMetrics, Gauge, Histogram, Registry } from 'prom-client';
-import { AuditDeliveryService } from '@coffer/audit';
+import { AuditDeliveryService, auditWriteFailures } from '@coffer/audit';
 import { APP_CONFIG, AppConfig } from '@coffer/config';
 import { JobsService, QUEUE_NAMES } from '@coffer/jobs';
 import { KeyRotationRepository } from '@coffer/keys';
@@ -50,6 +50,7 @@ export class MetricsService implements OnApplicationBootstrap, OnApplicationShut
     private readonly spool: SpoolRepository,
   ) {
     collectDefaultMetrics({ register: this.registry, prefix: 'coffer_' });
+    this.registry.registerMetric(auditWriteFailures);
     const self = this;
     new Gauge({
       name: 'coffer_kms_up',

@@ -22,6 +22,11 @@ export class OrgProvisioner {
     private readonly spool: SpoolService,
   ) {}
 
+  /** Runs `fn` while no other creation of `slug` runs (an advisory lock on the control plane). */
+  exclusively<T>(slug: string, fn: () => Promise<T>): Promise<T> {
+    return this.repository.exclusively(`coffer-org-create:${slug}`, fn);
+  }
+
   /** Registers the org (status provisioning), or returns the existing registration of the slug. */
   async register(slug: string, name: string): Promise<{ org: OrgRef; created: boolean }> {
     const id = randomId();

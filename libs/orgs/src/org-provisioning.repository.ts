@@ -22,6 +22,21 @@ import { OrgRef, OrgRow, toOrgRef } from '@coffer/tenancy';
 export class OrgProvisioningRepository {
   constructor(@Inject(APP_CONFIG) private readonly config: AppConfig) {}
 
+  /**
+   * Runs `fn` holding a session advisory lock named `name` on a connection of its own to the
+   * control plane (released when `fn` ends, or with the connection should the process die).
+   */
+  async exclusively<T>(name: string, fn: () => Promise<T>): Promise<T> {
+    return withClient(this.config.DATABASE_OWNER_URL, async (owner) => {
+      await owner.query('SELECT pg_advisory_lock(hashtextextended($1, 0))', [name]);
+      try {
+        return await fn();
+      } finally {
+        await owner.query('SELECT pg_advisory_unlock(hashtextextended($1, 0))', [name]).catch(() => undefined);
+      }
+    });
+  }
+
   /** Inserts the registration (status provisioning), or returns the one the slug already has. */
   async register(org: { id: string; slug: string; name: string; databaseName: string }): Promise<{ org: OrgRef; created: boolean }> {
     return withClient(this.config.DATABASE_OWNER_URL, async (owner) => {

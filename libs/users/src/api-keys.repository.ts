@@ -95,12 +95,19 @@ export class ApiKeysRepository {
     return rows[0].n;
   }
 
-  /** Marks keys past their expiry; idempotent, so a job run twice does no harm. */
-  async markExpired(org: OrgRef): Promise<string[]> {
+  /**
+   * Marks at most `limit` keys past their expiry (the oldest expiries first); idempotent, so a
+   * job run twice does no harm.
+   */
+  async markExpired(org: OrgRef, limit: number): Promise<string[]> {
     const { rows } = await this.pool(org).query<{ id: string }>(
       `UPDATE api_keys SET expired_at = now()
-       WHERE revoked_at IS NULL AND expired_at IS NULL AND expires_at IS NOT NULL AND expires_at <= now()
+       WHERE id IN (
+         SELECT id FROM api_keys
+         WHERE revoked_at IS NULL AND expired_at IS NULL AND expires_at IS NOT NULL AND expires_at <= now()
+         ORDER BY expires_at, id LIMIT $1 FOR UPDATE)
        RETURNING id`,
+      [limit],
     );
     return rows.map((r) => r.id);
   }

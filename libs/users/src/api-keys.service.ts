@@ -2,6 +2,7 @@ import { Inject, Injectable } from '@nestjs/common';
 import { APP_CONFIG, AppConfig } from '@coffer/config';
 import { ClientBase, Pool } from 'pg';
 import { formatOrgKey, generateSecret, hashSecret, randomId, secretMatches } from '@coffer/crypto';
+import { UnitOfWork } from '@coffer/database';
 import { AppError } from '@coffer/http';
 import type { OrgRef } from '@coffer/tenancy';
 import { ApiKeysRepository, KeyCredentials } from './api-keys.repository';
@@ -19,10 +20,14 @@ export interface VerifiedKey {
 export class ApiKeysService {
   /**
    * Credentials read for authentication, kept API_KEY_CACHE_TTL_MS. Revoking a key or disabling
-   * a user drops them here at once; another replica may accept the key until its copy ages out
+   * a user drops them here once the revoking transaction has committed (before its response),
+   * and a read begun before that drop is not cached: on this replica the first request after
+   * the revoke's answer is refused. Another replica may accept the key until its copy ages out
    * (at most the TTL). The secret check, expiry and state are still evaluated on every request.
    */
   private readonly credentialCache = new Map<string, { credentials: KeyCredentials | undefined; at: number }>();
+  /** Bumped by every eviction: a read that began before one may hold the old row, and is not cached. */
+  private generation = 0;
 
   constructor(
     private readonly keys: ApiKeysRepository,
@@ -57,7 +62,7 @@ export class ApiKeysService {
 
   async revoke(org: OrgRef, keyId: string): Promise<ApiKey> {
     const key = await this.keys.revoke(org, keyId);
-    this.credentialCache.delete(cacheKey(org, keyId));
+    this.evictAfterCommit(() => this.credentialCache.delete(cacheKey(org, keyId)));
     if (!key) throw new AppError('api_key_not_found', 'no such API key in this organization');
     return key;
   }
@@ -72,7 +77,23 @@ export class ApiKeysService {
 
   /** Called when a user is disabled: none of their keys may authenticate from now on. */
   forgetUser(userId: string): void {
-    for (const [key, entry] of this.credentialCache) if (entry.credentials?.userId === userId) this.credentialCache.delete(key);
+    this.evictAfterCommit(() => {
+      for (const [key, entry] of this.credentialCache) if (entry.credentials?.userId === userId) this.credentialCache.delete(key);
+    });
+  }
+
+  /**
+   * Evicts once the current unit of work has committed (at once outside one): evicted before
+   * the commit, a concurrent request would cache the row as it still is for up to the TTL.
+   */
+  private evictAfterCommit(evict: () => void): void {
+    const run = () => {
+      this.generation++;
+      evict();
+    };
+    const unit = UnitOfWork.current();
+    if (unit) unit.afterCommit(run);
+    else run();
   }
 
   private async credentials(org: OrgRef, keyId: string): Promise<KeyCredentials | undefined> {
@@ -80,8 +101,9 @@ export class ApiKeysService {
     const key = cacheKey(org, keyId);
     const hit = this.credentialCache.get(key);
     if (hit && Date.now() - hit.at < ttl) return hit.credentials;
+    const generation = this.generation;
     const credentials = await this.keys.credentials(org, keyId);
-    if (ttl > 0) {
+    if (ttl > 0 && generation === this.generation) {
       if (this.credentialCache.size >= 10_000) this.credentialCache.clear();
       this.credentialCache.set(key, { credentials, at: Date.now() });
     }
@@ -92,8 +114,9 @@ export class ApiKeysService {
     return this.keys.countDueToExpire(org);
   }
 
-  markExpired(org: OrgRef): Promise<string[]> {
-    return this.keys.markExpired(org);
+  /** At most `limit` keys past their expiry, marked expired: a batch. */
+  markExpired(org: OrgRef, limit: number): Promise<string[]> {
+    return this.keys.markExpired(org, limit);
   }
 }
 

@@ -53,20 +53,27 @@ export class UsersController {
     return { user: await this.users.disable(org, userId) };
   }
 
-  /** Admins issue keys to anyone in the org; any user may issue keys to themselves. */
+  /**
+   * Admins issue keys to anyone in the org; any user may issue keys to themselves. The platform
+   * admin never does (impersonation_refused, audited): a key would let it act as that user. It
+   * gets an org's first admin's key only from creating the org (POST /organizations).
+   */
   @Post(':userId/api-keys')
   @HttpCode(201)
   @OrgAccess(['admin', 'security_officer', 'member'], { platformAdmin: true })
   @AuditAction('api_key.created')
   @ApiOperation({ summary: 'Issue an API key to a user; the secret is shown only in this response' })
   @ApiJsonBody(CreateApiKeyBody)
-  @ApiErrors('forbidden', 'organization_not_found', 'user_not_found', 'user_disabled')
+  @ApiErrors('forbidden', 'impersonation_refused', 'organization_not_found', 'user_not_found', 'user_disabled')
   async issueKey(
     @CurrentOrg() org: OrgRef,
     @CurrentPrincipal() principal: Principal,
     @Param('userId') userId: string,
     @Body(new ZodValidationPipe(CreateApiKeyBody)) body: CreateApiKeyBody,
   ) {
+    if (principal.kind === 'platform_admin') {
+      throw new AppError('impersonation_refused', "the platform admin may not issue keys to an organization's users");
+    }
     if (principal.kind === 'user' && principal.role !== 'admin' && principal.userId !== userId) {
       throw new AppError('forbidden', 'only an admin may issue keys to other users');
     }
