@@ -6,7 +6,13 @@ import { OrgProvisioner } from '@coffer/orgs';
 import { bearer, type OrgClient } from '../support/client';
 import { TestWorld } from '../support/world';
 
-const PUBLIC_ROUTES = new Set(['/health/live', '/health/ready', '/api/v1/openapi.json']);
+// The audit chains' public keys are public by design (offline verification); they need a chain.
+const PUBLIC_ROUTES = new Map([
+  ['/health/live', ''],
+  ['/health/ready', ''],
+  ['/api/v1/openapi.json', ''],
+  ['/api/v1/audit/keys', '?chain=control'],
+]);
 
 describe('API over HTTP (Fastify, PostgreSQL, Redis)', () => {
   let world: TestWorld;
@@ -100,11 +106,11 @@ describe('API over HTTP (Fastify, PostgreSQL, Redis)', () => {
     assert.deepEqual([missing.status, missing.body.error.code], [404, 'organization_not_found']);
   });
 
-  test('every route but health, the OpenAPI document and signed asset links requires a bearer token', async () => {
+  test('every route but health, the OpenAPI document, the audit public keys and signed asset links requires a bearer token', async () => {
     assert.ok(routes.length >= 10);
     for (const route of routes) {
       const path = fill(route.url, { org: a.slug, userId: a.adminUserId, keyId: a.adminKeyId, name: 'handbook', version: '1' });
-      const res = await world.http()[route.method.toLowerCase() as 'get'](path).send({});
+      const res = await world.http()[route.method.toLowerCase() as 'get'](path + (PUBLIC_ROUTES.get(route.url) ?? '')).send({});
       if (PUBLIC_ROUTES.has(route.url)) {
         assert.equal(res.status, 200, `${route.url} is public`);
       } else {
