@@ -1,6 +1,7 @@
 import 'reflect-metadata';
 import { auditBenchmark } from './audit.bench';
 import { authBenchmark } from './auth.bench';
+import { memoryBenchmark } from './memory.bench';
 import { noisyNeighbourBenchmark } from './noisy-neighbour.bench';
 import { packagesBenchmark } from './packages.bench';
 import { rotationBenchmark } from './rotation.bench';
@@ -13,6 +14,7 @@ async function main() {
     ['auth', () => authBenchmark(seconds)],
     ['audit', () => auditBenchmark(seconds)],
     ['packages', () => packagesBenchmark()],
+    ['memory', () => memoryBenchmark()],
     ['rotation', () => rotationBenchmark(seconds)],
     ['noisy-neighbour', () => noisyNeighbourBenchmark(seconds)],
   ];
