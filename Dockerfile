@@ -17,6 +17,14 @@ FROM node:24.21.0-bookworm-slim
 RUN apt-get update \
   && apt-get install -y --no-install-recommends openssl ca-certificates tini \
   && rm -rf /var/lib/apt/lists/*
+# pg_dump and pg_restore for `coffer backup` / `coffer restore` (ADR 0012): of compose's PostgreSQL
+# major (17) or newer, from the PostgreSQL project's apt repository (bookworm's own is 15), whose
+# signing key postgresql-common ships.
+RUN apt-get update \
+  && apt-get install -y --no-install-recommends postgresql-common \
+  && /usr/share/postgresql-common/pgdg/apt.postgresql.org.sh -y \
+  && apt-get install -y --no-install-recommends postgresql-client-17 \
+  && rm -rf /var/lib/apt/lists/*
 ENV NODE_ENV=production
 WORKDIR /app
 COPY --from=build /src/package.json ./package.json
@@ -24,12 +32,13 @@ COPY --from=build /src/node_modules ./node_modules
 COPY --from=build /src/dist/apps ./dist/apps
 COPY --from=build /src/dist/libs ./dist/libs
 COPY deploy/docker/coffer /usr/local/bin/coffer
-# Volumes, owned by the process user: the api's state (TLS_DIR, the bootstrap token) and init's
-# OpenBao keys. A new named volume takes the ownership of the directory it is mounted on.
+# Volumes, owned by the process user: the api's state (TLS_DIR, the bootstrap token), init's
+# OpenBao keys and the AppRole secret id the unsealer renews (docs/adr/0011-unattended-restart.md).
+# A new named volume takes the ownership of the directory it is mounted on.
 RUN chmod 0755 /usr/local/bin/coffer \
-  && mkdir -p /var/lib/coffer /var/lib/coffer-init \
-  && chown node:node /var/lib/coffer /var/lib/coffer-init \
-  && chmod 0700 /var/lib/coffer /var/lib/coffer-init
+  && mkdir -p /var/lib/coffer /var/lib/coffer-init /var/lib/coffer-approle \
+  && chown node:node /var/lib/coffer /var/lib/coffer-init /var/lib/coffer-approle \
+  && chmod 0700 /var/lib/coffer /var/lib/coffer-init /var/lib/coffer-approle
 USER node
 ENTRYPOINT ["/usr/bin/tini", "--", "/usr/local/bin/coffer"]
 CMD ["api"]

@@ -1,5 +1,6 @@
 import request from 'supertest';
 import { startApiProcess, stopProcess } from '../test/support/api-process';
+import { installCoffer } from '../test/support/installation';
 import { createTestEnv } from '../test/support/test-env';
 import { measure, report } from './harness';
 
@@ -10,6 +11,8 @@ import { measure, report } from './harness';
  */
 export async function authBenchmark(seconds: number): Promise<boolean> {
   const env = await createTestEnv();
+  // As compose and the local start do: `coffer migrate`, then the provisioner, before the API.
+  const installation = await installCoffer(env.config);
   const { child, url } = await startApiProcess(env.config);
   try {
     const admin = `Bearer ${env.takeBootstrapToken()}`;
@@ -37,6 +40,7 @@ export async function authBenchmark(seconds: number): Promise<boolean> {
     return report('auth: GET /api/v1/organizations/:org (API key) vs GET /health/live', mean(subject), mean(baseline), 0.5);
   } finally {
     await stopProcess(child);
+    await installation.close();
     await env.destroy();
   }
 }

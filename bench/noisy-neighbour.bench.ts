@@ -1,5 +1,6 @@
 import type { AppConfig } from '@coffer/config';
 import { startApiProcess, stopProcess } from '../test/support/api-process';
+import { installCoffer } from '../test/support/installation';
 import { createTestEnv } from '../test/support/test-env';
 import { loadInChild, measure, Measurement } from './harness';
 
@@ -40,6 +41,8 @@ export async function noisyNeighbourBenchmark(seconds: number): Promise<boolean>
 
 async function scenario(overrides: Partial<Record<keyof AppConfig, string>>, seconds: number, rounds: number) {
   const env = await createTestEnv(overrides);
+  // As compose and the local start do: `coffer migrate`, then the provisioner, before the API.
+  const installation = await installCoffer(env.config);
   const { child, url } = await startApiProcess(env.config);
   try {
     const admin = `Bearer ${env.takeBootstrapToken()}`;
@@ -101,6 +104,7 @@ async function scenario(overrides: Partial<Record<keyof AppConfig, string>>, sec
     };
   } finally {
     await stopProcess(child);
+    await installation.close();
     await env.destroy();
   }
 }

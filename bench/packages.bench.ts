@@ -7,6 +7,7 @@ import { createStorageDriver } from '@coffer/storage';
 import { startApiProcess, stopProcess } from '../test/support/api-process';
 import { getDigest, putRepeated } from '../test/support/raw-http';
 import { startS3 } from '../test/support/s3-server';
+import { installCoffer } from '../test/support/installation';
 import { createTestEnv } from '../test/support/test-env';
 
 const MiB = 1024 ** 2;
@@ -34,6 +35,8 @@ export async function packagesBenchmark(): Promise<boolean> {
 
 async function runOn(name: string, overrides: Record<string, string>, goal: number): Promise<boolean> {
   const env = await createTestEnv(overrides);
+  // As compose and the local start do: `coffer migrate`, then the provisioner, before the API.
+  const installation = await installCoffer(env.config);
   const { child, url } = await startApiProcess(env.config);
   const block = randomBytes(MiB);
   try {
@@ -90,6 +93,7 @@ async function runOn(name: string, overrides: Record<string, string>, goal: numb
     return met;
   } finally {
     await stopProcess(child);
+    await installation.close();
     await env.destroy();
   }
 }

@@ -3,6 +3,7 @@ import { randomBytes } from 'node:crypto';
 import { readFileSync } from 'node:fs';
 import { Agent, request as httpRequest } from 'node:http';
 import { startApiProcess, startWorkerProcess, stopProcess } from '../test/support/api-process';
+import { installCoffer } from '../test/support/installation';
 import { createTestEnv } from '../test/support/test-env';
 
 const KiB = 1024;
@@ -37,6 +38,8 @@ interface Phase {
  */
 export async function rotationBenchmark(seconds: number): Promise<boolean> {
   const env = await createTestEnv();
+  // As compose and the local start do: `coffer migrate`, then the provisioner, before the API.
+  const installation = await installCoffer(env.config);
   let api: ChildProcess | undefined;
   let worker: ChildProcess | undefined;
   const agent = new Agent({ keepAlive: true, maxSockets: 64 });
@@ -95,6 +98,7 @@ export async function rotationBenchmark(seconds: number): Promise<boolean> {
     agent.destroy();
     await stopProcess(worker);
     await stopProcess(api);
+    await installation.close();
     await env.destroy();
   }
 }

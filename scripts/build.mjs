@@ -4,7 +4,7 @@
 // and library is one (test/build/nest-cli.spec.ts fails when one is missing), plus test/ and
 // bench/, which are not projects. A library left out would type-check (tsconfig maps every
 // `@coffer/*`) but its imports would not be rewritten, so the test is what keeps the two in step.
-import { readdirSync, readFileSync, mkdirSync, writeFileSync, rmSync, statSync } from 'node:fs';
+import { readdirSync, readFileSync, mkdirSync, renameSync, writeFileSync, rmSync, statSync } from 'node:fs';
 import { dirname, join, relative, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 
@@ -17,9 +17,14 @@ const paths = Object.fromEntries(
   projects.filter(([, project]) => project.type === 'library').map(([name, project]) => [`@coffer/${name}`, [project.sourceRoot]]),
 );
 
+/**
+ * Builds into a directory of its own, then swaps it in for dist/: tests already running (another
+ * `npm test -- <filter>` in the same checkout) keep finding every file.
+ */
 export async function build() {
   const swc = await import('@swc/core');
-  rmSync(out, { recursive: true, force: true });
+  const staging = join(root, `.dist-${process.pid}`);
+  rmSync(staging, { recursive: true, force: true });
   const files = sources.flatMap((dir) => walk(join(root, dir)));
   await Promise.all(
     files.map(async (file) => {
@@ -36,12 +41,20 @@ export async function build() {
         },
         module: { type: 'commonjs' },
       });
-      const target = join(out, relative(root, file)).replace(/\.ts$/, '.js');
+      const target = join(staging, relative(root, file)).replace(/\.ts$/, '.js');
       mkdirSync(dirname(target), { recursive: true });
       writeFileSync(target, `${code}\n//# sourceMappingURL=${target.split('/').pop()}.map\n`);
       writeFileSync(`${target}.map`, map);
     }),
   );
+  const old = `${staging}-old`;
+  try {
+    renameSync(out, old);
+  } catch (error) {
+    if (error.code !== 'ENOENT') throw error;
+  }
+  renameSync(staging, out);
+  rmSync(old, { recursive: true, force: true });
   return files.length;
 }
 

@@ -33,6 +33,11 @@ const files = walk(join(root, 'dist'))
   .filter((f) => f.endsWith('.spec.js'))
   .filter((f) => !filter || f.includes(filter))
   .sort();
+if (files.length === 0) {
+  // node --test with no file runs every test it finds: a filter that matches nothing is a mistake.
+  log(`no compiled test file matches '${filter}'`);
+  process.exit(1);
+}
 log(`running ${files.length} test files`);
 const status = run(
   process.execPath,

@@ -1,7 +1,8 @@
 // `npm run up`: Coffer on embedded defaults, in the foreground until Ctrl-C. Installs the npm
 // dependencies, builds, uses PostgreSQL and Redis at the configured URLs or starts private ones
-// under .coffer/, creates the owner and app roles, runs the API (which migrates) and the worker,
-// and writes .coffer/local.json so that scripts and people can find the running system.
+// under .coffer/, creates the owner and app roles, runs `coffer migrate`, then the provisioner
+// (the only long-running process with the owner's credentials), the API and the worker (app role
+// only: they refuse the owner's), and writes .coffer/local.json so that scripts and people can find the running system.
 // Everything it creates on PostgreSQL and Redis is named after this checkout's installation id
 // (.coffer/installation.json), so that two checkouts on one machine never share data.
 import { spawn } from 'node:child_process';
@@ -88,12 +89,14 @@ const childEnv = {
   KMS_LOCAL_MASTER_KEY_FILE: env.KMS_LOCAL_MASTER_KEY_FILE ?? masterKeyPath,
 };
 
+// The API and the worker never see the owner's credentials.
+const { DATABASE_OWNER_URL: _owner, ...appEnv } = childEnv;
 const children = [];
 let stopping = false;
-const startApp = (name) => {
+const startApp = (name, env = appEnv) => {
   const child = spawn(process.execPath, ['--enable-source-maps', join(root, `dist/apps/${name}/src/main.js`)], {
     cwd: root,
-    env: childEnv,
+    env,
     stdio: 'inherit',
   });
   child.on('exit', (code) => {
@@ -109,7 +112,8 @@ const startApp = (name) => {
 async function shutdown(code) {
   stopping = true;
   for (const child of children) if (child.exitCode === null) child.kill('SIGTERM');
-  const deadline = Date.now() + 10_000;
+  // The API drains requests in flight for SHUTDOWN_GRACE_MS (25 s by default), then exits.
+  const deadline = Date.now() + 35_000;
   while (children.some((c) => c.exitCode === null && c.signalCode === null) && Date.now() < deadline) {
     await new Promise((r) => setTimeout(r, 100));
   }
@@ -121,6 +125,18 @@ async function shutdown(code) {
 process.on('SIGINT', () => void shutdown(0));
 process.on('SIGTERM', () => void shutdown(0));
 
+const migrate = spawn(process.execPath, ['--enable-source-maps', join(root, 'dist/apps/cli/src/main.js'), 'migrate'], {
+  cwd: root,
+  env: { ...childEnv, LOG_LEVEL: 'warn' },
+  stdio: ['ignore', 'ignore', 'inherit'],
+});
+const migrated = await new Promise((done) => migrate.once('exit', done));
+if (migrated !== 0) {
+  log(`coffer migrate exited with code ${migrated}; stopping`);
+  await shutdown(migrated || 1);
+}
+log('migrated the control plane and every org database');
+startApp('provisioner', childEnv);
 startApp('api');
 const deadline = Date.now() + 60_000;
 while (!(await isReady())) {

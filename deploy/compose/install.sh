@@ -200,9 +200,8 @@ MINIO_BUCKET=coffer
 MINIO_COFFER_ACCESS_KEY=coffer-$(openssl rand -hex 8)
 MINIO_COFFER_SECRET_KEY=$(secret)
 
-# --- OpenBao: the AppRole coffer init registers and the api and worker log in with ------
+# --- OpenBao: the AppRole coffer init registers; its expiring secret ids live in a volume --
 KMS_VAULT_ROLE_ID=$(uuid)
-KMS_VAULT_SECRET_ID=$(secret)
 ENV
 }
 

@@ -32,6 +32,7 @@ export interface ComposeFile {
   networks: Record<string, { internal?: boolean } | null>;
   volumes: Record<string, unknown>;
   'x-coffer-env': Record<string, string>;
+  'x-coffer-owner-env': Record<string, string>;
 }
 
 /** A value an override file marks `!override`: it replaces the base's instead of merging with it. */

@@ -18,13 +18,12 @@ const DOT_ENV = {
   MINIO_COFFER_SECRET_KEY: 'secret',
 };
 
-/** The configuration the api and worker containers load, as Compose interpolates it. */
+/** The configuration the api and worker containers load (and the owner's services'), as Compose interpolates it. */
 function containerConfig(env: Record<string, string> = {}) {
   const compose = parseCompose();
-  const values = Object.fromEntries(
-    Object.entries(compose['x-coffer-env']).map(([key, value]) => [key, interpolate(String(value), { ...DOT_ENV, ...env })]),
-  );
-  return { compose, config: loadConfig(values) };
+  const load = (section: Record<string, string>, owner: 'refused' | 'required') =>
+    loadConfig(Object.fromEntries(Object.entries(section).map(([key, value]) => [key, interpolate(String(value), { ...DOT_ENV, ...env })])), owner);
+  return { compose, config: load(compose['x-coffer-env'], 'refused'), ownerConfig: load(compose['x-coffer-owner-env'], 'required') };
 }
 
 describe('deploy/compose/compose.yaml: database connections (ADR 0009, docs/database-sizing.md)', () => {
@@ -41,8 +40,8 @@ describe('deploy/compose/compose.yaml: database connections (ADR 0009, docs/data
   });
 
   test('the app role connects to PostgreSQL itself, no pooler in between', () => {
-    const { compose, config } = containerConfig();
-    for (const url of [config.DATABASE_APP_URL, config.DATABASE_OWNER_URL]) assert.equal(new URL(url).host, 'postgres:5432');
+    const { compose, config, ownerConfig } = containerConfig();
+    for (const url of [config.DATABASE_APP_URL, ownerConfig.DATABASE_OWNER_URL!]) assert.equal(new URL(url).host, 'postgres:5432');
     assert.deepEqual(
       Object.values(compose.services).filter((s) => /pgbouncer|pgpool|odyssey|pgcat/i.test(s.image ?? '')),
       [],

@@ -16,7 +16,7 @@ import {
 } from './compose-file';
 import { REPO_ROOT } from '../support/api-process';
 
-const ONE_SHOTS = ['init', 'minio-init', 'seaweedfs-init'];
+const ONE_SHOTS = ['init', 'migrate', 'minio-init', 'seaweedfs-init'];
 
 /** Compose's byte sizes (`512m`, `1g`) and durations (`30s`, `1m30s`). */
 const BYTES: Record<string, number> = { b: 1, k: 2 ** 10, m: 2 ** 20, g: 2 ** 30 };
@@ -62,7 +62,7 @@ function checkOperatorTooling(compose: ComposeFile) {
 /** Every image is pinned to an exact release; Coffer's own is COFFER_IMAGE, which .env must set. */
 function checkImages(compose: ComposeFile) {
   for (const [name, service] of activeServices(compose)) {
-    if (['api', 'worker', 'init', 'seaweedfs-init'].includes(name)) {
+    if (['api', 'worker', 'provisioner', 'migrate', 'init', 'unsealer', 'seaweedfs-init'].includes(name)) {
       assert.equal(service.image, '${COFFER_IMAGE:?run ./install.sh first}', name);
       continue;
     }
@@ -113,12 +113,18 @@ describe('deploy/compose/compose.yaml', () => {
     assert.equal(services.find(([name]) => name === 'worker')![1].ports, undefined, 'the worker publishes nothing');
   });
 
-  test('api, worker and init get every variable of the config schema, and only those', () => {
+  test("Coffer's services get every variable of the config schema, and only those; only migrate, provisioner and init hold the owner's", () => {
     const schemaKeys = [...CONFIG_KEYS].sort();
-    assert.deepEqual(Object.keys(compose['x-coffer-env']).sort(), schemaKeys, 'x-coffer-env');
-    for (const name of ['api', 'worker']) assert.deepEqual(Object.keys(compose.services[name].environment!).sort(), schemaKeys, name);
+    const withoutOwner = schemaKeys.filter((k) => k !== 'DATABASE_OWNER_URL');
+    assert.deepEqual(Object.keys(compose['x-coffer-env']).sort(), withoutOwner, 'x-coffer-env');
+    assert.deepEqual(Object.keys(compose['x-coffer-owner-env']).sort(), schemaKeys, 'x-coffer-owner-env');
+    for (const name of ['api', 'worker']) assert.deepEqual(Object.keys(compose.services[name].environment!).sort(), withoutOwner, name);
+    for (const name of ['migrate', 'provisioner']) assert.deepEqual(Object.keys(compose.services[name].environment!).sort(), schemaKeys, name);
     const init = Object.keys(compose.services.init.environment!);
     assert.deepEqual(init.filter((k) => !k.startsWith('COFFER_INIT_')).sort(), schemaKeys, 'init');
+    const holders = services.filter(([, s]) => JSON.stringify(s.environment ?? {}).includes('COFFER_DB_OWNER_PASSWORD')).map(([name]) => name);
+    assert.deepEqual(holders.sort(), ['init', 'migrate', 'provisioner'], "the owner's password reaches these services only");
+    assert.equal(compose.services.provisioner.ports, undefined, 'the provisioner publishes nothing');
     const example = readFileSync(join(REPO_ROOT, '.env.example'), 'utf8');
     assert.deepEqual([...example.matchAll(/^([A-Z][A-Z0-9_]+)=/gm)].map((m) => m[1]).sort(), schemaKeys, '.env.example');
   });
@@ -130,8 +136,8 @@ describe('deploy/compose/compose.yaml', () => {
         continue;
       }
       assert.equal(service.restart, 'unless-stopped', name);
-      // The worker serves nothing to probe; it exits on a fatal error and is restarted.
-      if (name !== 'worker') assert.ok(service.healthcheck?.test.length, `${name} has a healthcheck`);
+      // The provisioner serves nothing to probe; it exits on a fatal error and is restarted.
+      if (name !== 'provisioner') assert.ok(service.healthcheck?.test.length, `${name} has a healthcheck`);
     }
     for (const [name, service] of services) {
       for (const [target, { condition }] of Object.entries(service.depends_on ?? {})) {
@@ -144,8 +150,10 @@ describe('deploy/compose/compose.yaml', () => {
       }
     }
     for (const name of ['api', 'worker']) {
-      assert.deepEqual(Object.keys(compose.services[name].depends_on!).sort(), ['init', 'minio-init', 'openbao', 'postgres', 'redis'], name);
+      assert.deepEqual(Object.keys(compose.services[name].depends_on!).sort(), ['migrate', 'minio-init', 'openbao', 'postgres', 'redis'], name);
     }
+    assert.deepEqual(Object.keys(compose.services.provisioner.depends_on!).sort(), ['migrate', 'openbao', 'redis']);
+    assert.deepEqual(Object.keys(compose.services.migrate.depends_on!).sort(), ['init', 'redis'], 'migrate runs after the roles exist');
   });
 
   test('state lives in declared named volumes; mounted files exist', () => {
@@ -160,8 +168,50 @@ describe('deploy/compose/compose.yaml', () => {
     assert.ok(dataOf('postgres').includes('/var/lib/postgresql/data'));
     assert.ok(dataOf('redis').includes('/data'));
     assert.ok(dataOf('minio').includes('/data'));
-    assert.ok(dataOf('api').includes('/var/lib/coffer'), 'TLS_DIR and the bootstrap token survive a restart');
+    assert.ok(dataOf('api').includes('/var/lib/coffer'), 'TLS_DIR survives a restart');
+    assert.ok(dataOf('migrate').includes('/var/lib/coffer'), 'the bootstrap token migrate writes is kept');
     assert.ok(dataOf('init').includes('/var/lib/coffer-init'), 'the OpenBao keys survive a restart');
+    // The AppRole secret id: written by init and the unsealer, only read by the services.
+    const mounts = (name: string) => compose.services[name].volumes ?? [];
+    for (const name of ['init', 'unsealer']) assert.ok(mounts(name).includes('openbao-approle:/var/lib/coffer-approle'), name);
+    for (const name of ['api', 'worker', 'provisioner']) assert.ok(mounts(name).includes('openbao-approle:/var/lib/coffer-approle:ro'), name);
+    assert.ok(mounts('unsealer').includes('openbao-keys:/var/lib/coffer-init:ro'), 'the unsealer only reads the keys');
+    const holders = services.filter(([, s]) => (s.volumes ?? []).some((v) => v.startsWith('openbao-keys:'))).map(([name]) => name);
+    assert.deepEqual(holders.sort(), ['init', 'unsealer'], 'the unseal share reaches these services only');
+  });
+
+  test('unattended restart: OpenBao on raft storage, an unsealer that restarts with it, readiness and health that include the KMS', () => {
+    const openbao = compose.services.openbao;
+    for (const [variable, dir] of [['BAO_LOCAL_CONFIG', '/openbao/file'], ['VAULT_LOCAL_CONFIG', '/vault/file']]) {
+      const config = JSON.parse(String(openbao.environment![variable]));
+      assert.equal(config.storage.file, undefined, `${variable}: no file storage (deprecated, removed in OpenBao 2.7)`);
+      assert.deepEqual(config.storage.raft, { path: dir, node_id: 'openbao' }, variable);
+      assert.equal(config.cluster_addr, 'http://openbao:8201', `${variable}: raft needs cluster_addr`);
+      assert.equal(config.api_addr, 'http://openbao:8200', variable);
+    }
+    assert.deepEqual(openbao.volumes!.sort(), ['openbao-raft:/openbao/file', 'vault-raft:/vault/file']);
+
+    // Docker restarts `unless-stopped` services after a reboot and runs no one-shot: the unsealer
+    // is one of the former, holds the keys init wrote, and is healthy once OpenBao is unsealed.
+    const unsealer = compose.services.unsealer;
+    assert.equal(unsealer.restart, 'unless-stopped');
+    assert.deepEqual(unsealer.command, ['unseal', '--watch']);
+    assert.equal(unsealer.environment!.COFFER_INIT_OPENBAO_KEYS_FILE, compose.services.init.environment!.COFFER_INIT_OPENBAO_KEYS_FILE);
+    assert.equal(unsealer.environment!.KMS_VAULT_SECRET_ID_FILE, compose['x-coffer-env'].KMS_VAULT_SECRET_ID_FILE);
+    assert.deepEqual(unsealer.depends_on, { openbao: { condition: 'service_healthy' } });
+    assert.deepEqual(unsealer.healthcheck!.test, ['CMD', 'coffer', 'healthcheck', 'openbao']);
+    assert.equal(unsealer.environment!.COFFER_DB_OWNER_PASSWORD, undefined);
+
+    // The api's healthcheck requires status "ok", which /health/ready gives only with the KMS up;
+    // the worker's probes its own /health.
+    assert.deepEqual(compose.services.api.healthcheck!.test, ['CMD', 'coffer', 'healthcheck']);
+    assert.deepEqual(compose.services.worker.healthcheck!.test, ['CMD', 'coffer', 'healthcheck', 'worker']);
+    const entry = readFileSync(join(REPO_ROOT, 'deploy/docker/coffer'), 'utf8');
+    assert.match(entry, /JSON\.parse\(body\)\.status === "ok"/);
+    assert.match(entry, /worker\) url="http:\/\/127\.0\.0\.1:\$\{WORKER_METRICS_PORT:-\$\(\(metrics \+ 1\)\)\}\/health"/);
+    assert.match(entry, /unseal\) shift; exec node --enable-source-maps dist\/apps\/cli\/src\/compose-unseal\.js "\$@"/);
+    const controller = readFileSync(join(REPO_ROOT, 'apps/api/src/controllers/health.controller.ts'), 'utf8');
+    assert.match(controller, /checks: \{ postgres, redis, kms \}/);
   });
 
   test('MinIO encrypts server-side, and OpenBao runs as Vault by changing the image alone', () => {
@@ -169,7 +219,7 @@ describe('deploy/compose/compose.yaml', () => {
     assert.match(String(minio.MINIO_KMS_SECRET_KEY), /^coffer-minio:\$\{MINIO_KMS_SECRET_KEY:\?/);
     assert.match(readFileSync(join(COMPOSE_DIR, 'minio/minio-init.sh'), 'utf8'), /mc encrypt set sse-s3 /);
     const openbao = compose.services.openbao;
-    const config = (v: unknown) => JSON.parse(String(v)).storage.file.path;
+    const config = (v: unknown) => JSON.parse(String(v)).storage.raft.path;
     assert.equal(config(openbao.environment!.BAO_LOCAL_CONFIG), '/openbao/file');
     assert.equal(config(openbao.environment!.VAULT_LOCAL_CONFIG), '/vault/file');
     assert.deepEqual(openbao.volumes!.map((v) => v.split(':')[1]).sort(), ['/openbao/file', '/vault/file']);
@@ -207,9 +257,12 @@ describe('deploy/compose/compose.yaml', () => {
 
   test('its secrets are required from .env, never written into the file', () => {
     const variables = composeVariables(text);
-    for (const name of ['POSTGRES_PASSWORD', 'COFFER_DB_OWNER_PASSWORD', 'COFFER_DB_APP_PASSWORD', 'REDIS_PASSWORD', 'MINIO_ROOT_PASSWORD', 'MINIO_KMS_SECRET_KEY', 'KMS_VAULT_SECRET_ID']) {
+    for (const name of ['POSTGRES_PASSWORD', 'COFFER_DB_OWNER_PASSWORD', 'COFFER_DB_APP_PASSWORD', 'REDIS_PASSWORD', 'MINIO_ROOT_PASSWORD', 'MINIO_KMS_SECRET_KEY']) {
       assert.equal(variables.get(name)?.required, true, name);
     }
+    // The AppRole secret id is no longer a setting of .env: it expires, in a file the unsealer renews.
+    assert.equal(compose['x-coffer-env'].KMS_VAULT_SECRET_ID, '');
+    assert.equal(compose['x-coffer-env'].KMS_VAULT_SECRET_ID_FILE, '/var/lib/coffer-approle/secret-id');
     assert.doesNotMatch(text, /password:\s*\w|change-me/i);
   });
 });

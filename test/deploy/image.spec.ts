@@ -5,6 +5,7 @@ import { existsSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import type { ChildProcess } from 'node:child_process';
+import { migrateInstallation } from '../../apps/cli/src/migrate';
 import { freePort, REPO_ROOT, startApiProcess, stopProcess } from '../support/api-process';
 import { createTestEnv, TestEnv } from '../support/test-env';
 
@@ -55,7 +56,9 @@ describe('the container image (Dockerfile)', () => {
     assert.deepEqual([...new Set(started)].sort(), [
       'dist/apps/api/src/main.js',
       'dist/apps/cli/src/compose-init.js',
+      'dist/apps/cli/src/compose-unseal.js',
       'dist/apps/cli/src/main.js',
+      'dist/apps/provisioner/src/main.js',
       'dist/apps/worker/src/main.js',
     ]);
     for (const path of started) assert.ok(existsSync(join(REPO_ROOT, path)), `${path} is built`);
@@ -76,6 +79,7 @@ describe('the container image (Dockerfile)', () => {
     let httpsPort = '';
     before(async () => {
       env = await createTestEnv({ TLS_MODE: 'internal-ca', TLS_DIR: join(dir, 'tls') });
+      await migrateInstallation(env.config);
       const started = await startApiProcess(env.config);
       api = started.child;
       httpsPort = new URL(started.url).port;

@@ -96,7 +96,8 @@ for (const shell of SHELLS) {
         const apiEnv = apiEnvironment(compose, env);
         const config = loadConfig(apiEnv);
         assert.equal(config.KMS_PROVIDER, 'vault');
-        assert.equal(config.KMS_VAULT_SECRET_ID, env.KMS_VAULT_SECRET_ID);
+        // The AppRole's secret id expires and is re-issued into a volume: never in .env.
+        assert.deepEqual([config.KMS_VAULT_SECRET_ID, config.KMS_VAULT_SECRET_ID_FILE, env.KMS_VAULT_SECRET_ID], [undefined, '/var/lib/coffer-approle/secret-id', undefined]);
         assert.equal(new URL(config.DATABASE_APP_URL).password, env.COFFER_DB_APP_PASSWORD);
         assert.equal(config.TLS_MODE, site === acmeSite ? 'acme' : 'internal-ca');
       }

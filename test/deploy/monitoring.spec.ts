@@ -2,8 +2,11 @@ import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { readdirSync, readFileSync, statSync } from 'node:fs';
 import { join } from 'node:path';
-import type { ChildProcess } from 'node:child_process';
+import { spawn, type ChildProcess } from 'node:child_process';
+import type { INestApplicationContext } from '@nestjs/common';
 import { CORE_SCHEMA, load } from 'js-yaml';
+import { migrateInstallation } from '../../apps/cli/src/migrate';
+import { createWorker } from '../../apps/worker/src/bootstrap';
 import { freePort, REPO_ROOT, startApiProcess, stopProcess } from '../support/api-process';
 import { createTestEnv, TestEnv } from '../support/test-env';
 
@@ -89,8 +92,11 @@ interface Panel {
 describe('Prometheus rules (deploy/prometheus) and Grafana dashboard (deploy/grafana) against the metrics Coffer exports', () => {
   let env: TestEnv;
   let api: ChildProcess | undefined;
+  let worker: INestApplicationContext | undefined;
   let exported = new Set<string>();
   let families = new Set<string>();
+  const byProcess = { api: new Set<string>(), worker: new Set<string>() };
+  let workerPort = 0;
   const rules = (load(readFileSync(RULES_PATH, 'utf8'), { schema: CORE_SCHEMA }) as { groups: { name: string; rules: Rule[] }[] }).groups;
   const allRules = rules.flatMap((g) => g.rules);
   const dashboard = JSON.parse(readFileSync(DASHBOARD_PATH, 'utf8')) as {
@@ -104,17 +110,49 @@ describe('Prometheus rules (deploy/prometheus) and Grafana dashboard (deploy/gra
   before(async () => {
     const metricsPort = await freePort();
     env = await createTestEnv({ METRICS_PORT: String(metricsPort) });
+    await migrateInstallation(env.config);
     api = (await startApiProcess(env.config)).child;
-    const text = await (await fetch(`http://127.0.0.1:${metricsPort}/metrics`)).text();
-    exported = exportedNames(text);
-    families = new Set([...text.matchAll(/^# TYPE (\S+) /gm)].map((m) => m[1]));
+    // The worker's own listener (job metrics, WORKER_METRICS_PORT): a running Coffer is both.
+    workerPort = await freePort();
+    worker = await createWorker({ ...env.config, WORKER_METRICS_PORT: workerPort }, 10_000);
+    const texts = {
+      api: await (await fetch(`http://127.0.0.1:${metricsPort}/metrics`)).text(),
+      worker: await (await fetch(`http://127.0.0.1:${workerPort}/metrics`)).text(),
+    };
+    for (const [name, text] of Object.entries(texts) as ['api' | 'worker', string][]) {
+      exported = new Set([...exported, ...exportedNames(text)]);
+      byProcess[name] = new Set([...text.matchAll(/^# TYPE (\S+) /gm)].map((m) => m[1]));
+      families = new Set([...families, ...byProcess[name]]);
+    }
+    const health = await fetch(`http://127.0.0.1:${workerPort}/health`);
+    assert.deepEqual([health.status, await health.json()], [200, { status: 'ok', checks: { postgres: 'ok', redis: 'ok' } }]);
   });
   after(async () => {
+    await worker?.close();
     await stopProcess(api);
     await env?.destroy();
   });
 
-  test("a running API's /metrics declares every metric the source defines, and nothing else of Coffer's own", () => {
+  test("the worker's compose healthcheck (`coffer healthcheck worker`) probes its /health on WORKER_METRICS_PORT", async () => {
+    const healthcheck = async (port: number) => {
+      const child = spawn('sh', [join(REPO_ROOT, 'deploy/docker/coffer'), 'healthcheck', 'worker'], {
+        env: { PATH: process.env.PATH!, COFFER_APP_DIR: REPO_ROOT, WORKER_METRICS_PORT: String(port) },
+      });
+      return new Promise<number | null>((resolve) => child.on('close', resolve));
+    };
+    assert.equal(await healthcheck(workerPort), 0);
+    assert.equal(await healthcheck(await freePort()), 1, 'nothing listening: unhealthy');
+  });
+
+  test('the worker exports its job metrics and none of the per-org or KMS gauges the API exports (no double alerts)', () => {
+    assert.ok(byProcess.worker.has('coffer_job_duration_seconds'));
+    assert.ok(!byProcess.api.has('coffer_job_duration_seconds'), 'the API runs no job');
+    for (const name of ['coffer_kms_up', 'coffer_pending_writes', 'coffer_org_key_age_seconds', 'coffer_http_request_duration_seconds']) {
+      assert.ok(byProcess.api.has(name) && !byProcess.worker.has(name), name);
+    }
+  });
+
+  test("a running API's and worker's /metrics declare every metric the source defines, and nothing else of Coffer's own", () => {
     const declared = new Set<string>();
     for (const file of sourceFiles(join(REPO_ROOT, 'libs'))) {
       // `name: 'coffer_…'` (prom-client) or a helper called with the name first (`perOrg('coffer_…', …)`);

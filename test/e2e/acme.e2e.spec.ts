@@ -11,6 +11,7 @@ import { DatabaseService } from '@coffer/database';
 import { createKmsProvider } from '@coffer/kms';
 import { CertificatesRepository, certificateId, renewalAlert } from '@coffer/tls';
 import { freePort, REPO_ROOT, startApiProcess, startWorkerProcess, stopProcess } from '../support/api-process';
+import { installCoffer } from '../support/installation';
 import { Pebble, startPebble } from '../support/pebble';
 import { createTestEnv, REDIS_URL, TestEnv } from '../support/test-env';
 import { startWebhookReceiver, WebhookReceiver } from '../support/webhook';
@@ -57,6 +58,7 @@ describe('ACME on the wire: the worker orders and renews from pebble over real H
   let dir: string;
   let pebble: Pebble;
   let env: TestEnv;
+  let installation: Awaited<ReturnType<typeof installCoffer>> | undefined;
   let api: ChildProcess;
   /** A second API replica: it never orders, and serves whatever the database holds. */
   let replica: ChildProcess;
@@ -113,6 +115,7 @@ describe('ACME on the wire: the worker orders and renews from pebble over real H
       ACME_SELF_CHECK: 'false',
       ALERT_WEBHOOK_URLS: webhook.url,
     });
+    installation = await installCoffer(env.config);
     const trustPebble = { NODE_EXTRA_CA_CERTS: pebble.listenerCaFile };
     ({ child: api, url } = await startApiProcess(env.config, (chunk) => (output += chunk), { ...trustPebble, HTTP_PORT: String(httpPort), LOG_LEVEL: 'info' }));
     adminToken = env.takeBootstrapToken();
@@ -128,6 +131,7 @@ describe('ACME on the wire: the worker orders and renews from pebble over real H
     await stopProcess(worker);
     await stopProcess(api);
     await stopProcess(replica);
+    await installation?.close();
     await pebble?.stop();
     await webhook?.close();
     await env?.destroy();

@@ -14,6 +14,9 @@ const PUBLIC_ROUTES = new Map([
   ['/api/v1/audit/keys', '?chain=control'],
 ]);
 
+/** Routes of the platform admin alone that name an org: a creation's progress. */
+const PLATFORM_ORG_ROUTES = new Set(['/api/v1/organizations/:org/status']);
+
 describe('API over HTTP (Fastify, PostgreSQL, Redis)', () => {
   let world: TestWorld;
   let a: OrgClient;
@@ -31,12 +34,12 @@ describe('API over HTTP (Fastify, PostgreSQL, Redis)', () => {
   const fill = (url: string, params: Record<string, string>) =>
     url.replace(/:([A-Za-z]+)/g, (_, name: string) => params[name] ?? 'x');
 
-  test('health: live and ready answer 200 with PostgreSQL and Redis up', async () => {
+  test('health: live and ready answer 200 with PostgreSQL, Redis and the KMS up', async () => {
     const live = await world.http().get('/health/live');
     assert.equal(live.status, 200);
     const ready = await world.http().get('/health/ready');
     assert.equal(ready.status, 200);
-    assert.deepEqual(ready.body.checks, { postgres: 'ok', redis: 'ok' });
+    assert.deepEqual(ready.body, { status: 'ok', checks: { postgres: 'ok', redis: 'ok', kms: 'ok' } });
   });
 
   test('creating an organization returns it with its first admin and a key shown once', async () => {
@@ -72,7 +75,7 @@ describe('API over HTTP (Fastify, PostgreSQL, Redis)', () => {
   });
 
   test('creating an org again completes one left in provisioning by a crash', async () => {
-    const { org } = await world.app.get(OrgProvisioner).register('stuck', 'Stuck');
+    const { org } = await world.provisioner.get(OrgProvisioner).register('stuck', 'Stuck');
     assert.equal(org.status, 'provisioning');
     const hidden = await world.api.org('stuck').get();
     assert.equal(hidden.status, 404, 'an org still provisioning is not reachable');
@@ -86,7 +89,17 @@ describe('API over HTTP (Fastify, PostgreSQL, Redis)', () => {
   });
 
   test('a key of org A gets 404 on every org-B route (routes enumerated from the router)', async () => {
-    const orgRoutes = routes.filter((r) => r.url.includes(':org'));
+    // Platform-admin routes that name an org answer 403 to every org key, its own org's too: they
+    // tell nothing of B either.
+    const platformOnly = routes.filter((r) => PLATFORM_ORG_ROUTES.has(r.url));
+    assert.equal(platformOnly.length, PLATFORM_ORG_ROUTES.size);
+    for (const route of platformOnly) {
+      for (const org of [a, b]) {
+        const res = await world.http()[route.method.toLowerCase() as 'get'](fill(route.url, { org: org.slug })).set(bearer(a));
+        assert.deepEqual([res.status, res.body.error.code], [403, 'forbidden'], `${route.method} ${route.url} for ${org.slug}`);
+      }
+    }
+    const orgRoutes = routes.filter((r) => r.url.includes(':org') && !PLATFORM_ORG_ROUTES.has(r.url));
     assert.ok(orgRoutes.length >= 8, `expected the org routes, found ${orgRoutes.length}`);
     const params = { org: b.slug, userId: b.adminUserId, keyId: b.adminKeyId, name: 'handbook', version: '1' };
     for (const route of orgRoutes) {
@@ -136,9 +149,9 @@ describe('API over HTTP (Fastify, PostgreSQL, Redis)', () => {
     const expiresAt = new Date(Date.now() + 1500).toISOString();
     const shortLived = await a.post(`users/${member.userId}/api-keys`).send({ name: 'short', expiresAt });
     assert.equal(shortLived.status, 201);
-    assert.equal((await a.as(shortLived.body.secret).get()).status, 200);
+    assert.equal((await a.as(shortLived.body.apiKey.secret).get()).status, 200);
     await new Promise((resolve) => setTimeout(resolve, Date.parse(expiresAt) - Date.now() + 100));
-    assert.equal((await a.as(shortLived.body.secret).get()).status, 401);
+    assert.equal((await a.as(shortLived.body.apiKey.secret).get()).status, 401);
 
     const other = await world.addUser(a, 'security_officer');
     const disable = await a.post(`users/${other.userId}/disable`);
@@ -154,9 +167,9 @@ describe('API over HTTP (Fastify, PostgreSQL, Redis)', () => {
       ['post', 'users', { email: 'x@y.example', displayName: 'X', role: 'member' }],
       ['post', `users/${a.adminUserId}/disable`],
       ['post', `users/${a.adminUserId}/api-keys`, { name: 'stolen' }],
-      ['delete', `api-keys/${a.adminKeyId}`],
+      ['post', `users/${a.adminUserId}/enable`],
     ];
-    const readers = ['users', `users/${a.adminUserId}`, 'api-keys'];
+    const readers = ['users', `users/${a.adminUserId}`];
     for (const [method, path, body] of adminOnly) {
       for (const who of [member, officer]) {
         const res = await a.as(who)[method](path).send(body ?? {});
@@ -173,6 +186,45 @@ describe('API over HTTP (Fastify, PostgreSQL, Redis)', () => {
     // Anyone may issue a key to themselves.
     const own = await a.as(member).post(`users/${member.userId}/api-keys`).send({ name: 'mine' });
     assert.equal(own.status, 201);
+  });
+
+  test('members list and revoke their own keys only; one key shape with its secret at issuance and org creation', async () => {
+    const member = await world.addUser(a, 'member');
+    const issued = await a.as(member).post(`users/${member.userId}/api-keys`).send({ name: 'second' });
+    assert.deepEqual([issued.status, typeof issued.body.apiKey.secret, issued.body.secret], [201, 'string', undefined]);
+    const listed = await a.as(member).get('api-keys');
+    assert.equal(listed.status, 200);
+    assert.deepEqual(new Set(listed.body.apiKeys.map((k: { userId: string }) => k.userId)), new Set([member.userId]));
+    assert.deepEqual(listed.body.apiKeys.map((k: { id: string }) => k.id).sort(), [member.keyId, issued.body.apiKey.id].sort());
+    assert.ok(listed.body.apiKeys.every((k: object) => !('secret' in k)), 'never a secret in a listing');
+    const others = await a.as(member).delete(`api-keys/${a.adminKeyId}`);
+    assert.deepEqual([others.status, others.body.error.code], [404, 'api_key_not_found']);
+    assert.equal((await a.get()).status, 200, "the admin's key still works");
+    const own = await a.as(member).delete(`api-keys/${issued.body.apiKey.id}`);
+    assert.deepEqual([own.status, own.body.apiKey.status], [200, 'revoked']);
+    assert.equal((await a.as(issued.body.apiKey.secret).get()).status, 401);
+    assert.ok((await a.get('api-keys')).body.apiKeys.length > listed.body.apiKeys.length, 'an admin lists every key');
+  });
+
+  test("a disabled user's keys are listed as user_disabled and work again once re-enabled; the last active admin cannot be disabled", async () => {
+    const member = await world.addUser(a, 'member');
+    assert.equal((await a.post(`users/${member.userId}/disable`)).status, 200);
+    const statusOf = async () => (await a.get('api-keys')).body.apiKeys.find((k: { id: string }) => k.id === member.keyId).status;
+    assert.equal(await statusOf(), 'user_disabled');
+    assert.equal((await a.as(member).get()).status, 401);
+    const enabled = await a.post(`users/${member.userId}/enable`);
+    assert.deepEqual([enabled.status, enabled.body.user.disabled], [200, false]);
+    assert.equal(await statusOf(), 'active');
+    assert.equal((await a.as(member).get()).status, 200);
+
+    const solo = await world.createOrg();
+    const alone = await solo.post(`users/${solo.adminUserId}/disable`);
+    assert.deepEqual([alone.status, alone.body.error.code], [409, 'last_admin']);
+    const second = await world.addUser(solo, 'admin');
+    assert.equal((await solo.post(`users/${solo.adminUserId}/disable`)).status, 200, 'another admin remains');
+    const last = await solo.as(second).post(`users/${second.userId}/disable`);
+    assert.deepEqual([last.status, last.body.error.code], [409, 'last_admin']);
+    assert.equal((await solo.as(second).get('users')).status, 200, 'the org still has its admin');
   });
 
   test('bad JSON, unknown fields, wrong types and oversized bodies get 400/413/415 and write nothing', async () => {

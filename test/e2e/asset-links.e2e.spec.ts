@@ -37,6 +37,28 @@ describe('signed asset links (JWT signed with an org-scoped key)', () => {
     return `/api/v1/assets/${header}.${Buffer.from(JSON.stringify(claims)).toString('base64url')}.${signature}`;
   }
 
+  test("a link dies with its creator's access (user disabled, key revoked), and can be revoked by itself", async () => {
+    const member = await world.addUser(orgA, 'member');
+    const [byMember, other] = [await link(orgA, {}, member.token), await link(orgA)];
+    assert.equal((await fetchAsset(byMember.body.url)).status, 200);
+    assert.equal((await orgA.post(`users/${member.userId}/disable`)).status, 200);
+    const disabled = await fetchAsset(byMember.body.url);
+    assert.deepEqual([disabled.status, errorCode(disabled)], [403, 'link_revoked']);
+    assert.equal((await orgA.post(`users/${member.userId}/enable`)).status, 200);
+    assert.equal((await fetchAsset(byMember.body.url)).status, 200, 'back with their access');
+    assert.equal((await orgA.delete(`api-keys/${member.keyId}`)).status, 200);
+    assert.equal((await fetchAsset(byMember.body.url)).status, 403, 'the key it was made with is revoked');
+
+    const revoked = await orgA.post(`asset-links/${other.body.id}/revoke`);
+    assert.deepEqual([revoked.status, revoked.body.revoked], [200, other.body.id]);
+    const gone = await fetchAsset(other.body.url);
+    assert.deepEqual([gone.status, errorCode(gone)], [403, 'link_revoked']);
+    const fresh = await link(orgA);
+    assert.equal((await fetchAsset(fresh.body.url)).status, 200, 'only that link: the others still work');
+    const [entry] = (await orgA.get('audit-logs?action=asset_link.revoked')).body.entries;
+    assert.equal(entry.target.linkId, other.body.id);
+  });
+
   test('a link streams the content without an API key (Range too), lives 15 minutes by default, and is audited', async () => {
     const created = await link(orgA);
     assert.equal(created.status, 201);

@@ -57,6 +57,11 @@ describe('audit coverage: org creation, refused reads, destination changes, plat
     assert.deepEqual([again.status, again.body.error.code], [409, 'organization_exists']);
     const [failed] = await controlEntries('action=organization.created&outcome=failure&limit=1');
     assert.deepEqual([failed.target, failed.body], [null, { slug: 'cover', name: 'Again', error: { code: 'organization_exists', status: 409 } }]);
+    // Refused by validation too (the name is missing): the slug asked for is recorded.
+    const invalid = await world.api.post('organizations').send({ slug: 'Not A Slug!' });
+    assert.deepEqual([invalid.status, invalid.body.error.code], [400, 'validation_failed']);
+    const [refused] = await controlEntries('action=organization.created&outcome=failure&limit=1');
+    assert.deepEqual([refused.target, refused.body.slug, refused.body.error], [null, 'Not A Slug!', { code: 'validation_failed', status: 400 }]);
   });
 
   test('three concurrent creations of one slug: one 201, two 409 organization_exists, nothing half-made', async () => {
@@ -76,7 +81,7 @@ describe('audit coverage: org creation, refused reads, destination changes, plat
   });
 
   test('a member refused a read by role leaves a failure entry in their org chain, for every such read', async () => {
-    const reads = ['audit-logs', 'audit-logs/verify', 'users', `users/${org.adminUserId}`, 'keys', 'encryption-status', 'api-keys'];
+    const reads = ['audit-logs', 'audit-logs/verify', 'users', `users/${org.adminUserId}`, 'keys', 'encryption-status'];
     for (const path of reads) {
       const before = (await orgEntries('outcome=failure&limit=1'))[0]?.seq ?? 0;
       const res = await org.as(member).get(path);

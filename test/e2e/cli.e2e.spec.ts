@@ -14,8 +14,8 @@ describe('admin CLI (the compiled binary, PostgreSQL): same rules and audit entr
 
   after(() => world?.stop());
 
-  const cli = (...args: string[]) => {
-    const { code, stdout, err } = runCli(world, ...args);
+  const cli = async (...args: string[]) => {
+    const { code, stdout, err } = await runCli(world, ...args);
     return { code, out: stdout ? safeJson(stdout) : undefined, err };
   };
   const controlLog = async (query: string) =>
@@ -23,7 +23,7 @@ describe('admin CLI (the compiled binary, PostgreSQL): same rules and audit entr
 
   test('orgs:create makes a working org and leaves the entry POST /organizations leaves', async () => {
     const rest = await world.createOrg('rest-made');
-    const made = cli('orgs:create', 'cli-made', 'Made by the CLI', 'Owner@Cli.example', 'Owner');
+    const made = await cli('orgs:create', 'cli-made', 'Made by the CLI', 'Owner@Cli.example', 'Owner');
     assert.equal(made.code, 0, made.err);
     const organization = (made.out as { organization: { id: string; slug: string } }).organization;
     assert.equal(organization.slug, 'cli-made');
@@ -40,39 +40,39 @@ describe('admin CLI (the compiled binary, PostgreSQL): same rules and audit entr
   });
 
   test('bad input exits 1 with the API error body; a duplicate is refused and audited as a failure', async () => {
-    const bad = cli('orgs:create', 'Not A Slug', 'x');
+    const bad = await cli('orgs:create', 'Not A Slug', 'x');
     assert.equal(bad.code, 1);
     assert.equal(JSON.parse(bad.err).error.code, 'validation_failed');
-    const again = cli('orgs:create', 'cli-made', 'Again');
+    const again = await cli('orgs:create', 'cli-made', 'Again');
     assert.equal(again.code, 1);
     assert.equal(JSON.parse(again.err).error.code, 'organization_exists');
     const [failure] = await controlLog('?action=organization.created&outcome=failure&limit=1');
     assert.deepEqual(failure.body.error, { code: 'organization_exists', status: 409 });
-    assert.equal(cli('no-such-command').code, 64);
+    assert.equal((await cli('no-such-command')).code, 64);
   });
 
   test('audit:verify checks a chain like GET .../audit-logs/verify and is audited like it', async () => {
-    const verified = cli('audit:verify', 'cli-made');
+    const verified = await cli('audit:verify', 'cli-made');
     assert.equal(verified.code, 0, verified.err);
     assert.equal((verified.out as { valid: boolean }).valid, true);
-    const control = cli('audit:verify', '--control');
+    const control = await cli('audit:verify', '--control');
     assert.equal(control.code, 0, control.err);
-    assert.equal(cli('audit:verify', 'no-such-org').code, 1);
-    assert.equal(cli('audit:verify').code, 64);
-    const signed = cli('audit:checkpoint', 'cli-made');
+    assert.equal((await cli('audit:verify', 'no-such-org')).code, 1);
+    assert.equal((await cli('audit:verify')).code, 64);
+    const signed = await cli('audit:checkpoint', 'cli-made');
     assert.equal(signed.code, 0, signed.err);
     assert.ok((signed.out as { signed: number }).signed > 0);
-    assert.equal((cli('audit:verify', 'cli-made').out as { valid: boolean }).valid, true);
+    assert.equal(((await cli('audit:verify', 'cli-made')).out as { valid: boolean }).valid, true);
   });
 
   test('keys:rotate rotates like POST .../keys/rotate and leaves the same entries', async () => {
     const org = await world.createOrg('cli-keys');
     const rest = await org.post('keys/rotate');
     assert.equal(rest.status, 200);
-    const rotated = cli('keys:rotate', 'cli-keys');
+    const rotated = await cli('keys:rotate', 'cli-keys');
     assert.equal(rotated.code, 0, rotated.err);
     assert.deepEqual([(rotated.out as { previousVersion: number }).previousVersion, (rotated.out as { version: number }).version], [2, 3]);
-    assert.equal(cli('keys:rotate').code, 64);
+    assert.equal((await cli('keys:rotate')).code, 64);
     const log = async (action: string) =>
       (await org.get(`audit-logs?action=${action}`)).body.entries as Entry[];
     const [cliRequest, restRequest] = await log('kms.key.rotation_requested');
@@ -87,7 +87,7 @@ describe('admin CLI (the compiled binary, PostgreSQL): same rules and audit entr
     const org = await world.createOrg('cli-status');
     const rest = await org.get('encryption-status');
     assert.equal(rest.status, 200);
-    const printed = cli('status:encryption', 'cli-status');
+    const printed = await cli('status:encryption', 'cli-status');
     assert.equal(printed.code, 0, printed.err);
     const out = printed.out as { storage_encryption: string; db_encryption: string; key_rotation: unknown };
     assert.deepEqual([out.storage_encryption, out.db_encryption, out.key_rotation], [rest.body.storage_encryption, rest.body.db_encryption, rest.body.key_rotation]);
@@ -97,8 +97,8 @@ describe('admin CLI (the compiled binary, PostgreSQL): same rules and audit entr
     assert.match(entries[0].actor.id, /^cli:/);
   });
 
-  test('health reports PostgreSQL and the KMS', () => {
-    const health = cli('health');
+  test('health reports PostgreSQL and the KMS', async () => {
+    const health = await cli('health');
     assert.equal(health.code, 0, health.err);
     assert.deepEqual((health.out as { postgres: string; kms: { reachable: boolean } }).postgres, 'ok');
     assert.equal((health.out as { kms: { reachable: boolean } }).kms.reachable, true);

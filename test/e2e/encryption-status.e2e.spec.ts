@@ -89,7 +89,7 @@ describe('encryption status, measured from live state (API process over HTTPS, P
     assert.ok(logs.body.entries.length >= 4);
     const user = await call('POST', 'users', org.adminToken, { email: 'm@status.example', displayName: 'M', role: 'member' });
     const key = await call('POST', `users/${user.body.user.id}/api-keys`, org.adminToken, { name: 'm' });
-    const denied = await call('GET', 'encryption-status', key.body.secret);
+    const denied = await call('GET', 'encryption-status', key.body.apiKey.secret);
     assert.equal(denied.status, 403);
   });
 });

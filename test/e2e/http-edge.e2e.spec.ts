@@ -11,6 +11,7 @@ import type { NestFastifyApplication } from '@nestjs/platform-fastify';
 import { LOGGER, Logger } from '@coffer/logging';
 import { OrgRegistry } from '@coffer/tenancy';
 import { createApi } from '../../apps/api/src/bootstrap';
+import { migrateInstallation } from '../../apps/cli/src/migrate';
 import type { TestOrg } from '../support/client';
 import { TestWorld } from '../support/world';
 import { createTestEnv, TestEnv } from '../support/test-env';
@@ -375,6 +376,7 @@ describe('the edge of the API over TLS: what fails below Nest still answers in t
   before(async () => {
     dir = mkdtempSync(join(tmpdir(), 'coffer-http-edge-'));
     env = await createTestEnv({ TLS_MODE: 'internal-ca', TLS_DIR: join(dir, 'tls') });
+    await migrateInstallation(env.config);
     app = await createApi(env.config);
     await app.listen({ host: '127.0.0.1', port: 0 });
     url = (await app.getUrl()).replace(/^http:/, 'https:');

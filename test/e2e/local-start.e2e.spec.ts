@@ -81,7 +81,7 @@ function cli(home: string, ...args: string[]) {
   return spawnSync(process.execPath, ['scripts/cli.mjs', ...args], { cwd: REPO_ROOT, env: { ...plainEnv(), COFFER_HOME: home }, encoding: 'utf8' });
 }
 
-test('npm run up starts API (HTTPS, local CA) and worker, writes local.json, and stops cleanly on SIGINT', async () => {
+test('npm run up migrates, starts the provisioner, the API (HTTPS, local CA) and the worker (no owner credentials in either), writes local.json, and stops cleanly on SIGINT', async () => {
   const id = randomId(4);
   const home = mkdtempSync(join(tmpdir(), 'coffer-up-'));
   const names = { owner: `coffer_t_owner_${id}`, app: `coffer_t_app_${id}`, db: `coffer_t_${id}` };
@@ -139,6 +139,19 @@ test('npm run up starts API (HTTPS, local CA) and worker, writes local.json, and
       .set('authorization', `Bearer ${local.adminToken}`)
       .send({ slug: `t${id}`, name: 'Local start' });
     assert.equal(created.status, 201);
+
+    // The owner's credentials are in the provisioner's environment only (Linux: /proc/<pid>/environ).
+    const children = spawnSync('ps', ['--ppid', String(up.pid), '-o', 'pid=,args='], { encoding: 'utf8' }).stdout.trim().split('\n');
+    const envOf = (app: string) => {
+      const line = children.find((l) => l.includes(`dist/apps/${app}/src/main.js`));
+      assert.ok(line, `${app} runs under up (${children.join('; ')})`);
+      return readFileSync(`/proc/${line.trim().split(/\s+/)[0]}/environ`, 'utf8').split('\0');
+    };
+    const holdsOwner = (app: string) => envOf(app).some((kv) => kv.startsWith('DATABASE_OWNER_URL=') || kv.includes(local.databaseUrls.owner));
+    assert.deepEqual(
+      { api: holdsOwner('api'), worker: holdsOwner('worker'), provisioner: holdsOwner('provisioner') },
+      { api: false, worker: false, provisioner: true },
+    );
     const plain = await fetch(`http://127.0.0.1:${port}/health/ready`, { redirect: 'manual' });
     assert.deepEqual([plain.status, plain.headers.get('location')], [308, `https://127.0.0.1:${httpsPort}/health/ready`]);
     assert.equal(local.metricsUrl, `http://127.0.0.1:${metricsPort}/metrics`);
@@ -278,14 +291,16 @@ test('a start whose master key does not open the stored keys says so in one line
     const lines = output.split('\n').filter(Boolean);
     const refusal = lines.filter((l) => /refuses to start/.test(l));
     assert.equal(refusal.length, 1, output);
-    assert.match(refusal[0], /^api refuses to start: the local KMS key \S+ \(version \d+\) stored in this database does not unwrap under the configured master key/);
+    // `coffer migrate` runs first and refuses as the services do.
+    assert.match(refusal[0], /^migrate refuses to start: the local KMS key \S+ \(version \d+\) stored in this database does not unwrap under the configured master key/);
     assert.ok(refusal[0].includes(`database ${installation.database}`) && refusal[0].includes(`KMS_LOCAL_MASTER_KEY_FILE=${keyFile}`), refusal[0]);
     assert.match(refusal[0], /Start it with the master key this database was created with/);
     assert.ok(!lines.some((l) => /^\s+at /.test(l) || /Error: /.test(l)), `no stack trace:\n${output}`);
     assert.ok(!existsSync(join(home, 'local.json')), 'nothing claims to be running');
 
     // The worker, started on its own against that database with that key, refuses the same way.
-    const serviceEnv = local.serviceEnv as Record<string, string>;
+    // As up starts them: without the owner's credentials.
+    const { DATABASE_OWNER_URL: _owner, ...serviceEnv } = local.serviceEnv as Record<string, string>;
     const worker = spawnSync(process.execPath, [WORKER_MAIN], { env: { ...plainEnv(), ...serviceEnv, KMS_LOCAL_MASTER_KEY_FILE: keyFile }, encoding: 'utf8', timeout: 60_000 });
     assert.equal(worker.status, 78, worker.stderr);
     assert.match(worker.stderr, /^worker refuses to start: the local KMS key .* does not unwrap under the configured master key: .*\n$/);

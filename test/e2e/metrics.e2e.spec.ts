@@ -1,5 +1,6 @@
 import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
+import { request as httpRequest } from 'node:http';
 import { MetricsService } from '@coffer/metrics';
 import type { OrgClient } from '../support/client';
 import { connect } from '../support/test-env';
@@ -41,6 +42,22 @@ describe('Prometheus metrics on their own port (API on PostgreSQL and Redis; Vau
     assert.ok(!text.includes(org.slug + '/users'), 'no raw URL');
   });
 
+  test('a request its client abandons before the answer is counted in the latency histogram, as 499', async () => {
+    const series = 'coffer_http_request_duration_seconds_count{method="PUT",route="/api/v1/organizations/:org/packages/:name",status="499"}';
+    const before = value(await scrape(), series) ?? 0;
+    const req = httpRequest(org.url('packages/abandoned'), { method: 'PUT', headers: { ...org.headers(), 'content-type': 'application/octet-stream', 'content-length': '65536' } });
+    req.on('error', () => undefined);
+    req.write(Buffer.alloc(1024));
+    await new Promise((r) => setTimeout(r, 300));
+    req.destroy();
+    const deadline = Date.now() + 5000;
+    while ((value(await scrape(), series) ?? 0) === before) {
+      assert.ok(Date.now() < deadline, 'the abandoned upload was never counted');
+      await new Promise((r) => setTimeout(r, 100));
+    }
+    assert.equal(value(await scrape(), series), before + 1, 'counted once');
+  });
+
   test('KMS reachability follows the Vault: 1, 0 while sealed, 1 again', async () => {
     assert.equal(value(await scrape(), 'coffer_kms_up'), 1);
     world.vault.seal();
@@ -56,9 +73,10 @@ describe('Prometheus metrics on their own port (API on PostgreSQL and Redis; Vau
     const text = await scrape();
     const age = value(text, `coffer_org_key_age_seconds{org="${org.slug}"}`);
     assert.ok(age !== undefined && age >= 0 && age < 120, `key age ${age}`);
+    assert.equal(value(text, `coffer_org_key_rewrap_remaining{org="${org.slug}"}`), 0, 'a key never rotated has a series too: nothing to rewrap');
     const pending = value(text, `coffer_audit_delivery_pending_entries{org="${org.slug}"}`);
     assert.ok(pending !== undefined && pending >= 2, `nothing delivered yet: ${pending} entries pending`);
-    assert.notEqual(value(text, 'coffer_queue_jobs{queue="maintenance",state="waiting"}'), undefined);
+    for (const queue of ['maintenance', 'provisioning']) assert.notEqual(value(text, `coffer_queue_jobs{queue="${queue}",state="waiting"}`), undefined, queue);
   });
 
   test('each stored certificate reports its expiry and failed renewals', async () => {

@@ -152,6 +152,18 @@ for (const driver of drivers) {
       assert.equal(ignored.status, 200, 'several ranges are not supported: the whole content');
     });
 
+    test('If-Range: the range only while the validator is the current strong ETag; otherwise the whole content (200)', async () => {
+      const whole = await download(orgA, 'ranged', 1);
+      const etag = whole.headers.etag as string;
+      assert.match(etag, /^"[0-9a-f]{64}"$/);
+      const matching = await download(orgA, 'ranged', 1, { range: 'bytes=0-9', 'if-range': etag });
+      assert.deepEqual([matching.status, matching.body.length], [206, 10]);
+      for (const validator of [`W/${etag}`, '"0000"', 'Tue, 01 Dec 2026 00:00:00 GMT']) {
+        const stale = await download(orgA, 'ranged', 1, { range: 'bytes=0-9', 'if-range': validator });
+        assert.deepEqual([stale.status, stale.body.length, stale.headers['content-range']], [200, whole.body.length, undefined], validator);
+      }
+    });
+
     describe('integrity: damage to stored chunks fails the download at the damaged segment', () => {
       const content = markedContent(16); // 16 segments, 4 chunks of 4 segments
       let version = 0;

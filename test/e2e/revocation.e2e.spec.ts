@@ -36,7 +36,7 @@ describe('revocation is immediate on the same replica, under concurrent use', ()
     for (let i = 0; i < 200; i++) {
       const issued = await org.post(`users/${member.userId}/api-keys`).send({ name: `k${i}` });
       assert.equal(issued.status, 201);
-      const token: string = issued.body.secret;
+      const token: string = issued.body.apiKey.secret;
       assert.equal((await org.as(token).get()).status, 200);
       const stop = hammer(token);
       const revoke = await org.delete(`api-keys/${issued.body.apiKey.id}`);

@@ -105,7 +105,7 @@ for (const provider of providers) {
       written.push(entry);
       if (n % 2) return;
       const key = await org.post(`users/${entry.userId}/api-keys`).send({ name: `key ${n}` });
-      if (expect('issue api key', 201, key)) entry.token = key.body.secret;
+      if (expect('issue api key', 201, key)) entry.token = key.body.apiKey.secret;
     }
 
     async function readStatus(): Promise<void> {

@@ -10,6 +10,7 @@ import { AppConfig, loadConfig } from '@coffer/config';
 import { randomId } from '@coffer/crypto';
 import { ensureRoles, withClient } from '@coffer/database';
 import { startApiProcess, stopProcess } from '../support/api-process';
+import { installCoffer } from '../support/installation';
 import { startPrivatePostgres, PrivatePostgres } from '../support/private-postgres';
 import { deleteRedisKeys, REDIS_URL } from '../support/test-env';
 
@@ -29,7 +30,10 @@ function sampleConnections(adminUrl: string, appRole: string) {
     try {
       while (running) {
         const { rows } = await admin.query<{ app: number; all: number }>(
-          `SELECT count(*) FILTER (WHERE usename = $1)::int AS app, count(*) FILTER (WHERE backend_type = 'client backend')::int AS all
+          // The API process's app-role connections (its pools name themselves coffer-api); the
+          // provisioner, in this process, has budgeted pools of its own (coffer-app).
+          `SELECT count(*) FILTER (WHERE usename = $1 AND application_name = 'coffer-api')::int AS app,
+                  count(*) FILTER (WHERE backend_type = 'client backend')::int AS all
            FROM pg_stat_activity`,
           [appRole],
         );
@@ -65,6 +69,7 @@ describe(`tenant density on a private PostgreSQL with max_connections=100: ${ORG
   let config: AppConfig;
   let dir: string;
   let api: { child: ChildProcess; url: string } | undefined;
+  let installation: Awaited<ReturnType<typeof installCoffer>> | undefined;
   let sampler: ReturnType<typeof sampleConnections>;
   const orgs: { slug: string; token: string }[] = [];
   const appRole = `coffer_app_${randomId(4)}`;
@@ -91,11 +96,12 @@ describe(`tenant density on a private PostgreSQL with max_connections=100: ${ORG
       KMS_LOCAL_MASTER_KEY: randomBytes(32).toString('base64'),
       STORAGE_DIR: join(dir, 'storage'),
     });
+    installation = await installCoffer(config);
     sampler = sampleConnections(pg.adminUrl, appRole);
     api = await startApiProcess(config);
     const admin = `Bearer ${readFileSync(config.BOOTSTRAP_TOKEN_FILE, 'utf8').trim()}`;
-    // The product's provisioning, as an operator creates orgs: POST /organizations (OrgsService:
-    // OrgProvisioner creates, migrates and grants the database, then the first admin and key).
+    // The product's provisioning, as an operator creates orgs: POST /organizations (the
+    // provisioner creates, migrates and grants the database; the API the first admin and key).
     await inParallel(ORGS, PROVISIONING_CONCURRENCY, async (i) => {
       const slug = `density-${i}`;
       const res = await fetch(`${api!.url}/api/v1/organizations`, {
@@ -112,6 +118,7 @@ describe(`tenant density on a private PostgreSQL with max_connections=100: ${ORG
   after(async () => {
     await sampler?.stop().catch(() => undefined);
     await stopProcess(api?.child);
+    await installation?.close();
     await pg?.stop();
     if (config) await deleteRedisKeys(config.REDIS_KEY_PREFIX);
     if (dir) rmSync(dir, { recursive: true, force: true });

@@ -12,6 +12,7 @@ import type { NestFastifyApplication } from '@nestjs/platform-fastify';
 import { JobsService } from '@coffer/jobs';
 import { ChallengeStore, InternalCaRepository, PlainHttpListener } from '@coffer/tls';
 import { createApi } from '../../apps/api/src/bootstrap';
+import { migrateInstallation } from '../../apps/cli/src/migrate';
 import { startApiProcess, stopProcess } from '../support/api-process';
 import { connect, createTestEnv, TestEnv } from '../support/test-env';
 
@@ -71,6 +72,7 @@ describe('TLS on the wire: the API process (main.js) with an internal-CA certifi
   before(async () => {
     dir = mkdtempSync(join(tmpdir(), 'coffer-tls-'));
     env = await createTestEnv({ TLS_MODE: 'internal-ca', TLS_DIR: join(dir, 'tls'), HTTP_BODY_LIMIT_BYTES: '4096' });
+    await migrateInstallation(env.config);
     ({ child: api, url, httpUrl } = await startApiProcess(env.config));
     ca = readFileSync(join(dir, 'tls', 'ca.crt'));
   });
@@ -186,6 +188,7 @@ describe('TLS on the wire: the API process with customer certificate files (hot 
       HTTP_REDIRECT_TO_HTTPS: 'false',
       TLS_DOMAINS: 'api.customer.example',
     });
+    await migrateInstallation(env.config);
     ({ child: api, url, httpUrl } = await startApiProcess(env.config));
   });
 
@@ -237,6 +240,7 @@ describe('ACME HTTP-01 on the plain-HTTP port (API in process, Redis, real HTTP 
   before(async () => {
     dir = mkdtempSync(join(tmpdir(), 'coffer-tls-acme-'));
     env = await createTestEnv({ TLS_MODE: 'internal-ca', TLS_DIR: join(dir, 'tls'), HTTP_REDIRECT_TO_HTTPS: 'false' });
+    await migrateInstallation(env.config);
     app = await createApi(env.config);
     await app.listen({ host: '127.0.0.1', port: 0 });
     httpUrl = await app.get(PlainHttpListener).listen('127.0.0.1', 0);

@@ -1,14 +1,13 @@
 import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
-import { Agent } from 'node:https';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import * as acmeClient from 'acme-client';
 import { AlertStateRepository, AlertsService, AlertWebhooksRepository } from '@coffer/alerts';
 import { AuditRepository, AuditService, ChainedEntry } from '@coffer/audit';
 import { DatabaseService, SchemaService } from '@coffer/database';
-import { AppError } from '@coffer/http';
+import { AppError, EgressHttpsAgent, EgressPolicy } from '@coffer/http';
 import { JobsService } from '@coffer/jobs';
 import { createKmsProvider } from '@coffer/kms';
 import { createLogger } from '@coffer/logging';
@@ -77,8 +76,6 @@ describe('certificate renewal in the worker: pebble for the protocol, a controll
     webhook = await startWebhookReceiver();
     // 90-day certificates, as Let's Encrypt issues today; no listener answers HTTP-01 here.
     pebble = await startPebble(join(dir, 'pebble'), { httpPort: await freePort(), validitySeconds: 90 * 86_400, acmePort: await freePort(), alwaysValid: true });
-    // This process cannot take NODE_EXTRA_CA_CERTS any more: acme-client's HTTP client trusts pebble's listener CA directly.
-    acmeClient.axios.defaults.httpsAgent = new Agent({ ca: readFileSync(pebble.listenerCaFile) });
     env = await createTestEnv({
       TLS_MODE: 'acme',
       TLS_DOMAINS: 'vault.coffer.test,www.coffer.test',
@@ -93,11 +90,15 @@ describe('certificate renewal in the worker: pebble for the protocol, a controll
     const kms = createKmsProvider(env.config, db.control);
     jobs = new JobsService(env.config);
     certificates = new CertificatesRepository(db, kms);
+    const egress = new EgressPolicy(env.config.OUTBOUND_ALLOWED_HOSTS);
     const acme = new AcmeRepository(
       { directoryUrl: env.config.ACME_DIRECTORY_URL, selfCheck: false, httpRetries: 0 },
       new ChallengeStore(env.config, jobs),
       certificates,
+      egress,
     );
+    // This process cannot take NODE_EXTRA_CA_CERTS any more: acme-client's HTTP client trusts pebble's listener CA directly.
+    acmeClient.axios.defaults.httpsAgent = new EgressHttpsAgent(egress, { ca: readFileSync(pebble.listenerCaFile) });
     renewal = new CertificateRenewalService(env.config, logger, certificates, acme, new OrderLock(env.config, jobs),
       new AlertsService(logger, (alertState = new AlertStateRepository(env.config)), new AlertWebhooksRepository(env.config)), clock, jobs);
     auditService = new AuditService(new AuditRepository(db), logger, kms);

@@ -3,6 +3,7 @@ import assert from 'node:assert/strict';
 import type { Client, PoolClient } from 'pg';
 import { AppConfig } from '@coffer/config';
 import { DatabaseBusyError, DatabaseService, quoteIdent, UnitOfWork } from '@coffer/database';
+import { migrateInstallation } from '../../apps/cli/src/migrate';
 import { startApiProcess, startWorkerProcess } from '../support/api-process';
 import { TestWorld } from '../support/world';
 import { connect, createTestEnv, TestEnv } from '../support/test-env';
@@ -202,13 +203,13 @@ describe('the sizing check at start: API and worker processes refuse budgets tha
       assert.equal(lines.length, 1, output);
       assert.match(lines[0], /^refusing to start: .*COFFER_PROCESS_COUNT=10 x \(DATABASE_CONNECTION_BUDGET=20 \+ 2 owner\).* > max_connections \d+ - superuser_reserved_connections \d+/);
     };
+    await migrateInstallation(env.config);
     await assert.rejects(startApiProcess(env.config), (error: Error) => {
       refusal(error.message);
       return true;
     });
-    // The API migrated the control plane before refusing, so the worker gets as far as its check.
     await assert.rejects(startWorkerProcess(env.config), (error: Error) => {
-      assert.match(error.message, /worker exited with 1/);
+      assert.match(error.message, /worker exited with 78/);
       refusal(error.message);
       return true;
     });

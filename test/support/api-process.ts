@@ -7,6 +7,8 @@ import type { AppConfig } from '@coffer/config';
 export const REPO_ROOT = resolve(__dirname, '../../..');
 export const API_MAIN = resolve(REPO_ROOT, 'dist/apps/api/src/main.js');
 export const WORKER_MAIN = resolve(REPO_ROOT, 'dist/apps/worker/src/main.js');
+export const PROVISIONER_MAIN = resolve(REPO_ROOT, 'dist/apps/provisioner/src/main.js');
+export const CLI_MAIN = resolve(REPO_ROOT, 'dist/apps/cli/src/main.js');
 
 export async function freePort(): Promise<number> {
   return new Promise((done) => {
@@ -15,6 +17,15 @@ export async function freePort(): Promise<number> {
       server.close(() => done(port));
     });
   });
+}
+
+/**
+ * The environment of an API or worker process on `config`: everything but the owner's
+ * credentials, which those processes refuse (as in compose and the local start).
+ */
+export function appProcessEnv(config: AppConfig): NodeJS.ProcessEnv {
+  const { DATABASE_OWNER_URL: _owner, ...rest } = config;
+  return { ...process.env, DATABASE_OWNER_URL: undefined, ...Object.fromEntries(Object.entries(rest).map(([k, v]) => [k, String(v)])) };
 }
 
 /**
@@ -44,10 +55,9 @@ async function launchApiProcess(
 ): Promise<{ child: ChildProcess; url: string; httpUrl: string }> {
   const port = Number(extraEnv.HTTP_PORT ?? (await freePort()));
   const httpsPort = await freePort();
-  const env = Object.fromEntries(Object.entries(config).map(([k, v]) => [k, String(v)]));
   const child = spawn(process.execPath, [API_MAIN], {
     cwd: REPO_ROOT,
-    env: { ...process.env, ...env, HTTP_PORT: String(port), HTTPS_PORT: String(httpsPort), ...extraEnv },
+    env: { ...appProcessEnv(config), HTTP_PORT: String(port), HTTPS_PORT: String(httpsPort), ...extraEnv },
   });
   let seen = '';
   const collect = (chunk: Buffer) => {
@@ -92,10 +102,9 @@ export async function startWorkerProcess(
   extraEnv: Record<string, string> = {},
   onOutput: (chunk: string) => void = () => undefined,
 ): Promise<ChildProcess> {
-  const env = Object.fromEntries(Object.entries(config).map(([k, v]) => [k, String(v)]));
   const child = spawn(process.execPath, [WORKER_MAIN], {
     cwd: REPO_ROOT,
-    env: { ...process.env, ...env, LOG_LEVEL: 'info', ...extraEnv },
+    env: { ...appProcessEnv(config), LOG_LEVEL: 'info', ...extraEnv },
   });
   let seen = '';
   await new Promise<void>((started, failed) => {

@@ -13,8 +13,11 @@ import { ensureRoles, quoteIdent, withClient, withDatabase } from '@coffer/datab
 export const PG_ADMIN_URL = process.env.COFFER_TEST_PG_ADMIN_URL ?? 'postgres://postgres@127.0.0.1:5432/postgres';
 export const REDIS_URL = process.env.COFFER_TEST_REDIS_URL ?? 'redis://127.0.0.1:6379';
 
+/** A whole installation's settings, the owner's credentials included (tests play every process). */
+export type TestConfig = AppConfig & { DATABASE_OWNER_URL: string };
+
 export interface TestEnv {
-  config: AppConfig;
+  config: TestConfig;
   ownerRole: string;
   appRole: string;
   /** Every database of this env (control plane and orgs) starts with this. */
@@ -60,8 +63,9 @@ export async function createTestEnv(overrides: Partial<Record<keyof AppConfig, s
     BOOTSTRAP_TOKEN_FILE: join(dir, 'bootstrap-token'),
     KMS_LOCAL_MASTER_KEY: randomBytes(32).toString('base64'),
     STORAGE_DIR: join(dir, 'storage'),
+    OUTBOUND_ALLOWED_HOSTS: '127.0.0.1,::1,localhost', // the test servers (s3rver, webhook receivers, pebble) are on loopback
     ...overrides,
-  });
+  }) as TestConfig;
   return {
     config,
     ownerRole,

@@ -7,12 +7,14 @@ import type { NestFastifyApplication } from '@nestjs/platform-fastify';
 import request from 'supertest';
 import type { AppConfig } from '@coffer/config';
 import { createApi } from '../../apps/api/src/bootstrap';
+import { migrateInstallation } from '../../apps/cli/src/migrate';
+import { createProvisioner } from '../../apps/provisioner/src/bootstrap';
 import { createWorker } from '../../apps/worker/src/bootstrap';
 import { startApiProcess, startWorkerProcess } from './api-process';
 import { ApiClient, OrgClient, TestOrg, TestUser } from './client';
 import { OpenBaoDouble, OpenBaoDoubleOptions } from './openbao-double';
 import { startS3, TestS3 } from './s3-server';
-import { createTestEnv, TestEnv } from './test-env';
+import { createTestEnv, TestConfig, TestEnv } from './test-env';
 import { startWebhookReceiver, WebhookReceiver } from './webhook';
 
 /** Coffer settings as environment strings, over the test env's defaults. */
@@ -44,7 +46,7 @@ export interface WorldOptions {
 
 /**
  * One Coffer installation for a test file: its own databases, roles and Redis prefix (test-env),
- * the API, and whichever of the OpenBao double, the S3 server, the alert receiver and the worker
+ * migrated by `coffer migrate`'s code, the provisioner and the API, and whichever of the OpenBao double, the S3 server, the alert receiver and the worker
  * the options ask for, with orgs and users. `stop()` tears down everything it started, the
  * workers first and the doubles last, whatever a test left running.
  */
@@ -58,6 +60,7 @@ export class TestWorld {
     app: undefined as NestFastifyApplication | undefined,
     child: undefined as ChildProcess | undefined,
     worker: undefined as INestApplicationContext | undefined,
+    provisioner: undefined as INestApplicationContext | undefined,
     processes: [] as { child: ChildProcess; kill: NodeJS.Signals }[],
   };
   private readonly orgs = new Map<string, OrgClient>();
@@ -85,7 +88,7 @@ export class TestWorld {
     return this.need(this.started.env, 'env');
   }
 
-  get config(): AppConfig {
+  get config(): TestConfig {
     return this.env.config;
   }
 
@@ -119,6 +122,23 @@ export class TestWorld {
   /** The in-process worker, from the `worker` option or startWorker(). */
   get worker(): INestApplicationContext {
     return this.need(this.started.worker, 'worker (start the world with `worker`, or startWorker())');
+  }
+
+  /** The provisioner in this process (every world has one: org creation waits for it). */
+  get provisioner(): INestApplicationContext {
+    return this.need(this.started.provisioner, 'provisioner (stopped by stopProvisioner())');
+  }
+
+  async startProvisioner(): Promise<INestApplicationContext> {
+    if (this.started.provisioner) throw new Error('a provisioner is already running in this world');
+    this.started.provisioner = await createProvisioner(this.config, 10_000);
+    return this.started.provisioner;
+  }
+
+  async stopProvisioner(): Promise<void> {
+    const provisioner = this.started.provisioner;
+    this.started.provisioner = undefined;
+    await provisioner?.close();
   }
 
   /** The CA to trust with `tls`. */
@@ -171,7 +191,7 @@ export class TestWorld {
     if (user.status !== 201) throw new Error(`addUser: ${user.status} ${JSON.stringify(user.body)}`);
     const key = await org.post(`users/${user.body.user.id}/api-keys`).send({ name: `${role} key` });
     if (key.status !== 201) throw new Error(`addUser key: ${key.status} ${JSON.stringify(key.body)}`);
-    return { userId: user.body.user.id, keyId: key.body.apiKey.id, token: key.body.secret };
+    return { userId: user.body.user.id, keyId: key.body.apiKey.id, token: key.body.apiKey.secret };
   }
 
   /** The worker in this process (createWorker), on the API's settings with `overrides`. */
@@ -209,6 +229,7 @@ export class TestWorld {
       ...started.processes.map(({ child, kill }) => () => endProcess(child, kill)),
       () => started.app?.close(),
       () => started.child && endProcess(started.child, 'SIGTERM'),
+      () => this.stopProvisioner(),
       () => started.env?.destroy(),
       () => started.webhook?.close(),
       () => started.s3?.stop(),
@@ -240,6 +261,9 @@ export class TestWorld {
       ...(options.tls && { TLS_MODE: 'internal-ca', TLS_DIR: join(started.dir, 'tls') }),
       ...options.config,
     });
+    // As compose and the local start do: `coffer migrate`, then the provisioner, then the API.
+    await migrateInstallation(this.config);
+    await this.startProvisioner();
     if (options.process) {
       const { extraEnv = {}, onOutput } = options.process === true ? {} : options.process;
       const spawned = await startApiProcess(this.config, onOutput, extraEnv);
@@ -248,7 +272,9 @@ export class TestWorld {
     } else {
       started.app = await createApi(this.config);
       await started.app.listen({ host: '127.0.0.1', port: 0 });
-      this.origin = await started.app.getUrl();
+      // Nest's getUrl() says http:// whatever the server is: with `tls` the listener is HTTPS.
+      const url = await started.app.getUrl();
+      this.origin = options.tls ? url.replace(/^http:/, 'https:') : url;
     }
     if (options.tls) this.ca = readFileSync(join(this.config.TLS_DIR, 'ca.crt'));
     this.adminToken = this.env.takeBootstrapToken();

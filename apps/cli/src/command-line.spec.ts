@@ -27,6 +27,17 @@ describe('the CLI command line', () => {
     assert.deepEqual(parse('keys:rotate', '--control'), { kind: 'usage', command: 'keys:rotate', message: "unknown option '--control'" });
   });
 
+  test('backup and restore take their flags (--objects, --force) and --key-file <file>; another command does not take them', () => {
+    const backup = parse('backup', '/b/x.coffer-backup', '--objects', '--key-file', '/k');
+    assert.equal(backup.kind, 'run');
+    assert.deepEqual(backup.kind === 'run' && [backup.invocation.args, backup.invocation.flags, backup.invocation.options], [['/b/x.coffer-backup'], ['objects'], { 'key-file': '/k' }]);
+    const restore = parse('restore', '--force', 'x');
+    assert.deepEqual(restore.kind === 'run' && [restore.invocation.args, restore.invocation.flags], [['x'], ['force']]);
+    assert.deepEqual(parse('backup', 'x', '--force'), { kind: 'usage', command: 'backup', message: "unknown option '--force'" });
+    assert.equal(parse('backup').kind, 'usage');
+    assert.match(helpText(undefined, 'backup'), /--objects  include the objects themselves/);
+  });
+
   test('arguments are counted: orgs:create with an e-mail but no display name is refused, not guessed', () => {
     assert.equal(parse('orgs:create', 'acme').kind, 'usage');
     assert.equal(parse('keys:rotate').kind, 'usage');

@@ -46,6 +46,8 @@ export function parseCommandLine(argv: string[], commands: Record<string, Comman
       const value = arg.includes('=') ? arg.slice(arg.indexOf('=') + 1) : rest[++i];
       if (value === undefined || value === '' || (i === optionsEnd)) return { kind: 'usage', command: name, message: `--${option} takes a value` };
       (invocation.options ??= {})[option] = value;
+    } else if (command.flags && arg.startsWith('--') && Object.hasOwn(command.flags, arg.slice(2))) {
+      (invocation.flags ??= []).push(arg.slice(2));
     } else if (arg.startsWith('-') && arg !== '-') {
       return { kind: 'usage', command: name, message: `unknown option '${arg}'` };
     } else {
@@ -65,7 +67,10 @@ export function helpText(commands: Record<string, Command> = COMMANDS, name?: st
   const common = ['  --as <operator>  the name audit entries give the operator (default: the invoking user)', '  -h, --help       this help; nothing is run'];
   if (name) {
     const command = commands[name];
-    const own = Object.entries(command.options ?? {}).map(([o, what]) => `  --${o} <value>  ${what}`);
+    const own = [
+      ...Object.entries(command.options ?? {}).map(([o, what]) => `  --${o} <value>  ${what}`),
+      ...Object.entries(command.flags ?? {}).map(([f, what]) => `  --${f}  ${what}`),
+    ];
     return [`usage: coffer ${command.usage}`, '', `  ${command.summary}`, '', 'options:', ...own, ...common].join('\n');
   }
   const width = Math.max(...Object.keys(commands).map((n) => n.length));

@@ -2,16 +2,23 @@ import { randomUUID } from 'node:crypto';
 import { hostname, userInfo } from 'node:os';
 import type { INestApplicationContext } from '@nestjs/common';
 import { AuditService, AuditedWork } from '@coffer/audit';
+import type { AppConfig } from '@coffer/config';
 import { EncryptionStatusService } from '@coffer/encryption';
 import { KeyRotationService } from '@coffer/keys';
 import { KMS, KmsProvider } from '@coffer/kms';
-import { CreateOrganizationBody, OrgsService } from '@coffer/orgs';
+import { CreateOrganizationBody, OrgsService, presentOrgCreation } from '@coffer/orgs';
 import { DatabaseService } from '@coffer/database';
 import { AppError } from '@coffer/http';
 import { CertificateRenewalService } from '@coffer/tls';
+import { migrateInstallation } from './migrate';
+import { backupInstallation } from './backup/backup';
+import { restoreInstallation } from './backup/restore';
 import { verifyOfflinePath } from './offline-verify';
+import { exportAuditChain, openExportSink } from './audit-export';
+import { waitForRewrap } from './rewrap-status';
 import { UsageError } from './usage-error';
 import { Actor, OrgRegistry, publicOrg } from '@coffer/tenancy';
+import { ApiKeysService, UsersService } from '@coffer/users';
 
 export interface CommandResult {
   output: unknown;
@@ -28,6 +35,8 @@ export interface Invocation {
   operator: string;
   /** The command's own `--<option> <value>`s (Command.options), when given. */
   options?: Record<string, string>;
+  /** The command's own `--<flag>`s (Command.flags) that were given. */
+  flags?: string[];
 }
 
 export interface Command {
@@ -39,12 +48,19 @@ export interface Command {
   control?: boolean;
   /** Options that take a value, with what they mean (for help). */
   options?: Record<string, string>;
+  /** Options that take no value (`--objects`), with what they mean (for help). */
+  flags?: Record<string, string>;
   run(app: INestApplicationContext, invocation: Invocation): Promise<CommandResult>;
   /**
    * A command that needs no database, KMS or Redis: run without the application (main.ts never
    * loads the configuration or boots Nest for it), in place of `run`.
    */
   offline?(invocation: Invocation): Promise<CommandResult>;
+  /**
+   * A command that needs the configuration, with the owner's credentials, and builds its own
+   * application (`migrate`: the CLI's would need the schema it creates), in place of `run`.
+   */
+  standalone?(config: AppConfig, invocation: Invocation): Promise<CommandResult>;
 }
 
 /**
@@ -79,7 +95,71 @@ async function chainOf(app: INestApplicationContext, { args: [target], control }
   return { chain: audit.chain(org), target: { org: target, orgId: org.id } };
 }
 
+/**
+ * The target the REST twin's automatic entry names (targetOf in libs/auth): the route's
+ * parameters, the org's id, and the id of what the answer names.
+ */
+function routeTarget(params: Record<string, string>, orgId: string, result?: unknown): Record<string, unknown> {
+  const target: Record<string, unknown> = { ...params, orgId };
+  const record = result && typeof result === 'object' ? (result as Record<string, unknown>) : undefined;
+  const named = typeof record?.id === 'string' ? record.id : Object.values(record ?? {}).find((v): v is { id: string } => !!v && typeof v === 'object' && typeof (v as { id?: unknown }).id === 'string')?.id;
+  if (named) target.id = named;
+  return target;
+}
+
+/** An org command's org, and the chain its entries go to (the org's, as REST's `:org` routes). */
+async function orgOf(app: INestApplicationContext, slug: string) {
+  const org = await app.get(OrgRegistry).resolve(slug);
+  return { org, chain: () => app.get(AuditService).chain(org) };
+}
+
+/** A whole number of at least 1, for an option. */
+function positive(option: string, value: string | undefined, fallback: number): number {
+  if (value === undefined) return fallback;
+  if (!/^[1-9][0-9]{0,15}$/.test(value)) throw new UsageError(`--${option} takes a whole number of at least 1`);
+  return Number(value);
+}
+
 export const COMMANDS: Record<string, Command> = {
+  migrate: {
+    usage: 'migrate',
+    summary: "bring the control plane and every org database to this version's schema; writes the bootstrap token on the first run (needs DATABASE_OWNER_URL)",
+    arity: [0, 0],
+    run() {
+      throw new Error('migrate builds its own application');
+    },
+    async standalone(config) {
+      return { output: await migrateInstallation(config), exitCode: 0 };
+    },
+  },
+  backup: {
+    usage: 'backup <file> [--objects] [--key-file <file>]',
+    summary: 'write one encrypted, checksummed bundle: the control plane and every org database, the state directory (TLS_DIR), the objects\' listing with sha256, the objects with --objects; passphrase from COFFER_BACKUP_PASSPHRASE (needs DATABASE_OWNER_URL and pg_dump)',
+    arity: [1, 1],
+    options: { 'key-file': 'a file whose content is the secret the bundle is encrypted under, in place of COFFER_BACKUP_PASSPHRASE' },
+    flags: { objects: 'include the objects themselves, not only their listing' },
+    run() {
+      throw new Error('backup builds no application');
+    },
+    async standalone(config, { args: [file], options, flags }) {
+      const summary = await backupInstallation(config, { file, objects: flags?.includes('objects') ?? false, keyFile: options?.['key-file'] });
+      return { output: summary, exitCode: 0 };
+    },
+  },
+  restore: {
+    usage: 'restore <file> [--force] [--key-file <file>]',
+    summary: 'bring an installation back from a bundle of `coffer backup`, after checking every checksum; refuses a non-empty installation without --force; exit 2 when listed objects are missing (needs DATABASE_OWNER_URL and pg_restore)',
+    arity: [1, 1],
+    options: { 'key-file': 'the key file the bundle was written with, in place of COFFER_BACKUP_PASSPHRASE' },
+    flags: { force: "replace an installation that is not empty: its databases are dropped (stop Coffer's processes first)" },
+    run() {
+      throw new Error('restore builds no application');
+    },
+    async standalone(config, { args: [file], options, flags }) {
+      const { summary, complete } = await restoreInstallation(config, { file, force: flags?.includes('force') ?? false, keyFile: options?.['key-file'] });
+      return { output: summary, exitCode: complete ? 0 : 2 };
+    },
+  },
   'orgs:create': {
     usage: 'orgs:create <slug> <name> [<admin-email> <admin-display-name>]',
     summary: 'create an organization, with its first admin and their API key (shown once) if both are given',
@@ -92,14 +172,109 @@ export const COMMANDS: Record<string, Command> = {
       const result = await audited(app, operator, {
         transactional: true,
         chain: () => app.get(AuditService).chain(undefined),
-        automatic: { action: 'organization.created', target: (r) => (r ? { id: (r as { organization: { id: string } }).organization.id } : null) },
-        work: async () => {
-          const { organization, admin } = await app.get(OrgsService).create(body);
-          return {
-            organization: publicOrg(organization),
-            ...(admin && { admin: { user: admin.user, apiKey: { ...admin.apiKey, secret: admin.secret } } }),
-          };
+        automatic: {
+          action: 'organization.created',
+          // No id while the provisioner has not registered it (a pending creation).
+          target: (r) => {
+            const id = (r as { organization?: { id?: string } } | undefined)?.organization?.id;
+            return id ? { id } : null;
+          },
         },
+        work: async () => presentOrgCreation(await app.get(OrgsService).create(body)),
+      });
+      return { output: result, exitCode: 0 };
+    },
+  },
+  'orgs:list': {
+    usage: 'orgs:list',
+    summary: 'list every organization, active and still provisioning (what GET /organizations answers)',
+    arity: [0, 0],
+    async run(app, { operator }) {
+      // GET /organizations is not an audited read: no entry, as over REST.
+      const result = await audited(app, operator, {
+        transactional: false,
+        chain: () => app.get(AuditService).chain(undefined),
+        work: async () => ({ organizations: (await app.get(OrgRegistry).list()).map(publicOrg) }),
+      });
+      return { output: result, exitCode: 0 };
+    },
+  },
+  'users:list': {
+    usage: 'users:list <org-slug>',
+    summary: "list an org's users, disabled ones included (GET .../users; audited as users.listed)",
+    arity: [1, 1],
+    async run(app, { args: [slug], operator }) {
+      const { org, chain } = await orgOf(app, slug);
+      const result = await audited(app, operator, {
+        transactional: false,
+        chain,
+        automatic: { action: 'users.listed', target: (r) => routeTarget({ org: slug }, org.id, r) },
+        work: async () => ({ users: await app.get(UsersService).list(org) }),
+      });
+      return { output: result, exitCode: 0 };
+    },
+  },
+  'users:disable': {
+    usage: 'users:disable <org-slug> <user-id>',
+    summary: "disable a user: every key of theirs stops working (the API's cache drops it within API_KEY_CACHE_TTL_MS); never the org's last active admin (last_admin)",
+    arity: [2, 2],
+    async run(app, { args: [slug, userId], operator }) {
+      const { org, chain } = await orgOf(app, slug);
+      const result = await audited(app, operator, {
+        transactional: true,
+        chain,
+        automatic: { action: 'user.disabled', target: (r) => routeTarget({ org: slug, userId }, org.id, r) },
+        work: async () => ({ user: await app.get(UsersService).disable(org, userId) }),
+      });
+      return { output: result, exitCode: 0 };
+    },
+  },
+  'users:enable': {
+    usage: 'users:enable <org-slug> <user-id>',
+    summary: 'enable a disabled user again; their keys that are neither revoked nor expired work again',
+    arity: [2, 2],
+    async run(app, { args: [slug, userId], operator }) {
+      const { org, chain } = await orgOf(app, slug);
+      const result = await audited(app, operator, {
+        transactional: true,
+        chain,
+        automatic: { action: 'user.enabled', target: (r) => routeTarget({ org: slug, userId }, org.id, r) },
+        work: async () => ({ user: await app.get(UsersService).enable(org, userId) }),
+      });
+      return { output: result, exitCode: 0 };
+    },
+  },
+  'keys:list': {
+    usage: 'keys:list <org-slug> [--user <user-id>]',
+    summary: "list an org's API keys, whatever their status, never their secrets (GET .../api-keys); the CLI issues none (impersonation_refused)",
+    arity: [1, 1],
+    options: { user: "only this user's keys (user_not_found if there is no such user)" },
+    async run(app, { args: [slug], operator, options }) {
+      const { org, chain } = await orgOf(app, slug);
+      const userId = options?.user;
+      // GET .../api-keys is not an audited read: no entry, as over REST.
+      const result = await audited(app, operator, {
+        transactional: false,
+        chain,
+        work: async () => {
+          if (userId !== undefined) await app.get(UsersService).get(org, userId);
+          return { apiKeys: await app.get(ApiKeysService).list(org, userId) };
+        },
+      });
+      return { output: result, exitCode: 0 };
+    },
+  },
+  'keys:revoke': {
+    usage: 'keys:revoke <org-slug> <key-id>',
+    summary: "revoke an API key (ids: keys:list); it fails authentication once the API's cache drops it (within API_KEY_CACHE_TTL_MS)",
+    arity: [2, 2],
+    async run(app, { args: [slug, keyId], operator }) {
+      const { org, chain } = await orgOf(app, slug);
+      const result = await audited(app, operator, {
+        transactional: true,
+        chain,
+        automatic: { action: 'api_key.revoked', target: (r) => routeTarget({ org: slug, keyId }, org.id, r) },
+        work: async () => ({ apiKey: await app.get(ApiKeysService).revoke(org, keyId) }),
       });
       return { output: result, exitCode: 0 };
     },
@@ -133,6 +308,32 @@ export const COMMANDS: Record<string, Command> = {
       return { output: result, exitCode: result.valid ? 0 : 2 };
     },
   },
+  'audit:export': {
+    usage: 'audit:export <org-slug> | --control [--since <seq>] [--output <file>]',
+    summary:
+      "write an org's (or the control plane's) audit entries as NDJSON, as the REST export does (newest first), then the newest signed checkpoint and the chain's public keys, each a line: audit:verify-offline checks the file alone; to stdout (the summary on stderr) or a file (mode 0600); audited as audit_log.read",
+    arity: [0, 1],
+    control: true,
+    options: {
+      since: 'only entries from this sequence number on (an export not from 1 verifies together with the earlier ones)',
+      output: 'write to this file (mode 0600, replaced only once complete) and print the summary on stdout',
+    },
+    async run(app, invocation) {
+      const since = positive('since', invocation.options?.since, 1);
+      const { chain, target } = await chainOf(app, invocation);
+      const sink = await openExportSink(invocation.options?.output);
+      const summary = await audited(app, invocation.operator, {
+        transactional: false,
+        chain: () => chain,
+        automatic: { action: 'audit_log.read', target: () => target },
+        work: () => exportAuditChain(app, chain, since, sink),
+      });
+      if (invocation.options?.output !== undefined) return { output: summary, exitCode: 0 };
+      // stdout holds the NDJSON alone.
+      console.error(JSON.stringify(summary));
+      return { output: undefined, exitCode: 0 };
+    },
+  },
   'keys:rotate': {
     usage: 'keys:rotate <org-slug>',
     summary: "rotate the org's KMS key now; the worker then rewraps its stored data keys",
@@ -146,6 +347,26 @@ export const COMMANDS: Record<string, Command> = {
         work: () => app.get(KeyRotationService).rotate(org, 'manual'),
       });
       return { output: result, exitCode: 0 };
+    },
+  },
+  'rewrap:status': {
+    usage: 'rewrap:status <org-slug> [--wait] [--stall-after <seconds>]',
+    summary:
+      "the org key's versions and the stored data keys still wrapped under an older one (GET .../keys); with --wait, waits for the worker's rewrap to finish, progress on stderr, then exit 0, or exit 2 once the count has not gone down for --stall-after seconds (is a worker running?)",
+    arity: [1, 1],
+    options: { 'stall-after': 'with --wait: give up (exit 2) after this many seconds without progress; default 600' },
+    flags: { wait: 'wait until nothing remains under an older version, showing progress on stderr' },
+    async run(app, { args: [slug], operator, options, flags }) {
+      const stallMs = positive('stall-after', options?.['stall-after'], 600) * 1000;
+      const { org, chain } = await orgOf(app, slug);
+      // GET .../keys is not an audited read: no entry, as over REST. Each read is a scope of its own.
+      const read = () => audited(app, operator, { transactional: false, chain, work: () => app.get(KeyRotationService).describe(org) });
+      if (!flags?.includes('wait')) return { output: await read(), exitCode: 0 };
+      const waited = await waitForRewrap(read, { stallMs, intervalMs: 1000, stream: process.stderr });
+      if (!waited.done) {
+        console.error(`coffer rewrap:status: no progress for ${Math.round(waited.stalledMs! / 1000)}s, ${waited.view.rewrap.remaining} data keys still wrapped under a version older than v${waited.view.latestVersion}: is a worker running?`);
+      }
+      return { output: waited.view, exitCode: waited.done ? 0 : 2 };
     },
   },
   'audit:checkpoint': {

@@ -3,11 +3,14 @@ process.env.COFFER_SERVICE ??= 'cli';
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { NestFactory } from '@nestjs/core';
-import { ConfigError, loadConfig } from '@coffer/config';
+import { AppConfig, ConfigError, loadConfig } from '@coffer/config';
+import { masterKeyMismatchIn, masterKeyMismatchLine } from '@coffer/kms';
 import { toErrorResponse } from '@coffer/http';
+import { captureError, flushErrorTracking, initErrorTracking } from '@coffer/logging';
 import { CliModule } from './cli.module';
 import { helpText, parseCommandLine } from './command-line';
-import { Command, Invocation, UsageError } from './commands';
+import { CommandResult, UsageError } from './commands';
+import { CommandRefused } from './usage-error';
 
 /**
  * `coffer <command> [args]`: the admin CLI, for the container (`docker compose exec api coffer
@@ -28,45 +31,78 @@ async function main(argv: string[]): Promise<number> {
       return 64;
   }
   const { command, invocation } = line;
-  if (command.offline) return runOffline(line.name, command.offline.bind(command), invocation);
-  const config = loadConfig({ ...process.env, LOG_LEVEL: process.env.LOG_LEVEL ?? 'warn' });
+  if (command.offline) return runWithoutApp(line.name, () => command.offline!(invocation));
+  const env = { ...process.env, LOG_LEVEL: process.env.LOG_LEVEL ?? 'warn' };
+  if (command.standalone) {
+    const owned = loadConfig(env, 'required');
+    initErrorTracking(owned, 'cli');
+    return runWithoutApp(line.name, () => command.standalone!(owned, invocation), owned);
+  }
+  const config = loadConfig(env);
+  initErrorTracking(config, 'cli');
   const app = await NestFactory.createApplicationContext(CliModule.register(config), { logger: false });
   try {
     const { output, exitCode } = await command.run(app, invocation);
-    console.log(JSON.stringify(output, null, 2));
+    // No answer to print: the command wrote its own stdout (audit:export's NDJSON).
+    if (output !== undefined) console.log(JSON.stringify(output, null, 2));
     return exitCode;
   } catch (error) {
     if (error instanceof UsageError) {
       console.error(`coffer: ${error.message}\n\n${helpText(undefined, line.name)}`);
       return 64;
     }
-    console.error(JSON.stringify(toErrorResponse(error, 'cli').body));
+    printError(error, line.name);
     return 1;
   } finally {
     await app.close();
   }
 }
 
-/** A command that needs nothing but its arguments: no configuration, no application, no connection. */
-async function runOffline(name: string, run: NonNullable<Command['offline']>, invocation: Invocation): Promise<number> {
+/**
+ * A command that needs no application of the CLI's (offline, or building its own). A master key
+ * that does not open the stored keys is refused as the services refuse it: one line, exit 78.
+ */
+async function runWithoutApp(name: string, run: () => Promise<CommandResult>, config?: AppConfig): Promise<number> {
   try {
-    const { output, exitCode } = await run(invocation);
+    const { output, exitCode } = await run();
     console.log(JSON.stringify(output, null, 2));
     return exitCode;
   } catch (error) {
+    const mismatch = config && masterKeyMismatchIn(error);
+    if (mismatch) {
+      console.error(masterKeyMismatchLine(name, mismatch, config));
+      return 78;
+    }
     if (error instanceof UsageError) {
       console.error(`coffer: ${error.message}\n\n${helpText(undefined, name)}`);
       return 64;
     }
-    console.error(JSON.stringify(toErrorResponse(error, 'cli').body));
+    if (error instanceof CommandRefused) {
+      console.error(`coffer ${name}: ${error.message}`);
+      return 1;
+    }
+    printError(error, name);
     return 1;
   }
 }
 
+/** The error as the API would answer it, on stderr; reported (SENTRY_DSN) when the API would answer 5xx. */
+function printError(error: unknown, command: string): void {
+  const { status, body } = toErrorResponse(error, 'cli');
+  console.error(JSON.stringify(body));
+  if (status >= 500 && status !== 503) captureError(error, { command });
+}
+
+// Reports are sent before the exit: process.exit() would drop them.
 main(process.argv.slice(2)).then(
-  (code) => process.exit(code),
-  (error) => {
+  async (code) => {
+    await flushErrorTracking();
+    process.exit(code);
+  },
+  async (error) => {
     console.error(error instanceof ConfigError ? error.message : `coffer: ${error?.message ?? error}`);
+    if (!(error instanceof ConfigError)) captureError(error);
+    await flushErrorTracking();
     process.exit(1);
   },
 );

@@ -4,10 +4,10 @@ import { ScheduleModule } from '@nestjs/schedule';
 import { AuditModule } from '@coffer/audit';
 import { AppConfig, ConfigModule } from '@coffer/config';
 import { DatabaseModule } from '@coffer/database';
-import { JobScheduler, JobsModule, JobWorkers } from '@coffer/jobs';
+import { CONSUMED_QUEUES, JobScheduler, JobsModule, JobWorkers } from '@coffer/jobs';
 import { KeysModule } from '@coffer/keys';
 import { KmsModule } from '@coffer/kms';
-import { AlertChecksModule } from '@coffer/metrics';
+import { AlertChecksModule, WorkerMetricsModule } from '@coffer/metrics';
 import { LoggingModule } from '@coffer/logging';
 import { OrgsModule } from '@coffer/orgs';
 import { PackagesModule } from '@coffer/packages';
@@ -40,6 +40,7 @@ export class WorkerModule {
         OrgsModule,
         KeysModule,
         AlertChecksModule,
+        WorkerMetricsModule,
         CertificatesModule,
         PackagesModule,
         SpoolModule,
@@ -49,6 +50,7 @@ export class WorkerModule {
       providers: [
         JobWorkers,
         JobScheduler,
+        { provide: CONSUMED_QUEUES, useValue: ['maintenance'] },
         // One handler per job of the registry (libs/jobs), which also says what is scheduled.
         ExpireApiKeysProcessor,
         FindExpiredApiKeysProcessor,

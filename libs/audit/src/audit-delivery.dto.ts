@@ -1,11 +1,30 @@
+import { isIP } from 'node:net';
 import { z } from 'zod';
+import { Instant } from '@coffer/http';
+
+/** A DNS name as the S3 client takes it: labels of letters, digits, inner hyphens or underscores, at most 63 characters each, 253 in all. */
+const HOST_NAME = /^(?=.{1,253}$)[a-z0-9]([a-z0-9_-]{0,61}[a-z0-9])?(\.[a-z0-9]([a-z0-9_-]{0,61}[a-z0-9])?)*$/i;
+
+/**
+ * The endpoint's refinements run even when `z.url()` failed (zod goes on with the checks of a
+ * schema), so they parse without throwing: a string that is no URL is refused, never a 500.
+ */
+const isOrigin = (u: string) => {
+  const url = URL.parse(u);
+  return !!url && !url.pathname.replace(/\/$/, '') && !url.search;
+};
+const hasClientHost = (u: string) => {
+  const host = URL.parse(u)?.hostname ?? '';
+  return isIP(host.replace(/^\[(.*)\]$/, '$1')) !== 0 || HOST_NAME.test(host);
+};
 
 export const AuditDestinationBody = z
   .object({
-    /** The S3 server: `https://s3.example.com` or `http://minio:9000`. */
-    endpoint: z.url({ protocol: /^https?$/ }).refine((u) => !new URL(u).pathname.replace(/\/$/, '') && !new URL(u).search, {
-      message: 'an origin only: scheme, host and port',
-    }),
+    /** The S3 server: `https://s3.example.com`. An internal address or name only if OUTBOUND_ALLOWED_HOSTS allows it. */
+    endpoint: z
+      .url({ protocol: /^https?$/ })
+      .refine(isOrigin, { message: 'an origin only: scheme, host and port' })
+      .refine(hasClientHost, { message: 'a host name (labels of letters, digits and inner hyphens, at most 63 characters each, 253 in all) or an IP address' }),
     region: z.string().min(1).max(64).default('us-east-1'),
     bucket: z.string().regex(/^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$/, 'an S3 bucket name'),
     /** Keys are `<prefix><orgId>/entries/...` and `<prefix><orgId>/digests/...`. */
@@ -20,3 +39,16 @@ export const AuditDestinationBody = z
   })
   .strict();
 export type AuditDestinationInput = z.infer<typeof AuditDestinationBody>;
+
+/** Where the audit log is delivered and how far delivery has got: never the credentials. */
+export const AuditDestinationView = z.strictObject({
+  endpoint: z.string(),
+  region: z.string(),
+  bucket: z.string(),
+  prefix: z.string(),
+  updatedAt: Instant,
+  deliveredThrough: z.number().int(),
+  lastDeliveredAt: Instant.nullable(),
+  batches: z.number().int(),
+  pendingEntries: z.number().int(),
+});

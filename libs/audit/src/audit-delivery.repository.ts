@@ -1,6 +1,8 @@
-import { Injectable } from '@nestjs/common';
+import { Inject, Injectable } from '@nestjs/common';
 import { Client as S3Client } from 'minio';
+import { APP_CONFIG, AppConfig } from '@coffer/config';
 import { OutsideTransaction, transaction } from '@coffer/database';
+import { EgressPolicy } from '@coffer/http';
 import { AuditRow, ChainedEntry, fromRow } from './audit-chain';
 import type { AuditChain } from './audit.repository';
 
@@ -35,6 +37,13 @@ export interface BucketCredentials {
  */
 @Injectable()
 export class AuditDeliveryRepository {
+  /** The bucket is the org's choice: every request to it goes through the egress policy. */
+  private readonly egress: EgressPolicy;
+
+  constructor(@Inject(APP_CONFIG) config: AppConfig) {
+    this.egress = new EgressPolicy(config.OUTBOUND_ALLOWED_HOSTS);
+  }
+
   @OutsideTransaction()
   async destination(chain: AuditChain): Promise<StoredDestination | undefined> {
     const { rows } = await chain.pool().query('SELECT * FROM audit_destination');
@@ -113,13 +122,20 @@ export class AuditDeliveryRepository {
     return rows.map(fromRow);
   }
 
+  /** Rejects with EgressRefused when the egress policy refuses the endpoint's host. */
+  checkEndpoint(endpoint: string): Promise<void> {
+    return this.egress.check(new URL(endpoint).hostname);
+  }
+
   bucket(destination: Pick<StoredDestination, 'endpoint' | 'region'>, credentials: BucketCredentials): S3Client {
     const url = new URL(destination.endpoint);
     const useSSL = url.protocol === 'https:';
     return new S3Client({
-      endPoint: url.hostname,
+      // An IPv6 address without its URL brackets, as the client takes it.
+      endPoint: url.hostname.replace(/^\[(.*)\]$/, '$1'),
       port: url.port ? Number(url.port) : useSSL ? 443 : 80,
       useSSL,
+      transportAgent: useSSL ? this.egress.httpsAgent : this.egress.httpAgent,
       region: destination.region,
       accessKey: credentials.accessKeyId,
       secretKey: credentials.secretAccessKey,

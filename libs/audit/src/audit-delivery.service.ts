@@ -4,7 +4,7 @@ import { Inject, Injectable } from '@nestjs/common';
 import { APP_CONFIG, AppConfig } from '@coffer/config';
 import { aeadOpen, aeadSeal } from '@coffer/crypto';
 import { OutsideTransaction } from '@coffer/database';
-import { AppError } from '@coffer/http';
+import { AppError, EgressRefused } from '@coffer/http';
 import { KMS, KmsProvider, orgKeyName } from '@coffer/kms';
 import type { OrgRef } from '@coffer/tenancy';
 import { canonicalJson } from './audit-chain';
@@ -60,18 +60,38 @@ export class AuditDeliveryService {
     private readonly auditService: AuditService,
   ) {}
 
-  /** Checks that the bucket answers to the credentials, then stores them sealed. */
-  /** Records where the log went and where it goes now (never the credentials) in the change's entry. */
+  /**
+   * Checks that the egress policy allows the endpoint and that the bucket answers to the
+   * credentials, then stores them sealed. Records where the log went and where it goes now
+   * (never the credentials) in the change's entry.
+   */
   async configure(org: OrgRef, input: AuditDestinationInput): Promise<void> {
     const { accessKeyId, secretAccessKey, ...where } = input;
     const previous = await this.deliveries.destination(this.audit.chain(org));
     const place = (d: { endpoint: string; region: string; bucket: string; prefix: string }) =>
       ({ endpoint: d.endpoint, region: d.region, bucket: d.bucket, prefix: d.prefix });
     auditDetails({ previous: previous ? place(previous) : null, destination: place(where) });
-    const reachable = await this.deliveries
-      .bucket(where, { accessKeyId, secretAccessKey })
+    // The egress policy, first on the endpoint's host, then on the HEAD's own connection (a name
+    // may resolve elsewhere by then); a lookup failure is left to the HEAD to report.
+    const rethrowRefusal = (error: unknown) => {
+      if (error instanceof EgressRefused) throw new AppError('destination_not_allowed', error.message, { refused: error.refused });
+    };
+    await this.deliveries.checkEndpoint(where.endpoint).catch(rethrowRefusal);
+    // The S3 client checks its settings when it is made, and throws: a refusal of the input, not a 500.
+    let client: ReturnType<AuditDeliveryRepository['bucket']>;
+    try {
+      client = this.deliveries.bucket(where, { accessKeyId, secretAccessKey });
+    } catch {
+      throw new AppError('validation_failed', 'request failed validation', [
+        { path: 'endpoint', code: 'invalid_format', message: 'an endpoint the S3 client does not accept' },
+      ]);
+    }
+    const reachable = await client
       .bucketExists(where.bucket)
-      .catch(() => false);
+      .catch((error) => {
+        rethrowRefusal(error);
+        return false;
+      });
     if (!reachable) {
       throw new AppError('audit_destination_unreachable', `bucket ${where.bucket} at ${where.endpoint} does not answer to these credentials`);
     }

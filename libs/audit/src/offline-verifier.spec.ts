@@ -5,7 +5,7 @@ import { gzipSync } from 'node:zlib';
 import { canonicalJson, ChainedEntry, entryHash, genesisHash } from './audit-chain';
 import { publicEntry } from './audit.dto';
 import { AuditAnchor, AuditPublicKey, checkpointData, checkpointKeyName } from './audit-signing';
-import { OfflineFile, verifyOffline } from './offline-verifier';
+import { EXPORT_KEYS_FORMAT, OfflineFile, verifyOffline } from './offline-verifier';
 
 const CHAIN = '6f1c2b9e-0d7a-4a51-9a3e-2f4c8b1d7e60';
 const KEY = checkpointKeyName(CHAIN);
@@ -158,5 +158,30 @@ describe('offline verifier: an audit log checked with nothing but its files and 
     const alone = verifyOffline([{ name: 'export.ndjson', bytes: Buffer.from(exported) }], [signer.published]);
     assert.equal(alone.valid, false, 'nothing signed covers an export on its own');
     assert.match(alone.reason!, /no valid digest or checkpoint/);
+  });
+
+  test('an export carrying its checkpoint and keys as lines of its own (coffer audit:export) verifies alone; one byte changed does not', () => {
+    const lines = [...entries].reverse().map((e) => JSON.stringify(publicEntry(e)));
+    lines.push(canonicalJson(anchor(entries[19], signer)));
+    lines.push(JSON.stringify({ format: EXPORT_KEYS_FORMAT, chain: CHAIN, algorithm: 'ed25519', keys: [signer.published] }));
+    const file = { name: 'export.ndjson', bytes: Buffer.from(`${lines.join('\n')}\n`) };
+    const alone = verifyOffline([file]);
+    assert.deepEqual([alone.valid, alone.chain, alone.keysFrom, alone.checkedThrough, alone.signedThrough, alone.checkpoints], [true, CHAIN, 'export', 23, 20, 1]);
+    assert.equal(verifyOffline([file], [signer.published]).keysFrom, 'pinned');
+    assert.equal(verifyOffline([file], [keyPair().published]).valid, false, 'pinned keys of another signer refuse it');
+    const text = file.bytes.toString();
+    const anchorLine = text.indexOf('coffer-audit-anchor/1');
+    const offsets = [
+      Math.floor(text.length * 0.05), // an entry
+      Math.floor(text.length * 0.5),
+      text.indexOf('"hash":"', anchorLine) + 12, // the checkpoint's hash
+      text.indexOf('"signature":"', anchorLine) + 30, // its signature
+      text.indexOf('"publicKey":"', text.indexOf(EXPORT_KEYS_FORMAT)) + 20, // the key
+    ];
+    for (const at of offsets) {
+      const bytes = Buffer.from(file.bytes);
+      bytes[at] ^= 0x01;
+      assert.equal(verifyOffline([{ name: file.name, bytes }]).valid, false, `byte ${at}: ${text.slice(at - 10, at + 10)}`);
+    }
   });
 });

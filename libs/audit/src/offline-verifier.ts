@@ -8,7 +8,9 @@ import { AuditAnchor, AuditPublicKey, checkpointData, checkpointKeyName, verifyW
  * no Redis (`coffer audit:verify-offline`; the algorithm is docs/audit-verification.md).
  *
  * Files, by name and content: `*.ndjson` / `*.ndjson.gz` hold entries as the API exports them
- * (any order, the export's newest-first included); `*.json` files are digests
+ * (any order, the export's newest-first included), and may hold checkpoint anchors and the
+ * chain's public keys as lines of their own (`coffer audit:export` appends them: an
+ * EXPORT_KEYS_FORMAT line, its keys trusted on first use as the digests' are); `*.json` files are digests
  * (`coffer-audit-digest/*`), checkpoint anchors (`coffer-audit-anchor/1`) or a key set (the
  * answer of GET /api/v1/audit/keys). Checked: the hash chain from genesis; each digest's
  * signature, its link to the previous digest, its object's SHA-256 and the chain's hash at its
@@ -27,9 +29,15 @@ export interface OfflineResult extends VerifyResult {
   checkpoints: number;
   /** The highest sequence number a checked signature covers. */
   signedThrough: number;
-  /** `pinned`: given (--keys, or a key file among the files); `digests`: taken from the digests themselves (trust on first use). */
-  keysFrom: 'pinned' | 'digests' | 'none';
+  /**
+   * `pinned`: given (--keys, or a key file among the files); `digests`: taken from the digests
+   * themselves, `export`: from a key line of an exported NDJSON file (both trust on first use).
+   */
+  keysFrom: 'pinned' | 'digests' | 'export' | 'none';
 }
+
+/** The `format` of the line of an NDJSON export that carries the chain's public keys (GET /api/v1/audit/keys's answer). */
+export const EXPORT_KEYS_FORMAT = 'coffer-audit-keys/1';
 
 interface ParsedDigest {
   file: string;
@@ -60,6 +68,7 @@ export function verifyOffline(files: readonly OfflineFile[], pinnedKeys?: readon
   const digests: ParsedDigest[] = [];
   const anchors: { location: string; anchor: AuditAnchor }[] = [];
   const fileKeys: AuditPublicKey[] = [];
+  const exportKeys: AuditPublicKey[] = [];
   const entryFiles = new Map<string, Buffer>();
 
   for (const { name, bytes } of files) {
@@ -76,6 +85,15 @@ export function verifyOffline(files: readonly OfflineFile[], pinnedKeys?: readon
         if (!line.trim()) continue;
         const entry = parseEntry(line);
         if (!entry) {
+          const other = parseJson(line);
+          if (other?.format === 'coffer-audit-anchor/1' && isAnchor(other)) {
+            anchors.push({ location: `${name}#checkpoint-${other.seq}`, anchor: other });
+            continue;
+          }
+          if (other?.format === EXPORT_KEYS_FORMAT && Array.isArray(other.keys) && other.keys.every(isPublicKey)) {
+            exportKeys.push(...other.keys);
+            continue;
+          }
           unreadable.push(name);
           break;
         }
@@ -104,10 +122,11 @@ export function verifyOffline(files: readonly OfflineFile[], pinnedKeys?: readon
   }
 
   const chain =
-    digests[0]?.digest.chain ?? anchors[0]?.anchor.chain ?? chainOfKey((pinnedKeys ?? fileKeys)[0]?.keyName) ?? null;
+    digests[0]?.digest.chain ?? anchors[0]?.anchor.chain ?? chainOfKey((pinnedKeys ?? fileKeys)[0]?.keyName ?? exportKeys[0]?.keyName) ?? null;
   const pinned = [...(pinnedKeys ?? []), ...fileKeys];
-  const keys = pinned.length ? pinned : digests.flatMap((d) => d.digest.publicKeys ?? []);
-  const keysFrom = pinned.length ? 'pinned' : keys.length ? 'digests' : 'none';
+  const digestKeys = digests.flatMap((d) => d.digest.publicKeys ?? []);
+  const keys = pinned.length ? pinned : [...digestKeys, ...exportKeys];
+  const keysFrom = pinned.length ? 'pinned' : digestKeys.length ? 'digests' : exportKeys.length ? 'export' : 'none';
   const base = { chain, entries: entries.size, digests: digests.length, keysFrom } as const;
   if (!chain) {
     return { ...base, valid: false, checkedThrough: 0, firstBadSequence: 1, reason: 'no digest, checkpoint or key names the chain', checkpoints: 0, signedThrough: 0 };
@@ -205,6 +224,14 @@ function parseEntry(line: string): ChainedEntry | undefined {
     const e = JSON.parse(line);
     if (!Number.isSafeInteger(e.seq) || typeof e.hash !== 'string' || typeof e.prevHash !== 'string' || typeof e.occurredAt !== 'string') return undefined;
     return { ...e, occurredAt: new Date(e.occurredAt), prevHash: Buffer.from(e.prevHash, 'hex'), hash: Buffer.from(e.hash, 'hex') };
+  } catch {
+    return undefined;
+  }
+}
+
+function parseJson(line: string): any {
+  try {
+    return JSON.parse(line);
   } catch {
     return undefined;
   }

@@ -1,5 +1,7 @@
-import { createParamDecorator, ExecutionContext, SetMetadata } from '@nestjs/common';
+import { applyDecorators, createParamDecorator, ExecutionContext, SetMetadata } from '@nestjs/common';
+import { ApiExtension } from '@nestjs/swagger';
 import type { FastifyRequest } from 'fastify';
+import { ACCESS_EXTENSION, ErrorCode, RouteAccess } from '@coffer/http';
 import type { Role } from '@coffer/tenancy';
 
 /**
@@ -13,8 +15,29 @@ export type Access =
 
 export const ACCESS_KEY = 'coffer:access';
 
-export const Public = () => SetMetadata(ACCESS_KEY, { kind: 'public' } satisfies Access);
-export const PlatformAdminOnly = () => SetMetadata(ACCESS_KEY, { kind: 'platform_admin' } satisfies Access);
+/** What AuthGuard can answer for a route of each access (a public route's path parameters aside). */
+const GUARD_ERRORS: Record<Access['kind'], ErrorCode[]> = {
+  public: [],
+  // The bearer is checked (the database, and an org key's hash opened with the org's field key), failures limited.
+  platform_admin: ['unauthenticated', 'authentication_rate_limited', 'database_busy', 'kms_unavailable', 'field_decryption_failed', 'forbidden'],
+  org: [
+    'unauthenticated',
+    'authentication_rate_limited',
+    'database_busy',
+    'kms_unavailable',
+    'field_decryption_failed',
+    'forbidden',
+    'organization_not_found',
+    'organization_busy',
+  ],
+};
+
+/** The route's access, for the guard, and in its OpenAPI operation (completeDocument: security, error codes). */
+const access = (value: Access) =>
+  applyDecorators(SetMetadata(ACCESS_KEY, value), ApiExtension(ACCESS_EXTENSION, { ...value, errors: GUARD_ERRORS[value.kind] } satisfies RouteAccess));
+
+export const Public = () => access({ kind: 'public' });
+export const PlatformAdminOnly = () => access({ kind: 'platform_admin' });
 
 /**
  * An org-scoped route (its path has `:org`). Members of that org with one of `roles` may call
@@ -22,7 +45,7 @@ export const PlatformAdminOnly = () => SetMetadata(ACCESS_KEY, { kind: 'platform
  * platform admin act on any org (so an org's first admin can be created).
  */
 export const OrgAccess = (roles: readonly Role[], options: { platformAdmin?: boolean } = {}) =>
-  SetMetadata(ACCESS_KEY, { kind: 'org', roles, platformAdmin: options.platformAdmin ?? false } satisfies Access);
+  access({ kind: 'org', roles, platformAdmin: options.platformAdmin ?? false });
 
 export const ALL_ROLES: readonly Role[] = ['admin', 'security_officer', 'member'];
 

@@ -3,6 +3,8 @@ import { Reflector } from '@nestjs/core';
 import type { FastifyRequest } from 'fastify';
 import { from, lastValueFrom, Observable } from 'rxjs';
 import { AuditService } from '@coffer/audit';
+import { AppError, isStreamRoute } from '@coffer/http';
+import { ApiKeysService } from '@coffer/users';
 import { actorOf, automaticAction, isMutation, requestSource, targetOf } from './request-audit';
 
 /**
@@ -17,6 +19,7 @@ export class AuditInterceptor implements NestInterceptor {
   constructor(
     private readonly audit: AuditService,
     private readonly reflector: Reflector,
+    private readonly apiKeys: ApiKeysService,
   ) {}
 
   intercept(context: ExecutionContext, next: CallHandler): Observable<unknown> {
@@ -30,8 +33,26 @@ export class AuditInterceptor implements NestInterceptor {
         transactional: isMutation(request),
         chain: (org) => this.audit.chain(request.org ?? org ?? request.principalOrg),
         automatic: action ? { action, target: (result) => targetOf(request, result) } : undefined,
-        work: () => lastValueFrom(next.handle(), { defaultValue: undefined }),
+        work: async () => {
+          const result = await lastValueFrom(next.handle(), { defaultValue: undefined });
+          if (isStreamRoute(request)) await this.recheckPrincipal(request);
+          return result;
+        },
       }),
     );
+  }
+
+  /**
+   * A streamed upload commits only if its caller may still act: one that streams for minutes
+   * must not commit after its user was disabled or its key revoked meanwhile. Read afresh, in
+   * the upload's own transaction (its connection: no second one from the org's share), which
+   * sees what others have committed.
+   */
+  private async recheckPrincipal(request: FastifyRequest): Promise<void> {
+    const { principal, principalOrg } = request;
+    if (principal?.kind !== 'user' || !principalOrg) return;
+    if (!(await this.apiKeys.stillValid(principalOrg, principal.apiKeyId))) {
+      throw new AppError('unauthenticated', 'the API key was revoked, or its user disabled, while the request ran; nothing was changed');
+    }
   }
 }

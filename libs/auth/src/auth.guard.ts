@@ -1,12 +1,14 @@
 import { CanActivate, ExecutionContext, Injectable } from '@nestjs/common';
 import { Reflector } from '@nestjs/core';
-import type { FastifyRequest } from 'fastify';
+import type { FastifyReply, FastifyRequest } from 'fastify';
 import { AuditService } from '@coffer/audit';
-import { parseBearerToken } from '@coffer/crypto';
-import { AppError, controlCharacterInParams, sanitizedParams } from '@coffer/http';
+import { BearerToken, parseBearerToken } from '@coffer/crypto';
+import { AppError, controlCharacterInParams, RetryLaterError, sanitizedParams } from '@coffer/http';
 import { ApiKeysService } from '@coffer/users';
+import { ABUSE_LIMIT_KEY, AbuseLimits, RefusalEntry } from './abuse-limits';
 import { Access, ACCESS_KEY } from './access.decorators';
-import { actorId, OrgRegistry, Principal } from '@coffer/tenancy';
+import { actorId, OrgRef, OrgRegistry, Principal } from '@coffer/tenancy';
+import { OrgRequestGate } from './org-request-gate';
 import { actorOf, automaticAction, requestSource, targetOf } from './request-audit';
 import { PlatformTokensService } from './platform-tokens.service';
 
@@ -20,6 +22,8 @@ export class AuthGuard implements CanActivate {
     private readonly apiKeys: ApiKeysService,
     private readonly platformTokens: PlatformTokensService,
     private readonly audit: AuditService,
+    private readonly limits: AbuseLimits,
+    private readonly gate: OrgRequestGate,
   ) {}
 
   async canActivate(context: ExecutionContext): Promise<boolean> {
@@ -29,30 +33,57 @@ export class AuthGuard implements CanActivate {
     // A public route's caller has no name: refused, not audited, as a 401 is not.
     if (access.kind === 'public') {
       if (controlCharacterInParams(request.params)) throw invalidPathParameter();
+      if (this.abuseLimit(context) === 'asset_links') await this.limits.assetLinkRequest(request, () => this.failureEntry(context, request));
       return true;
     }
 
-    const principal = await this.authenticate(request);
+    const principal = await this.authenticate(context, request);
     request.principal = principal;
     request.actorId = actorId(principal);
     await this.refuseControlCharacters(context, request, principal);
     try {
-      return await this.authorize(access, principal, request);
+      await this.authorize(access, principal, request);
     } catch (error) {
       // A known caller denied, a mutation or a read (a member probing the audit log): their own
       // org's chain (or the control plane's) says so.
-      const action = automaticAction(this.reflector, context, request) ?? `${request.method} ${request.routeOptions.url}`;
-      await this.audit.recordFailure(
-        {
-          actor: actorOf(principal),
-          source: requestSource(request),
-          chain: () => this.audit.chain(request.principalOrg),
-          automatic: { action, target: () => targetOf(request) },
-        },
-        error,
-      );
+      await this.audit.recordFailure(this.failureEntry(context, request, principal), error);
       throw error;
     }
+    if (request.org) await this.admit(context, request, principal, request.org);
+    return true;
+  }
+
+  /** The entry of a request refused here: as its caller, in their own chain (or the control plane's). */
+  private failureEntry(context: ExecutionContext, request: FastifyRequest, principal?: Principal): RefusalEntry {
+    return {
+      actor: actorOf(principal),
+      source: requestSource(request),
+      chain: () => this.audit.chain(request.principalOrg),
+      automatic: {
+        action: automaticAction(this.reflector, context, request) ?? `${request.method} ${request.routeOptions.url}`,
+        target: () => targetOf(request),
+      },
+    };
+  }
+
+  private abuseLimit(context: ExecutionContext): string | undefined {
+    return this.reflector.get<string>(ABUSE_LIMIT_KEY, context.getHandler());
+  }
+
+  /**
+   * The org's turn in this process (OrgRequestGate), then an upload slot if the route takes one;
+   * both held until the response closes. Past the queue, 429 (audited once a minute per org).
+   */
+  private async admit(context: ExecutionContext, request: FastifyRequest, principal: Principal, org: OrgRef): Promise<void> {
+    const response = context.switchToHttp().getResponse<FastifyReply>().raw;
+    const entry = () => this.failureEntry(context, request, principal);
+    try {
+      await this.gate.enter(org.id, response);
+    } catch (error) {
+      if (error instanceof RetryLaterError) await this.limits.refuse(entry, { limit: 'org_requests', subject: org.id }, error);
+      throw error;
+    }
+    if (this.abuseLimit(context) === 'uploads') await this.limits.uploadSlot(org, response, entry);
   }
 
   /**
@@ -79,11 +110,11 @@ export class AuthGuard implements CanActivate {
     throw error;
   }
 
-  private async authorize(access: Access, principal: Principal, request: FastifyRequest): Promise<boolean> {
-    if (access.kind === 'public') return true;
+  private async authorize(access: Access, principal: Principal, request: FastifyRequest): Promise<void> {
+    if (access.kind === 'public') return;
     if (access.kind === 'platform_admin') {
       if (principal.kind !== 'platform_admin') throw new AppError('forbidden', 'this route is for the platform admin');
-      return true;
+      return;
     }
 
     const slug = (request.params as Record<string, string | undefined>).org;
@@ -98,24 +129,36 @@ export class AuthGuard implements CanActivate {
     }
     request.org = org;
     request.orgSlug = org.slug;
-    return true;
   }
 
-  private async authenticate(request: FastifyRequest): Promise<Principal> {
+  /**
+   * The caller, from their bearer token. The failure limits (AbuseLimits) are checked first, in
+   * Redis alone, so a flood of guesses costs no database lookup; each failure counts against the
+   * client's address and the key id presented.
+   */
+  private async authenticate(context: ExecutionContext, request: FastifyRequest): Promise<Principal> {
     const header = request.headers.authorization;
     const match = header ? /^Bearer ([^\s]+)$/i.exec(header) : null;
     if (!match) throw new AppError('unauthenticated', 'missing bearer token');
-    // Built only when thrown: an Error captures a stack, which is costly on the hot path.
-    const invalid = () => new AppError('unauthenticated', 'invalid, expired or revoked token');
     const token = parseBearerToken(match[1]);
-    if (!token) throw invalid();
+    const keyId = token && (token.kind === 'platform' ? `platform.${token.tokenId}` : `${token.orgId}.${token.keyId}`);
+    await this.limits.beforeAuthentication(request, keyId, () => this.failureEntry(context, request));
+    const principal = token && (await this.verify(token, request));
+    if (!principal) {
+      await this.limits.authenticationFailed(request, keyId);
+      throw new AppError('unauthenticated', 'invalid, expired or revoked token');
+    }
+    return principal;
+  }
+
+  /** The principal of a token whose secret matches and which is active; undefined for any other. */
+  private async verify(token: BearerToken, request: FastifyRequest): Promise<Principal | undefined> {
     if (token.kind === 'platform') {
-      if (await this.platformTokens.verify(token.tokenId, token.secret)) return { kind: 'platform_admin', tokenId: token.tokenId };
-      throw invalid();
+      return (await this.platformTokens.verify(token.tokenId, token.secret)) ? { kind: 'platform_admin', tokenId: token.tokenId } : undefined;
     }
     const org = await this.orgs.resolveById(token.orgId);
     const key = org && (await this.apiKeys.verify(org, token.keyId, token.secret));
-    if (!key) throw invalid();
+    if (!key) return undefined;
     request.principalOrg = org;
     return { kind: 'user', orgId: token.orgId, userId: key.userId, apiKeyId: key.keyId, role: key.role };
   }

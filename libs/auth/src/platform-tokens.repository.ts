@@ -1,6 +1,6 @@
 import { Inject, Injectable } from '@nestjs/common';
 import { APP_CONFIG, AppConfig } from '@coffer/config';
-import { DatabaseService, withClient } from '@coffer/database';
+import { DatabaseService, ownerUrlOf, withClient } from '@coffer/database';
 
 /** `platform_admin_tokens` of the control plane: hashes only, never a token. */
 @Injectable()
@@ -25,7 +25,7 @@ export class PlatformTokensRepository {
    * the commit: if it fails, the insert rolls back. Returns whether the token was inserted.
    */
   async insertFirst(token: { id: string; label: string; secretHash: Buffer }, keep: () => Promise<void>): Promise<boolean> {
-    return withClient(this.config.DATABASE_OWNER_URL, async (owner) => {
+    return withClient(ownerUrlOf(this.config), async (owner) => {
       await owner.query('BEGIN');
       try {
         await owner.query('LOCK TABLE platform_admin_tokens IN EXCLUSIVE MODE');

@@ -1,3 +1,4 @@
+import { isIP } from 'node:net';
 import { z } from 'zod';
 
 /**
@@ -10,10 +11,28 @@ const bool = z
 const port = z.coerce.number().int().min(0).max(65535);
 const bytes = z.coerce.number().int().positive();
 const postgresUrl = z.url({ protocol: /^postgres(ql)?$/ });
+/** A host name, an IP address (IPv6 without brackets) or a CIDR. */
+const allowedHost = (entry: string) => {
+  const [network, prefix, ...rest] = entry.split('/');
+  const bits = isIP(network) === 4 ? 32 : isIP(network) === 6 ? 128 : 0;
+  if (prefix !== undefined) return !rest.length && bits > 0 && /^\d{1,3}$/.test(prefix) && Number(prefix) <= bits;
+  return bits > 0 || /^[a-z0-9_]([a-z0-9_-]{0,62})(\.[a-z0-9_]([a-z0-9_-]{0,62}))*\.?$/i.test(network);
+};
 
 export const configSchema = z.object({
   COFFER_ENV: z.enum(['production', 'local', 'test']).default('production'),
   LOG_LEVEL: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).default('info'),
+  /**
+   * Error tracking: unexpected errors (API 5xx, failed jobs, start-up and CLI failures) go to this
+   * Sentry or GlitchTip project, scrubbed of tokens, keys, e-mail addresses and bodies
+   * (docs/security.md). Errors only, no tracing. Unset: nothing is sent.
+   */
+  SENTRY_DSN: z.url({ protocol: /^https?$/ }).optional(),
+  /** The environment the errors are filed under; COFFER_ENV when unset. */
+  SENTRY_ENVIRONMENT: z
+    .string()
+    .regex(/^[A-Za-z0-9_.-]{1,64}$/)
+    .optional(),
 
   HTTP_HOST: z.string().min(1).default('127.0.0.1'),
   /** Plain HTTP: ACME HTTP-01 challenges and redirects to HTTPS; the API itself when TLS_MODE=off. */
@@ -25,6 +44,11 @@ export const configSchema = z.object({
   /** Plain HTTP requests get 308 to HTTPS; false answers 403 https_required instead. */
   HTTP_REDIRECT_TO_HTTPS: bool.default(true),
   HTTP_BODY_LIMIT_BYTES: bytes.default(1024 * 1024),
+  /**
+   * On SIGTERM the API refuses new requests (503) and lets those in flight finish for this long,
+   * then closes what is still open. Keep it below the orchestrator's kill timeout (compose: 30 s).
+   */
+  SHUTDOWN_GRACE_MS: z.coerce.number().int().min(0).max(600_000).default(25_000),
   /** Comma-separated addresses or CIDRs of reverse proxies whose X-Forwarded-For is believed. */
   TRUSTED_PROXIES: z.string().default(''),
 
@@ -68,6 +92,18 @@ export const configSchema = z.object({
     .refine((v) => v.split(',').map((u) => u.trim()).filter(Boolean).every((u) => /^https?:\/\/[^\s]+$/.test(u) && URL.canParse(u)), {
       message: 'comma-separated http(s) URLs',
     }),
+  /**
+   * Comma-separated host names, IP addresses and CIDRs that outbound calls (audit delivery to an
+   * org's bucket, alert webhooks, ACME) may reach although the egress policy refuses them:
+   * loopback, private, link-local, unique-local, CGNAT, multicast and unspecified addresses, and
+   * single-label names such as compose services (docs/security.md). Empty: none.
+   */
+  OUTBOUND_ALLOWED_HOSTS: z
+    .string()
+    .default('')
+    .refine((v) => v.split(',').map((h) => h.trim()).filter(Boolean).every(allowedHost), {
+      message: 'comma-separated host names, IP addresses and CIDRs',
+    }),
   /** How often the worker checks the KMS and audit delivery and raises or resolves their alerts. */
   ALERT_CHECK_CRON: z.string().min(1).default('*/15 * * * * *'),
   /** An org's audit entries waiting this long for its bucket raise AuditDeliveryLagging. */
@@ -81,8 +117,11 @@ export const configSchema = z.object({
    */
   SPOOL_FLUSH_CRON: z.string().min(1).default('*/10 * * * * *'),
 
-  /** Owner role: runs migrations and provisions org databases. Never used to serve requests. */
-  DATABASE_OWNER_URL: postgresUrl,
+  /**
+   * Owner role: only `coffer migrate` and the provisioner hold it (they run migrations and create
+   * org databases). The API and the worker refuse to start with it in their environment.
+   */
+  DATABASE_OWNER_URL: postgresUrl.optional(),
   /** App role: the only credentials request handlers and jobs use. */
   DATABASE_APP_URL: postgresUrl,
   /**
@@ -109,7 +148,11 @@ export const configSchema = z.object({
     .string()
     .regex(/^[a-z][a-z0-9_]{0,30}$/)
     .default('coffer_org_'),
-  MIGRATE_ON_START: bool.default(true),
+  /**
+   * How long `POST /organizations` waits for the provisioner before it answers 202 with the
+   * org's status URL instead of 201.
+   */
+  ORG_PROVISION_WAIT_MS: z.coerce.number().int().min(0).max(120_000).default(20_000),
 
   REDIS_URL: z.url({ protocol: /^rediss?$/ }).default('redis://127.0.0.1:6379'),
   REDIS_KEY_PREFIX: z
@@ -122,6 +165,37 @@ export const configSchema = z.object({
    * same process is immediate; other replicas notice within this time. 0 reads them every request.
    */
   API_KEY_CACHE_TTL_MS: z.coerce.number().int().min(0).max(60_000).default(2000),
+  /**
+   * Abuse limits, counted in Redis (shared by every replica) over RATE_LIMIT_AUTH_WINDOW_SECONDS:
+   * failed authentications from one client address (TRUSTED_PROXIES decides which). Past it, that
+   * address gets 429 authentication_rate_limited, valid key or not, before any database lookup.
+   * High enough for a NAT of clients with stale keys; it bounds lookups a flood can cause.
+   */
+  RATE_LIMIT_AUTH_FAILURES_PER_IP: z.coerce.number().int().min(1).default(3000),
+  /**
+   * Failed authentications presenting one key id (or platform token id), from any address. Only
+   * failures count, so the key's owner is unaffected until someone guesses at it; then the key
+   * is refused for the rest of the window: the price of stopping a distributed guess at one key.
+   */
+  RATE_LIMIT_AUTH_FAILURES_PER_KEY: z.coerce.number().int().min(1).default(20),
+  RATE_LIMIT_AUTH_WINDOW_SECONDS: z.coerce.number().int().min(1).max(86_400).default(900),
+  /** Anonymous asset-link requests from one client address per RATE_LIMIT_ASSET_LINKS_WINDOW_SECONDS (429 past it). */
+  RATE_LIMIT_ASSET_LINKS_PER_IP: z.coerce.number().int().min(1).default(600),
+  RATE_LIMIT_ASSET_LINKS_WINDOW_SECONDS: z.coerce.number().int().min(1).max(86_400).default(60),
+  /**
+   * Uploads one org may have running at once, on all replicas together (429 past it). A slot is a
+   * lease in Redis renewed while its upload runs: a crashed replica's slots come back in a minute.
+   */
+  UPLOADS_PER_ORG_CONCURRENT: z.coerce.number().int().min(1).max(1000).default(4),
+  /**
+   * Requests of one org this API process works on at once; more wait their turn, each org in a
+   * queue of its own, so a busy org cannot hold the process (event loop, CPU) from the others.
+   */
+  ORG_CONCURRENT_REQUESTS: z.coerce.number().int().min(1).max(10_000).default(8),
+  /** Requests of one org that may wait for a turn (past it, 429 organization_busy at once)... */
+  ORG_QUEUED_REQUESTS: z.coerce.number().int().min(0).max(100_000).default(64),
+  /** ...and how long one waits before 429 organization_busy. */
+  ORG_QUEUE_TIMEOUT_MS: z.coerce.number().int().min(0).max(120_000).default(10_000),
 
   /** Where the platform-admin bootstrap token is written, once, at first start (mode 0600). */
   BOOTSTRAP_TOKEN_FILE: z.string().min(1).default('.coffer/bootstrap-token'),
@@ -156,6 +230,12 @@ export const configSchema = z.object({
   KMS_VAULT_TOKEN: z.string().min(1).optional(),
   KMS_VAULT_ROLE_ID: z.string().min(1).optional(),
   KMS_VAULT_SECRET_ID: z.string().min(1).optional(),
+  /**
+   * vault: a file holding the AppRole secret id instead, read again at every login, so that a
+   * secret id renewed there (by `coffer unseal --watch` in compose, ADR 0011) takes effect without
+   * a restart. Wins over KMS_VAULT_SECRET_ID.
+   */
+  KMS_VAULT_SECRET_ID_FILE: z.string().min(1).optional(),
   KMS_VAULT_MOUNT: z
     .string()
     .regex(/^[A-Za-z0-9_-]+(\/[A-Za-z0-9_-]+)*$/)
@@ -173,6 +253,11 @@ export const configSchema = z.object({
   /** Prometheus metrics, plain HTTP on their own port: keep it off the public network. */
   METRICS_HOST: z.string().min(1).default('127.0.0.1'),
   METRICS_PORT: port.default(9464),
+  /**
+   * The worker's own listener (its job metrics and `GET /health`), on METRICS_HOST. Unset:
+   * METRICS_PORT + 1 (0 stays 0, a free port), so an API and a worker on one machine never clash.
+   */
+  WORKER_METRICS_PORT: port.optional(),
   /** Each org key gets a new version this often; the worker's sweep finds keys that are due. */
   KEY_ROTATION_DAYS: z.coerce.number().int().min(1).max(3650).default(90),
   KEY_ROTATION_CRON: z.string().min(1).default('0 7 * * * *'),
@@ -247,6 +332,8 @@ export const SECRET_KEYS: ReadonlySet<ConfigKey> = new Set<ConfigKey>([
   // Webhook URLs often carry their credential (Slack, Teams, PagerDuty).
   'ALERT_WEBHOOK_URLS',
   'S3_SECRET_KEY',
+  // Its key is public by design, but it lets anyone file events into the project.
+  'SENTRY_DSN',
 ]);
 
 export const CONFIG_KEYS = Object.keys(configSchema.shape) as ConfigKey[];

@@ -13,13 +13,13 @@ const valid = {
 test('defaults fill everything but the database URLs', () => {
   const config = loadConfig(valid);
   assert.equal(config.HTTP_PORT, 8080);
-  assert.equal(config.MIGRATE_ON_START, true);
+  assert.equal(config.ORG_PROVISION_WAIT_MS, 20_000);
   assert.equal(config.ORG_DATABASE_PREFIX, 'coffer_org_');
 });
 
 test('a bad configuration lists every problem at once and no secret value', () => {
   try {
-    loadConfig({ DATABASE_APP_URL: 'mysql://app:app-pw@x/y', HTTP_PORT: '99999', MIGRATE_ON_START: 'yes' });
+    loadConfig({ DATABASE_APP_URL: 'mysql://app:app-pw@x/y', HTTP_PORT: '99999', ORG_PROVISION_WAIT_MS: 'soon' }, 'required');
     assert.fail('expected a ConfigError');
   } catch (error) {
     assert.ok(error instanceof ConfigError);
@@ -27,10 +27,21 @@ test('a bad configuration lists every problem at once and no secret value', () =
       'DATABASE_APP_URL',
       'DATABASE_OWNER_URL',
       'HTTP_PORT',
-      'MIGRATE_ON_START',
+      'ORG_PROVISION_WAIT_MS',
     ]);
     assert.doesNotMatch(error.message, /app-pw/);
   }
+});
+
+test("the API and the worker refuse the owner's credentials; migrate and the provisioner require them", () => {
+  assert.throws(() => loadConfig(valid, 'refused'), (error: ConfigError) => {
+    assert.deepEqual(error.problems.map((p) => p.split(':')[0]), ['DATABASE_OWNER_URL']);
+    assert.doesNotMatch(error.message, /owner-pw/);
+    return true;
+  });
+  assert.equal(loadConfig({ DATABASE_APP_URL: valid.DATABASE_APP_URL }, 'refused').DATABASE_OWNER_URL, undefined);
+  assert.throws(() => loadConfig({ DATABASE_APP_URL: valid.DATABASE_APP_URL }, 'required'), /DATABASE_OWNER_URL: required/);
+  assert.equal(loadConfig(valid, 'required').DATABASE_OWNER_URL, valid.DATABASE_OWNER_URL);
 });
 
 test('redaction hides every secret value', () => {

@@ -6,6 +6,7 @@ export * from './database.service';
 export * from './connection-budget';
 export * from './budgeted-pools';
 export * from './connection-sizing';
+export * from './app-role-check';
 export * from './schema.service';
 export * from './database.module';
 export * from './migrations/control.migrations';

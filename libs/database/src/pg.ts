@@ -20,6 +20,12 @@ export function roleOf(url: string): string {
   return decodeURIComponent(new URL(url).username);
 }
 
+/** The owner's URL, in the processes that hold it (`coffer migrate`, the provisioner, tests). */
+export function ownerUrlOf(config: { DATABASE_OWNER_URL?: string }): string {
+  if (!config.DATABASE_OWNER_URL) throw new Error("this process holds no DATABASE_OWNER_URL: only `coffer migrate` and the provisioner use the owner's credentials");
+  return config.DATABASE_OWNER_URL;
+}
+
 /** A transaction on `pool`; inside a unit of work, a savepoint of the unit's transaction. */
 export async function transaction<T>(pool: Pool, fn: (client: ClientBase) => Promise<T>): Promise<T> {
   const scoped = scopedPoolOf(pool);

@@ -3,19 +3,19 @@ import { APP_CONFIG, AppConfig } from '@coffer/config';
 import { applyGrants } from './grants';
 import { latestVersion, migrate, schemaVersion, SchemaTooNewError } from './migrator';
 import { controlMigrations, controlGrants } from './migrations/control.migrations';
-import { databaseOf, roleOf, withClient, withDatabase } from './pg';
+import { databaseOf, ownerUrlOf, roleOf, withClient, withDatabase } from './pg';
 import { ensureDatabase } from './roles';
 
 /**
- * Brings the control-plane database to this code's schema. The only place, with org
- * provisioning, that uses the owner credentials; it runs before the API serves anything.
+ * Brings the control-plane database to this code's schema (`coffer migrate`, with the owner's
+ * credentials), and lets the processes that never hold them wait for it.
  */
 @Injectable()
 export class SchemaService {
   constructor(@Inject(APP_CONFIG) private readonly config: AppConfig) {}
 
   async migrateControlPlane(): Promise<{ from: number; to: number }> {
-    const ownerUrl = this.config.DATABASE_OWNER_URL;
+    const ownerUrl = ownerUrlOf(this.config);
     const appRole = roleOf(this.config.DATABASE_APP_URL);
     await withClient(withDatabase(ownerUrl, 'postgres'), (admin) =>
       ensureDatabase(admin, databaseOf(ownerUrl), appRole),
@@ -28,8 +28,8 @@ export class SchemaService {
   }
 
   /**
-   * For processes that do not migrate (the worker): wait until the API has migrated the control
-   * plane to exactly this code's version; refuse a newer schema at once.
+   * For the processes that do not migrate (API, worker, provisioner): wait until `coffer migrate`
+   * has brought the control plane to exactly this code's version; refuse a newer schema at once.
    */
   async waitForControlPlane(timeoutMs: number, pollMs = 1000): Promise<void> {
     const known = latestVersion(controlMigrations);
@@ -39,7 +39,7 @@ export class SchemaService {
       if (found === known) return;
       if (found > known) throw new SchemaTooNewError(databaseOf(this.config.DATABASE_APP_URL), found, known);
       if (Date.now() > deadline) {
-        throw new Error(`control-plane schema is at version ${found}, expected ${known}; is the API running its migrations?`);
+        throw new Error(`control-plane schema is at version ${found}, expected ${known}; has \`coffer migrate\` run?`);
       }
       await new Promise((resolve) => setTimeout(resolve, pollMs));
     }

@@ -9,6 +9,8 @@ export const ERROR_STATUS = {
   validation_failed: 400,
   bad_request: 400,
   invalid_path_parameter: 400,
+  /** An outbound destination the egress policy refuses (an internal address or name): OUTBOUND_ALLOWED_HOSTS. */
+  destination_not_allowed: 400,
   unauthenticated: 401,
   invalid_link: 401,
   link_expired: 401,
@@ -31,6 +33,8 @@ export const ERROR_STATUS = {
   organization_exists: 409,
   user_email_taken: 409,
   user_disabled: 409,
+  /** Disabling the org's last active admin would leave nobody to manage it. */
+  last_admin: 409,
   payload_too_large: 413,
   package_too_large: 413,
   uri_too_long: 414,
@@ -38,6 +42,14 @@ export const ERROR_STATUS = {
   unsupported_content_encoding: 415,
   range_not_satisfiable: 416,
   audit_destination_unreachable: 422,
+  /** Too many failed authentications from the client's address, or for the key id it presented (Retry-After). */
+  authentication_rate_limited: 429,
+  /** Too many anonymous asset-link requests from the client's address (Retry-After). */
+  asset_link_rate_limited: 429,
+  /** The org has as many uploads running as it may, on all replicas together (Retry-After). */
+  concurrent_uploads_exceeded: 429,
+  /** The org has as many requests running and waiting in this API process as it may (Retry-After). */
+  organization_busy: 429,
   header_too_large: 431,
   /** The client went away before the answer (nginx's 499): recorded in the audit entry and the access log, never sent. */
   client_closed_request: 499,
@@ -63,6 +75,17 @@ export class AppError extends Error {
   ) {
     super(message);
     this.status = ERROR_STATUS[code];
+  }
+}
+
+/** A refusal that passes with time (a rate or concurrency limit): answered with Retry-After. */
+export class RetryLaterError extends AppError {
+  constructor(
+    code: ErrorCode,
+    message: string,
+    readonly retryAfterSeconds: number,
+  ) {
+    super(code, message);
   }
 }
 
@@ -99,6 +122,10 @@ export const ERROR_MESSAGES: Partial<Record<ErrorCode, string>> = {
   uri_too_long: 'request URL or path parameter too long',
   unsupported_media_type: 'unsupported Content-Type; this route takes application/json',
   header_too_large: 'request header fields too large',
+  authentication_rate_limited: 'too many failed authentications; retry later',
+  asset_link_rate_limited: 'too many asset-link requests; retry later',
+  concurrent_uploads_exceeded: 'the organization has as many uploads running as it may; retry later',
+  organization_busy: 'the organization has too many requests in progress; retry later',
   service_unavailable: 'service unavailable; retry later',
 };
 

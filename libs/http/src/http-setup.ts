@@ -4,7 +4,8 @@ import type { Socket } from 'node:net';
 import { ArgumentsHost, Catch, ExceptionFilter } from '@nestjs/common';
 import type { FastifyError, FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
 import type { Logger } from 'pino';
-import { AppError, ERROR_MESSAGES, ERROR_STATUS, ErrorCode, errorBody, toErrorResponse } from './errors';
+import { captureError } from '@coffer/logging';
+import { AppError, ERROR_MESSAGES, ERROR_STATUS, ErrorCode, errorBody, RetryLaterError, toErrorResponse } from './errors';
 
 declare module 'fastify' {
   interface FastifyRequest {
@@ -24,7 +25,7 @@ declare module 'fastify' {
 export const STREAM_BODY = { streamBody: true } as const;
 const STREAM_CONTENT_TYPE = 'application/x-coffer-stream';
 
-function isStreamRoute(request: FastifyRequest): boolean {
+export function isStreamRoute(request: FastifyRequest): boolean {
   return (request.routeOptions.config as { streamBody?: boolean } | undefined)?.streamBody === true;
 }
 
@@ -157,11 +158,15 @@ const REFUSED_BODY = new WeakSet<FastifyRequest>();
  * Request id header, one access-log line per request, the JSON body parser. Create the Nest app
  * with `bodyParser: false` so that this parser is the only one. `responseHeaders` go on the
  * answers written outside Fastify's hooks (pass the security headers over HTTPS).
+ *
+ * Closing (SIGTERM: Nest's shutdown hooks close the app): new requests get 503 and requests in
+ * flight finish, for at most `shutdownGraceMs`; then the connections still open are closed. Both
+ * moments are logged.
  */
 export function installHttpHooks(
   fastify: FastifyInstance,
   logger: Logger,
-  options: { responseHeaders?: Readonly<Record<string, string>> } = {},
+  options: { responseHeaders?: Readonly<Record<string, string>>; shutdownGraceMs?: number } = {},
 ): void {
   const state = listenerState(fastify);
   state.logger = logger;
@@ -173,6 +178,15 @@ export function installHttpHooks(
   });
   fastify.addHook('preClose', async () => {
     state.closing = true;
+    const open = await new Promise<number>((resolve) => fastify.server.getConnections((_, count) => resolve(count)));
+    logger.info({ openConnections: open, graceMs: options.shutdownGraceMs ?? null }, 'shutting down: new requests get 503, requests in flight finish');
+    if (options.shutdownGraceMs === undefined) return;
+    setTimeout(() => {
+      fastify.server.getConnections((_, count) => {
+        if (count) logger.warn({ openConnections: count }, 'shutdown grace period over: closing the connections still open');
+        fastify.server.closeAllConnections();
+      });
+    }, options.shutdownGraceMs).unref();
   });
   fastify.addHook('onRequest', async (request, reply) => {
     reply.header(REQUEST_ID_HEADER, request.id);
@@ -275,7 +289,8 @@ function clientClosed(): AppError {
 
 /**
  * Retry-After of the 503s that are expected to pass: the KMS health probe retries with backoff,
- * so a client need not come back sooner; database connections free up within moments.
+ * so a client need not come back sooner; database connections free up within moments. A
+ * RetryLaterError (a limit's 429) says its own.
  */
 const RETRY_AFTER_SECONDS: Partial<Record<string, number>> = { kms_unavailable: 30, database_busy: 1 };
 
@@ -290,7 +305,9 @@ function sendError(error: unknown, request: FastifyRequest, reply: FastifyReply,
     return;
   }
   if (status >= 500) logUnexpected(logger, error, request.id);
-  const retryAfter = RETRY_AFTER_SECONDS[body.error.code];
+  // Reported: the unexpected, not a 4xx (the client's doing) nor a 503 (an outage the alerts cover).
+  if (status >= 500 && status !== 503) captureError(error, { requestId: request.id, method: request.method, route: request.routeOptions.url ?? 'unmatched' });
+  const retryAfter = error instanceof RetryLaterError ? error.retryAfterSeconds : RETRY_AFTER_SECONDS[body.error.code];
   if (retryAfter) void reply.header('retry-after', String(retryAfter));
   void reply.status(status).header('content-type', 'application/json; charset=utf-8').send(body);
 }

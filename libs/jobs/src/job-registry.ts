@@ -44,13 +44,22 @@ export interface JobPayloads {
    * while it does not), enqueues `flush-spool` for each.
    */
   'find-spool-flushes': NoPayload;
+  /**
+   * Registers (or resumes) the org with this slug and creates its database, schema, keys and
+   * grants, then activates it: the provisioner's only job, the only one with owner credentials.
+   */
+  'provision-org': { slug: string; name: string; requestId: string };
 }
 
 export type JobName = keyof JobPayloads;
 
 /** What sits in Redis: the payload, and the enqueuing request's id, IP and user agent, if any. */
 export type JobData<K extends JobName> = JobPayloads[K] & { requestSource?: RequestSource };
-export type QueueName = 'maintenance';
+/**
+ * `maintenance`: the worker's. `provisioning`: the provisioner's alone, so that the process
+ * holding the owner's credentials runs nothing but provisioning.
+ */
+export type QueueName = 'maintenance' | 'provisioning';
 
 /** The AppConfig settings that hold a cron expression (seconds first), e.g. `KEY_ROTATION_CRON`. */
 export type CronSetting = { [S in keyof AppConfig]-?: S extends `${string}_CRON` ? S : never }[keyof AppConfig];
@@ -185,6 +194,17 @@ export const JOBS: { [K in JobName]: JobDefinition<K> } = {
     jobId: () => 'find-spool-flushes',
     schedule: { cron: 'SPOOL_FLUSH_CRON', fanOut: 'global' },
     ...FINDER,
+  },
+  'provision-org': {
+    queue: 'provisioning',
+    // One job per request: its waiter reads its own result (whether this request created the
+    // org); the provisioner serializes creations of one slug itself.
+    jobId: ({ slug, requestId }) => `provision-org/${slug}/${requestId}`,
+    // Owner connections of its own, no unit of work. One attempt: the API waiting on it answers
+    // with the error, and a repeated POST enqueues another (every step is idempotent). A
+    // finished job is kept a while so that a waiter that polls late still reads its result.
+    transactional: false,
+    options: { attempts: 1, removeOnComplete: { age: 3600 }, removeOnFail: { age: 3600 } },
   },
 };
 

@@ -4,7 +4,7 @@ import { CronJob, validateCronExpression } from 'cron';
 import { APP_CONFIG, AppConfig } from '@coffer/config';
 import { LOGGER, Logger } from '@coffer/logging';
 import { OrgRegistry } from '@coffer/tenancy';
-import { FAN_OUTS, JobName, JobSchedule, JOBS } from './job-registry';
+import { FAN_OUTS, JobName, JobSchedule, JOBS, QueueName } from './job-registry';
 import { JobsService } from './jobs.service';
 
 /** The jobs of the registry that have a schedule. */
@@ -43,9 +43,9 @@ export class JobScheduler {
     @Inject(LOGGER) private readonly logger: Logger,
   ) {}
 
-  /** Once the handlers and schedules are checked (JobWorkers). */
-  start(): void {
-    for (const [name, schedule] of scheduledJobs()) {
+  /** Once the handlers and schedules are checked (JobWorkers): the schedules of `queues`' jobs. */
+  start(queues: readonly QueueName[]): void {
+    for (const [name, schedule] of scheduledJobs().filter(([name]) => queues.includes(JOBS[name].queue))) {
       const cron = CronJob.from({
         cronTime: this.config[schedule.cron],
         onTick: () => {

@@ -5,10 +5,13 @@ import { JOBS } from './job-registry';
 import { checkSchedules, scheduledJobs } from './job-scheduler';
 import { checkHandlers } from './job-workers';
 
-const everyJob = Object.keys(JOBS).map((name) => ({ name, owner: `${name} processor` }));
+const everyJob = Object.keys(JOBS)
+  .filter((name) => JOBS[name as keyof typeof JOBS].queue === 'maintenance')
+  .map((name) => ({ name, owner: `${name} processor` }));
+const maintenance = ['maintenance'] as const;
 
 test('the worker refuses a registry job without a handler', () => {
-  assert.deepEqual(checkHandlers(everyJob.filter((j) => j.name !== 'expire-api-keys')), ["job 'expire-api-keys' has no handler"]);
+  assert.deepEqual(checkHandlers(everyJob.filter((j) => j.name !== 'expire-api-keys'), maintenance), ["job 'expire-api-keys' has no handler"]);
 });
 
 test('the worker refuses two handlers for one job and handlers of unknown jobs', () => {
@@ -17,15 +20,22 @@ test('the worker refuses two handlers for one job and handlers of unknown jobs',
     { name: 'expire-api-keys', owner: 'A' },
     { name: 'expire-api-keys', owner: 'B' },
     { name: 'nonexistent', owner: 'C' },
+    { name: 'provision-org', owner: 'D' },
+  ], maintenance);
+  assert.deepEqual(problems, [
+    "job 'expire-api-keys' has several handlers: A, B",
+    "C handles unknown job 'nonexistent'",
+    "D handles 'provision-org' of queue 'provisioning', which this process does not consume",
   ]);
-  assert.deepEqual(problems, ["job 'expire-api-keys' has several handlers: A, B", "C handles unknown job 'nonexistent'"]);
 });
 
-test('one handler per job passes', () => {
-  assert.deepEqual(checkHandlers(everyJob), []);
+test('one handler per job of the consumed queues passes; the provisioner needs only its own', () => {
+  assert.deepEqual(checkHandlers(everyJob, maintenance), []);
+  assert.deepEqual(checkHandlers([{ name: 'provision-org', owner: 'P' }], ['provisioning']), []);
+  assert.deepEqual(checkHandlers([], ['provisioning']), ["job 'provision-org' has no handler"]);
 });
 
-const config = loadConfig({ DATABASE_OWNER_URL: 'postgres://o@127.0.0.1/coffer', DATABASE_APP_URL: 'postgres://a@127.0.0.1/coffer' });
+const config = loadConfig({ DATABASE_APP_URL: 'postgres://a@127.0.0.1/coffer' });
 
 test("every schedule of the registry names a setting that holds a cron expression", () => {
   assert.deepEqual(checkSchedules(JOBS, config), []);

@@ -26,6 +26,32 @@ export class JobsService implements OnApplicationShutdown {
     return jobId;
   }
 
+  /**
+   * Enqueues the job and waits up to `waitMs` for it: its return value, or `finished: false`
+   * while it still runs. A failed job throws.
+   */
+  async enqueueAndWait<K extends JobName>(name: K, payload: JobPayloads[K], waitMs: number): Promise<{ finished: true; result: unknown } | { finished: false }> {
+    const queue = this.queue(JOBS[name].queue);
+    const jobId = JOBS[name].jobId(payload);
+    await this.enqueue(name, payload);
+    const deadline = Date.now() + waitMs;
+    for (;;) {
+      // The state first, then the job: a job read before it completed holds no return value yet.
+      const state = await queue.getJobState(jobId);
+      if (state === 'completed') return { finished: true, result: (await queue.getJob(jobId))!.returnvalue };
+      // The reason stays in the handler's log: it may name what the caller must not see.
+      if (state === 'failed') throw new Error(`job ${jobId} failed`);
+      if (Date.now() >= deadline) return { finished: false };
+      await new Promise((resolve) => setTimeout(resolve, 100));
+    }
+  }
+
+  /** The payloads of the jobs `name` waiting or running now (a few: for a status lookup). */
+  async pending<K extends JobName>(name: K): Promise<JobPayloads[K][]> {
+    const jobs = await this.queue(JOBS[name].queue).getJobs(['waiting', 'active', 'delayed', 'prioritized']);
+    return jobs.filter((job) => job?.name === name).map((job) => job.data as JobPayloads[K]);
+  }
+
   queue(name: QueueName): Queue {
     let queue = this.queues.get(name);
     if (!queue) {

@@ -5,3 +5,4 @@ export * from './vault-kms.provider';
 export * from './data-key-cache';
 export * from './kms-provider.factory';
 export * from './kms.module';
+export * from './run-service';

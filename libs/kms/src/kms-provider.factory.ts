@@ -1,8 +1,9 @@
+import { readFileSync } from 'node:fs';
 import { Client, type Pool } from 'pg';
 import type { AppConfig } from '@coffer/config';
 import { databaseOf } from '@coffer/database';
 import { CachingKmsProvider, DataKeyCache } from './data-key-cache';
-import { KmsProvider } from './kms-provider';
+import { KmsProvider, KmsUnavailableError } from './kms-provider';
 import { checkLocalMasterKey, KmsMasterKeyMismatchError, LocalKmsProvider, loadLocalMasterKey } from './local-kms.provider';
 import { VaultKmsProvider } from './vault-kms.provider';
 
@@ -32,12 +33,12 @@ export function createBareKmsProvider(config: AppConfig, controlPool: Pool): Kms
     }
   }
   if (!config.KMS_VAULT_ADDR) throw new Error('KMS_PROVIDER=vault needs KMS_VAULT_ADDR');
-  const appRole =
-    config.KMS_VAULT_ROLE_ID && config.KMS_VAULT_SECRET_ID
-      ? { roleId: config.KMS_VAULT_ROLE_ID, secretId: config.KMS_VAULT_SECRET_ID }
-      : undefined;
+  const file = config.KMS_VAULT_SECRET_ID_FILE;
+  // The file is read at every login: the unsealer renews the secret id there (ADR 0011).
+  const secretId = file ? () => readSecretIdFile(file) : config.KMS_VAULT_SECRET_ID;
+  const appRole = config.KMS_VAULT_ROLE_ID && secretId ? { roleId: config.KMS_VAULT_ROLE_ID, secretId } : undefined;
   if (!config.KMS_VAULT_TOKEN && !appRole) {
-    throw new Error('KMS_PROVIDER=vault needs KMS_VAULT_TOKEN, or KMS_VAULT_ROLE_ID and KMS_VAULT_SECRET_ID');
+    throw new Error('KMS_PROVIDER=vault needs KMS_VAULT_TOKEN, or KMS_VAULT_ROLE_ID and KMS_VAULT_SECRET_ID(_FILE)');
   }
   return new VaultKmsProvider({
     address: config.KMS_VAULT_ADDR,
@@ -47,6 +48,18 @@ export function createBareKmsProvider(config: AppConfig, controlPool: Pool): Kms
     keyPrefix: config.KMS_VAULT_KEY_PREFIX,
     timeoutMs: config.KMS_VAULT_TIMEOUT_MS,
   });
+}
+
+/** The secret id in KMS_VAULT_SECRET_ID_FILE; a missing or empty file is the KMS unavailable, not a crash. */
+function readSecretIdFile(file: string): string {
+  let secretId = '';
+  try {
+    secretId = readFileSync(file, 'utf8').trim();
+  } catch {
+    // reported below
+  }
+  if (!secretId) throw new KmsUnavailableError(`KMS unavailable: no AppRole secret id in ${file} yet`);
+  return secretId;
 }
 
 /**

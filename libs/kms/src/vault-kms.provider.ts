@@ -14,9 +14,13 @@ import { assertKeyName, parseWrapped } from './kms-names';
 
 export interface VaultKmsOptions {
   address: string;
-  /** A token, or an AppRole to log in with (and log in again when the token is refused). */
+  /**
+   * A token, or an AppRole to log in with: again when the token's lease is nearly over or it is
+   * refused. `secretId` may be a function (KMS_VAULT_SECRET_ID_FILE read at every login), so a
+   * secret id renewed outside the process is used without a restart.
+   */
   token?: string;
-  appRole?: { roleId: string; secretId: string };
+  appRole?: { roleId: string; secretId: string | (() => string) };
   /** Mount path of the transit engine. */
   mount: string;
   /** Prepended to every key name, so one Vault can serve several installations. */
@@ -45,6 +49,8 @@ export class VaultKmsProvider implements KmsProvider {
   readonly kind = 'vault' as const;
   private readonly vault: NodeVault.client;
   private login?: Promise<void>;
+  /** When the AppRole token's lease runs out (ms), less a margin: the next call logs in first. */
+  private loginExpiresAt = Infinity;
 
   constructor(private readonly options: VaultKmsOptions) {
     if (!options.token && !options.appRole) throw new Error('the vault KMS needs a token or an AppRole');
@@ -194,14 +200,21 @@ export class VaultKmsProvider implements KmsProvider {
   private async authenticate(): Promise<void> {
     const appRole = this.options.appRole;
     if (this.options.token || !appRole) return;
-    this.login ??= this.vault
-      .approleLogin({ role_id: appRole.roleId, secret_id: appRole.secretId })
-      .then(() => undefined)
+    if (this.login && Date.now() >= this.loginExpiresAt) this.login = undefined;
+    this.login ??= Promise.resolve()
+      .then(() => this.vault.approleLogin({ role_id: appRole.roleId, secret_id: typeof appRole.secretId === 'function' ? appRole.secretId() : appRole.secretId }))
+      .then((answer: { auth?: { lease_duration?: number } } | undefined) => {
+        const lease = Number(answer?.auth?.lease_duration);
+        // Renewed at 80 % of its lease: never presented expired, so no call fails on the way.
+        this.loginExpiresAt = lease > 0 ? Date.now() + lease * 800 : Infinity;
+      })
       .catch((error: unknown) => {
         this.login = undefined;
         const translated = translate(error);
+        // A refused login (a secret id expired or not yet renewed) leaves Coffer without its
+        // keys as surely as a sealed server: unavailable (503), not the caller's fault.
         throw translated instanceof KmsRequestError
-          ? new KmsRequestError('Vault AppRole login failed', translated.status)
+          ? new KmsUnavailableError(`KMS unavailable: Vault AppRole login refused (${translated.status})`)
           : translated;
       });
     await this.login;

@@ -2,7 +2,7 @@ import { createServer, Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { Inject, Injectable, OnApplicationBootstrap, OnApplicationShutdown } from '@nestjs/common';
 import { ModuleRef } from '@nestjs/core';
-import type { FastifyInstance } from 'fastify';
+import type { FastifyInstance, FastifyRequest } from 'fastify';
 import { collectDefaultMetrics, Gauge, Histogram, Registry } from 'prom-client';
 import { AuditDeliveryService, auditWriteFailures } from '@coffer/audit';
 import { APP_CONFIG, AppConfig } from '@coffer/config';
@@ -113,12 +113,17 @@ export class MetricsService implements OnApplicationBootstrap, OnApplicationShut
     perCertificate('coffer_certificate_renewal_failures', 'Consecutive failed renewals of each stored certificate', (c) => c.failures);
   }
 
-  /** Fastify onResponse: the request's latency under its route template (never the raw URL). */
+  /**
+   * Each request's latency under its route template (never the raw URL): at its response, or,
+   * for one its client abandoned before the answer (no response), at the abort, as status 499.
+   */
   install(fastify: FastifyInstance): void {
-    fastify.addHook('onResponse', async (request, reply) => {
-      const route = request.routeOptions.url ?? 'unmatched';
-      this.requestDuration.observe({ method: request.method, route, status: String(reply.statusCode) }, reply.elapsedTime / 1000);
-    });
+    const started = new WeakMap<object, number>();
+    const observe = (request: FastifyRequest, status: number, seconds: number) =>
+      this.requestDuration.observe({ method: request.method, route: request.routeOptions.url ?? 'unmatched', status: String(status) }, seconds);
+    fastify.addHook('onRequest', async (request) => void started.set(request, performance.now()));
+    fastify.addHook('onResponse', async (request, reply) => observe(request, reply.statusCode, reply.elapsedTime / 1000));
+    fastify.addHook('onRequestAbort', async (request) => observe(request, 499, (performance.now() - (started.get(request) ?? performance.now())) / 1000));
   }
 
   get port(): number | undefined {
@@ -170,7 +175,8 @@ export class MetricsService implements OnApplicationBootstrap, OnApplicationShut
       result.push({
         slug: org.slug,
         keyAgeSeconds: keyCreatedAt ? (Date.now() - keyCreatedAt.getTime()) / 1000 : undefined,
-        rewrapRemaining: key?.rewrapRemaining,
+        // A key never rotated has nothing to rewrap: 0, not a missing series.
+        rewrapRemaining: key?.rewrapRemaining ?? 0,
         deliveryPending: delivery?.pendingEntries,
         lastDeliveredAt: delivery?.lastDeliveredAt ? Date.parse(delivery.lastDeliveredAt) / 1000 : undefined,
         pendingWrites: await this.spool.countPending(org),

@@ -8,9 +8,10 @@ import type { OrgRef } from '@coffer/tenancy';
 import { OrgProvisioningRepository } from './org-provisioning.repository';
 
 /**
- * Creates and completes org databases with the owner credentials. Every step is idempotent,
- * so running `provision` again on an org that failed half-way (or was never finished because
- * the process died) completes it and changes nothing on an org that is complete.
+ * Creates and completes org databases with the owner credentials (the provisioner's job, and
+ * `coffer migrate`). Every step is idempotent, so running `provision` again on an org that
+ * failed half-way (or was never finished because the process died) completes it and changes
+ * nothing on an org that is complete.
  */
 @Injectable()
 export class OrgProvisioner {
@@ -22,9 +23,18 @@ export class OrgProvisioner {
     private readonly spool: SpoolService,
   ) {}
 
-  /** Runs `fn` while no other creation of `slug` runs (an advisory lock on the control plane). */
-  exclusively<T>(slug: string, fn: () => Promise<T>): Promise<T> {
-    return this.repository.exclusively(`coffer-org-create:${slug}`, fn);
+  /**
+   * The org with this slug, registered, provisioned and active: created (or resumed where an
+   * earlier attempt stopped), or found active already (`created: false`). One at a time per
+   * slug (an advisory lock).
+   */
+  async create(slug: string, name: string): Promise<{ org: OrgRef; created: boolean }> {
+    return this.repository.exclusively(`coffer-org-create:${slug}`, async () => {
+      const { org } = await this.register(slug, name);
+      if (org.status === 'active') return { org, created: false };
+      await this.provision(org);
+      return { org: await this.activate(org), created: true };
+    });
   }
 
   /** Registers the org (status provisioning), or returns the existing registration of the slug. */
@@ -53,7 +63,7 @@ export class OrgProvisioner {
     return this.repository.activate(org.id);
   }
 
-  /** Brings every org database to this code's schema (run at API start, after the control plane). */
+  /** Brings every org database to this code's schema (`coffer migrate`, after the control plane). */
   async migrateAll(orgs: OrgRef[]): Promise<void> {
     for (const org of orgs) await this.provision(org);
   }

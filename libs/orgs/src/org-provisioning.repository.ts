@@ -7,6 +7,7 @@ import {
   migrate,
   orgGrants,
   orgMigrations,
+  ownerUrlOf,
   roleOf,
   withClient,
   withDatabase,
@@ -27,7 +28,7 @@ export class OrgProvisioningRepository {
    * control plane (released when `fn` ends, or with the connection should the process die).
    */
   async exclusively<T>(name: string, fn: () => Promise<T>): Promise<T> {
-    return withClient(this.config.DATABASE_OWNER_URL, async (owner) => {
+    return withClient(ownerUrlOf(this.config), async (owner) => {
       await owner.query('SELECT pg_advisory_lock(hashtextextended($1, 0))', [name]);
       try {
         return await fn();
@@ -39,7 +40,7 @@ export class OrgProvisioningRepository {
 
   /** Inserts the registration (status provisioning), or returns the one the slug already has. */
   async register(org: { id: string; slug: string; name: string; databaseName: string }): Promise<{ org: OrgRef; created: boolean }> {
-    return withClient(this.config.DATABASE_OWNER_URL, async (owner) => {
+    return withClient(ownerUrlOf(this.config), async (owner) => {
       const inserted = await owner.query<OrgRow>(
         `INSERT INTO organizations (id, slug, name, database_name) VALUES ($1, $2, $3, $4)
          ON CONFLICT (slug) DO NOTHING RETURNING *`,
@@ -53,7 +54,7 @@ export class OrgProvisioningRepository {
 
   /** Creates the org's database if it is missing, CONNECT for the app role only. */
   async ensureDatabase(org: OrgRef): Promise<void> {
-    await withClient(withDatabase(this.config.DATABASE_OWNER_URL, 'postgres'), (admin) =>
+    await withClient(withDatabase(ownerUrlOf(this.config), 'postgres'), (admin) =>
       ensureDatabase(admin, org.databaseName, roleOf(this.config.DATABASE_APP_URL)),
     );
   }
@@ -63,14 +64,14 @@ export class OrgProvisioningRepository {
    * lock (the steps that need the KMS), then applies the app role's grants.
    */
   async migrate(org: OrgRef, afterSchema: (owner: ClientBase) => Promise<unknown>): Promise<void> {
-    await withClient(withDatabase(this.config.DATABASE_OWNER_URL, org.databaseName), async (owner) => {
+    await withClient(withDatabase(ownerUrlOf(this.config), org.databaseName), async (owner) => {
       await migrate(owner, orgMigrations, afterSchema);
       await applyGrants(owner, roleOf(this.config.DATABASE_APP_URL), orgGrants);
     });
   }
 
   async activate(orgId: string): Promise<OrgRef> {
-    return withClient(this.config.DATABASE_OWNER_URL, async (owner) => {
+    return withClient(ownerUrlOf(this.config), async (owner) => {
       const { rows } = await owner.query<OrgRow>(
         `UPDATE organizations SET status = 'active', provisioned_at = coalesce(provisioned_at, now())
          WHERE id = $1 RETURNING *`,

@@ -8,9 +8,21 @@ import { OrgProvisioner } from './org-provisioner.service';
 import { OrgProvisioningRepository } from './org-provisioning.repository';
 import { OrgsService } from './orgs.service';
 
+/** Org creation as the API and the CLI ask for it (app role), and org settings. */
 @Module({
-  imports: [UsersModule, FieldsModule, KeysModule, SpoolModule],
-  providers: [OrgProvisioner, OrgProvisioningRepository, OrgsService, OrgSettingsRepository],
-  exports: [OrgsService, OrgProvisioner, OrgSettingsRepository, UsersModule],
+  imports: [UsersModule, FieldsModule],
+  providers: [OrgsService, OrgSettingsRepository],
+  exports: [OrgsService, OrgSettingsRepository, UsersModule],
 })
 export class OrgsModule {}
+
+/**
+ * What needs the owner's credentials: creating and migrating org databases. Only `coffer
+ * migrate` and the provisioner import it.
+ */
+@Module({
+  imports: [FieldsModule, KeysModule, SpoolModule],
+  providers: [OrgProvisioner, OrgProvisioningRepository],
+  exports: [OrgProvisioner],
+})
+export class OrgProvisioningModule {}

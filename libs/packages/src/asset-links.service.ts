@@ -20,6 +20,9 @@ interface LinkClaims {
   jti: string;
   iat: number;
   exp: number;
+  /** The creating user and the key they used: the link dies with their access. */
+  sub: string;
+  akid: string;
 }
 
 const b64 = (value: object) => Buffer.from(JSON.stringify(value)).toString('base64url');
@@ -40,7 +43,7 @@ export class AssetLinksService {
     @Inject(APP_CONFIG) private readonly config: AppConfig,
   ) {}
 
-  async create(org: OrgRef, version: StoredVersion, ttlSeconds: number | undefined) {
+  async create(org: OrgRef, version: StoredVersion, ttlSeconds: number | undefined, creator: { userId: string; apiKeyId: string }) {
     const ttl = ttlSeconds ?? this.config.PACKAGE_LINK_DEFAULT_TTL_SECONDS;
     if (ttl > this.config.PACKAGE_LINK_MAX_TTL_SECONDS) {
       throw new AppError('validation_failed', `links live at most ${this.config.PACKAGE_LINK_MAX_TTL_SECONDS} seconds`);
@@ -57,6 +60,8 @@ export class AssetLinksService {
       jti: randomId(12),
       iat: now,
       exp: now + ttl,
+      sub: creator.userId,
+      akid: creator.apiKeyId,
     };
     const signingInput = `${b64({ alg: 'HS256', typ: 'JWT', kid: key.id })}.${b64(claims)}`;
     const token = `${signingInput}.${(await this.sign(org, key.wrappedKey, signingInput)).toString('base64url')}`;
@@ -92,9 +97,21 @@ export class AssetLinksService {
     if (claims.iss !== 'coffer' || claims.aud !== 'coffer-asset' || typeof claims.pkg !== 'string' || typeof claims.ver !== 'number') throw invalid();
     if (key.revokedAt) throw new AppError('link_revoked', 'the links of this organization were revoked');
     if (typeof claims.exp !== 'number' || claims.exp * 1000 <= Date.now()) throw new AppError('link_expired', 'the link has expired');
+    // Links made before they named their creator (at most PACKAGE_LINK_MAX_TTL_SECONDS old) have none.
+    const creator = typeof claims.sub === 'string' && typeof claims.akid === 'string' ? { userId: claims.sub, apiKeyId: claims.akid } : undefined;
+    const refusal = await this.keys.linkRefusal(org, String(claims.jti), creator);
+    if (refusal) throw new AppError('link_revoked', refusal);
     const version = await this.packages.version(org, claims.pkg, claims.ver);
     if (!version || version.id !== claims.vid) throw new AppError('package_version_not_found', 'the linked version no longer exists');
     return { org, version, linkId: String(claims.jti) };
+  }
+
+  /**
+   * Revokes one link by the id its creation answered (kept until the longest a link lives). An
+   * unknown id is revoked all the same: ids are random, and nothing says whether one was issued.
+   */
+  async revoke(org: OrgRef, linkId: string): Promise<void> {
+    await this.keys.revokeLink(org, linkId, new Date(Date.now() + this.config.PACKAGE_LINK_MAX_TTL_SECONDS * 1000));
   }
 
   /** Revokes every outstanding link of the org; the next link is signed with a new key. */

@@ -32,6 +32,30 @@ export class LinkKeysRepository {
     return (await this.current(org))!;
   }
 
+  /** Revokes one link (by its id) until it would have expired anyway; false if it already was. */
+  async revokeLink(org: OrgRef, id: string, expiresAt: Date): Promise<boolean> {
+    const { rowCount } = await this.db
+      .org(org.databaseName, org.databaseServer)
+      .query('INSERT INTO revoked_asset_links (id, expires_at) VALUES ($1, $2) ON CONFLICT (id) DO NOTHING', [id, expiresAt]);
+    return rowCount === 1;
+  }
+
+  /**
+   * Why a link may no longer be used, besides its key and expiry: revoked by itself, or its
+   * creator disabled, or the key they made it with revoked or expired. undefined: usable.
+   */
+  async linkRefusal(org: OrgRef, linkId: string, creator: { userId: string; apiKeyId: string } | undefined): Promise<string | undefined> {
+    const { rows } = await this.db.org(org.databaseName, org.databaseServer).query<{ revoked: boolean; creator_ok: boolean | null }>(
+      `SELECT EXISTS (SELECT 1 FROM revoked_asset_links WHERE id = $1) AS revoked,
+              (SELECT u.disabled_at IS NULL AND k.revoked_at IS NULL AND (k.expires_at IS NULL OR k.expires_at > now())
+               FROM api_keys k JOIN users u ON u.id = k.user_id WHERE k.id = $2 AND u.id = $3) AS creator_ok`,
+      [linkId, creator?.apiKeyId ?? null, creator?.userId ?? null],
+    );
+    if (rows[0].revoked) return 'the link was revoked';
+    if (creator && rows[0].creator_ok !== true) return "the link's creator no longer has access";
+    return undefined;
+  }
+
   async revokeAll(org: OrgRef): Promise<number> {
     const { rowCount } = await this.db
       .org(org.databaseName, org.databaseServer)

@@ -24,6 +24,11 @@ export class OrgRegistry {
     return org;
   }
 
+  /** The registration of a slug whatever its status (a creation's progress), never cached. */
+  registration(slug: string): Promise<OrgRef | undefined> {
+    return this.repository.findBySlug(slug);
+  }
+
   resolveById(id: string): Promise<OrgRef | undefined> {
     return this.cached(`id:${id}`, () => this.repository.findById(id));
   }

@@ -1,4 +1,5 @@
 import * as acme from 'acme-client';
+import type { EgressPolicy } from '@coffer/http';
 import type { ChallengeStore } from './challenge-store';
 import type { CertificatePair } from './tls-options';
 
@@ -28,13 +29,19 @@ export class AcmeRepository {
     private readonly options: AcmeOptions,
     private readonly challenges: ChallengeStore,
     private readonly accounts: AccountKeyStore,
+    private readonly egress: EgressPolicy,
   ) {
     // acme-client's one setting for this is on its shared HTTP client; one repository per process.
     (acme.axios.defaults as unknown as { acmeSettings: { retryMaxAttempts: number } }).acmeSettings.retryMaxAttempts = options.httpRetries;
+    // So are its agents: every request to the CA, and the self-check of our own challenge.
+    acme.axios.defaults.httpAgent = egress.httpAgent;
+    acme.axios.defaults.httpsAgent = egress.httpsAgent;
   }
 
   /** A certificate for `names` (the first is the subject); `cert` is the chain, leaf first. */
   async order(names: string[]): Promise<CertificatePair> {
+    // Refused here with its reason: acme-client would retry a refused request, then lose why.
+    await this.egress.check(new URL(this.options.directoryUrl).hostname);
     try {
       return await this.orderOnce(names);
     } catch (error) {

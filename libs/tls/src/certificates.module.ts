@@ -1,6 +1,7 @@
 import { Module } from '@nestjs/common';
 import { AlertsModule } from '@coffer/alerts';
 import { APP_CONFIG, AppConfig } from '@coffer/config';
+import { EgressPolicy } from '@coffer/http';
 import { AcmeRepository } from './acme.repository';
 import { CertificateRenewalService } from './certificate-renewal.service';
 import { CertificatesRepository } from './certificates.repository';
@@ -24,6 +25,7 @@ import { OrderLock } from './order-lock';
           { directoryUrl: config.ACME_DIRECTORY_URL, email: config.ACME_EMAIL, selfCheck: config.ACME_SELF_CHECK, httpRetries: config.ACME_HTTP_RETRIES },
           challenges,
           certificates,
+          new EgressPolicy(config.OUTBOUND_ALLOWED_HOSTS),
         ),
     },
     CertificateRenewalService,

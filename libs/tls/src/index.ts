@@ -14,3 +14,4 @@ export * from './clock.repository';
 export * from './certificates.repository';
 export * from './certificate-renewal.service';
 export * from './certificates.module';
+export * from './certificates.dto';

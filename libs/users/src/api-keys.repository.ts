@@ -14,6 +14,8 @@ interface ApiKeyRow {
   expires_at: Date | null;
   revoked_at: Date | null;
   expired_at: Date | null;
+  /** Present where the query joins the key's user. */
+  user_disabled_at?: Date | null;
 }
 
 export interface KeyCredentials {
@@ -74,15 +76,23 @@ export class ApiKeysRepository {
     );
   }
 
-  async list(org: OrgRef): Promise<ApiKey[]> {
-    const { rows } = await this.pool(org).query<ApiKeyRow>(`SELECT ${PUBLIC_COLUMNS} FROM api_keys ORDER BY created_at, id`);
+  /** Every key of the org, or of one user; a disabled user's keys say so. */
+  async list(org: OrgRef, userId?: string): Promise<ApiKey[]> {
+    const { rows } = await this.pool(org).query<ApiKeyRow>(
+      `SELECT ${PUBLIC_COLUMNS.split(', ').map((c) => `k.${c}`).join(', ')}, u.disabled_at AS user_disabled_at
+       FROM api_keys k JOIN users u ON u.id = k.user_id
+       WHERE $1::text IS NULL OR k.user_id = $1 ORDER BY k.created_at, k.id`,
+      [userId ?? null],
+    );
     return rows.map(toApiKey);
   }
 
-  async revoke(org: OrgRef, keyId: string): Promise<ApiKey | undefined> {
+  /** Revokes the key (of `userId` only, when given); undefined if there is no such key. */
+  async revoke(org: OrgRef, keyId: string, userId?: string): Promise<ApiKey | undefined> {
     const { rows } = await this.pool(org).query<ApiKeyRow>(
-      `UPDATE api_keys SET revoked_at = coalesce(revoked_at, now()) WHERE id = $1 RETURNING ${PUBLIC_COLUMNS}`,
-      [keyId],
+      `UPDATE api_keys SET revoked_at = coalesce(revoked_at, now()) WHERE id = $1 AND ($2::text IS NULL OR user_id = $2)
+       RETURNING ${PUBLIC_COLUMNS}`,
+      [keyId, userId ?? null],
     );
     return rows[0] && toApiKey(rows[0]);
   }
@@ -125,8 +135,9 @@ function toApiKey(row: ApiKeyRow): ApiKey {
   };
 }
 
-export function keyStatus(key: { revoked_at?: Date | null; expires_at?: Date | null }, now: Date): ApiKeyStatus {
+export function keyStatus(key: { revoked_at?: Date | null; expires_at?: Date | null; user_disabled_at?: Date | null }, now: Date): ApiKeyStatus {
   if (key.revoked_at) return 'revoked';
   if (key.expires_at && key.expires_at <= now) return 'expired';
+  if (key.user_disabled_at) return 'user_disabled';
   return 'active';
 }

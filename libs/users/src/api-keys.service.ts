@@ -53,15 +53,18 @@ export class ApiKeysService {
       secretHash: hashSecret(secret),
       expiresAt: input.expiresAt,
     });
-    return { apiKey, secret: formatOrgKey(org.id, keyId, secret) };
+    // The shape of every new key, at issuance and at org creation: the secret beside its metadata, shown once.
+    return { apiKey: { ...apiKey, secret: formatOrgKey(org.id, keyId, secret) } };
   }
 
-  list(org: OrgRef): Promise<ApiKey[]> {
-    return this.keys.list(org);
+  /** The org's keys, or `userId`'s only. */
+  list(org: OrgRef, userId?: string): Promise<ApiKey[]> {
+    return this.keys.list(org, userId);
   }
 
-  async revoke(org: OrgRef, keyId: string): Promise<ApiKey> {
-    const key = await this.keys.revoke(org, keyId);
+  /** Revokes a key; with `userId`, only a key of that user (another's is api_key_not_found). */
+  async revoke(org: OrgRef, keyId: string, userId?: string): Promise<ApiKey> {
+    const key = await this.keys.revoke(org, keyId, userId);
     this.evictAfterCommit(() => this.credentialCache.delete(cacheKey(org, keyId)));
     if (!key) throw new AppError('api_key_not_found', 'no such API key in this organization');
     return key;
@@ -75,7 +78,13 @@ export class ApiKeysService {
     return { keyId, userId: key.userId, role: key.role };
   }
 
-  /** Called when a user is disabled: none of their keys may authenticate from now on. */
+  /** Whether the key may still act, read from the database (no cache): not revoked or expired, its user enabled. */
+  async stillValid(org: OrgRef, keyId: string, now = new Date()): Promise<boolean> {
+    const key = await this.keys.credentials(org, keyId);
+    return !!key && !key.revokedAt && !key.userDisabled && !(key.expiresAt && key.expiresAt <= now);
+  }
+
+  /** Called when a user is disabled or enabled: their keys' cached credentials are read afresh. */
   forgetUser(userId: string): void {
     this.evictAfterCommit(() => {
       for (const [key, entry] of this.credentialCache) if (entry.credentials?.userId === userId) this.credentialCache.delete(key);

@@ -11,7 +11,8 @@ export interface User {
   updatedAt: Date;
 }
 
-export type ApiKeyStatus = 'active' | 'revoked' | 'expired';
+/** `user_disabled`: the key is intact but its user is disabled (it works again if they are re-enabled). */
+export type ApiKeyStatus = 'active' | 'revoked' | 'expired' | 'user_disabled';
 
 export interface ApiKey {
   id: string;

@@ -57,12 +57,24 @@ export class UsersRepository {
     return rows.map((row) => toUser(codec, row));
   }
 
-  async disable(org: OrgRef, id: string): Promise<User | undefined> {
+  /**
+   * Disables the user unless they are the last active admin. The active admins' rows are locked
+   * first, so two admins disabling each other at once cannot both succeed.
+   */
+  async disableUnlessLastAdmin(db: ClientBase, org: OrgRef, id: string): Promise<User | 'last_admin' | undefined> {
     const codec = await this.fieldKeys.codec(org);
-    const { rows } = await this.pool(org).query<UserRow>(
+    const { rows: admins } = await db.query<{ id: string }>(`SELECT id FROM users WHERE role = 'admin' AND disabled_at IS NULL FOR UPDATE`);
+    if (admins.length === 1 && admins[0].id === id) return 'last_admin';
+    const { rows } = await db.query<UserRow>(
       `UPDATE users SET disabled_at = coalesce(disabled_at, now()), updated_at = now() WHERE id = $1 RETURNING *`,
       [id],
     );
+    return rows[0] && toUser(codec, rows[0]);
+  }
+
+  async enable(org: OrgRef, id: string): Promise<User | undefined> {
+    const codec = await this.fieldKeys.codec(org);
+    const { rows } = await this.pool(org).query<UserRow>(`UPDATE users SET disabled_at = NULL, updated_at = now() WHERE id = $1 RETURNING *`, [id]);
     return rows[0] && toUser(codec, rows[0]);
   }
 }

@@ -33,15 +33,17 @@ export class UsersService {
   }
 
   /**
-   * An org's first admin and its key, in one transaction. Re-running it for the same email (a
-   * retried org creation) reuses the user and issues a fresh key, so retries converge.
+   * An org's first admin and their key, or undefined if the org has a user already. The check
+   * holds a lock until the caller's transaction ends, so of two creations racing, the second
+   * sees the first's admin once it has committed (and gets undefined).
    */
-  async createAdminWithKey(org: OrgRef, input: Omit<NewUser, 'role'>): Promise<{ user: User; apiKey: ApiKey; secret: string }> {
+  async createFirstAdmin(org: OrgRef, input: Omit<NewUser, 'role'>): Promise<{ user: User; apiKey: ApiKey & { secret: string } } | undefined> {
     return transaction(this.users.pool(org), async (db) => {
-      const user =
-        (await this.users.findByEmail(db, org, input.email)) ?? (await this.users.insert(db, org, { id: randomId(), ...input, role: 'admin' }));
-      const { apiKey, secret } = await this.apiKeys.insert(db, org, user.id, { name: 'initial admin key', expiresAt: null });
-      return { user, apiKey, secret };
+      await db.query("SELECT pg_advisory_xact_lock(hashtextextended('coffer-first-admin', 0))");
+      if ((await db.query('SELECT 1 FROM users LIMIT 1')).rowCount) return undefined;
+      const user = await this.users.insert(db, org, { id: randomId(), ...input, role: 'admin' });
+      const { apiKey } = await this.apiKeys.insert(db, org, user.id, { name: 'initial admin key', expiresAt: null });
+      return { user, apiKey };
     });
   }
 
@@ -55,9 +57,21 @@ export class UsersService {
     return this.users.list(org);
   }
 
-  /** Disabling is immediate for every key of the user: authentication checks it each time. */
+  /**
+   * Disabling is immediate for every key of the user: authentication checks it each time. The
+   * org's last active admin cannot be disabled (last_admin): nobody could then manage the org.
+   */
   async disable(org: OrgRef, id: string): Promise<User> {
-    const user = await this.users.disable(org, id);
+    const user = await transaction(this.users.pool(org), (db) => this.users.disableUnlessLastAdmin(db, org, id));
+    if (user === 'last_admin') throw new AppError('last_admin', "the organization's last active admin cannot be disabled; make another user admin first");
+    if (!user) throw new AppError('user_not_found', 'no such user in this organization');
+    this.apiKeys.forgetUser(user.id);
+    return user;
+  }
+
+  /** A disabled user's keys work again (those not revoked or expired meanwhile). */
+  async enable(org: OrgRef, id: string): Promise<User> {
+    const user = await this.users.enable(org, id);
     if (!user) throw new AppError('user_not_found', 'no such user in this organization');
     this.apiKeys.forgetUser(user.id);
     return user;

@@ -6,18 +6,23 @@ import {
   AuditAction,
   AuditChain,
   AuditDeliveryService,
+  AuditDestinationView,
+  AuditEntryView,
+  AuditKeysAnswer,
   AuditDestinationBody,
   AuditDestinationInput,
   AuditKeysFilter,
   AuditKeysQuery,
   AuditLogFilters,
   AuditLogQuery,
+  AuditPageAnswer,
   AuditRead,
   AuditService,
+  AuditVerifyAnswer,
   publicEntry,
 } from '@coffer/audit';
 import { CurrentOrg, OrgAccess, PlatformAdminOnly, Public } from '@coffer/auth';
-import { ApiErrors, ApiJsonBody, ZodValidationPipe } from '@coffer/http';
+import { ApiErrors, ApiJsonBody, ApiJsonOrNdjson, ApiJsonQuery, ApiNoContent, ApiResult, ZodValidationPipe } from '@coffer/http';
 import type { OrgRef } from '@coffer/tenancy';
 
 const NDJSON = 'application/x-ndjson';
@@ -33,6 +38,8 @@ export class AuditLogsController {
   ) {}
 
   @Get('api/v1/organizations/:org/audit-logs')
+  @ApiJsonQuery(AuditLogQuery)
+  @ApiJsonOrNdjson(AuditPageAnswer, AuditEntryView, 'a page of entries, newest first (JSON), or every match (NDJSON)')
   @OrgAccess(['admin', 'security_officer'])
   @AuditRead('audit_log.read')
   @ApiOperation({ summary: 'Audit entries, newest first; `Accept: application/x-ndjson` streams every match' })
@@ -47,6 +54,7 @@ export class AuditLogsController {
   }
 
   @Get('api/v1/organizations/:org/audit-logs/verify')
+  @ApiResult(200, AuditVerifyAnswer, 'whether the chain is intact; where it breaks if not')
   @OrgAccess(['admin', 'security_officer'])
   @AuditRead('audit_log.verified')
   @ApiOperation({ summary: "Checks the org's hash chain and signed checkpoints; names the first bad sequence number" })
@@ -61,6 +69,8 @@ export class AuditLogsController {
    * version; a chain id that has no key yet answers an empty list.
    */
   @Get('api/v1/audit/keys')
+  @ApiJsonQuery(AuditKeysQuery)
+  @ApiResult(200, AuditKeysAnswer, "the chain's public keys, every version (none before its first checkpoint)")
   @Public()
   @ApiOperation({ summary: "Every version of a chain's ed25519 public key, for checking its checkpoints and digests offline (docs/audit-verification.md)" })
   @ApiErrors('validation_failed', 'kms_unavailable')
@@ -69,17 +79,19 @@ export class AuditLogsController {
   }
 
   @Put('api/v1/organizations/:org/audit-logs/destination')
+  @ApiNoContent('configured: delivery starts with the next batch')
   @HttpCode(204)
   @OrgAccess(['admin', 'security_officer'])
   @AuditAction('audit_destination.configured')
   @ApiOperation({ summary: "Ships the org's audit log to its own S3 bucket; the credentials are stored sealed" })
   @ApiJsonBody(AuditDestinationBody)
-  @ApiErrors('forbidden', 'organization_not_found', 'audit_destination_unreachable')
+  @ApiErrors('forbidden', 'organization_not_found', 'destination_not_allowed', 'audit_destination_unreachable')
   async configureDestination(@CurrentOrg() org: OrgRef, @Body(new ZodValidationPipe(AuditDestinationBody)) body: AuditDestinationInput) {
     await this.delivery.configure(org, body);
   }
 
   @Get('api/v1/organizations/:org/audit-logs/destination')
+  @ApiResult(200, AuditDestinationView, 'the destination and the delivery progress')
   @OrgAccess(['admin', 'security_officer'])
   @ApiOperation({ summary: 'Where the audit log is delivered and how far delivery has got (never the credentials)' })
   @ApiErrors('forbidden', 'organization_not_found', 'audit_destination_not_found')
@@ -88,6 +100,7 @@ export class AuditLogsController {
   }
 
   @Delete('api/v1/organizations/:org/audit-logs/destination')
+  @ApiNoContent('removed')
   @HttpCode(204)
   @OrgAccess(['admin', 'security_officer'])
   @AuditAction('audit_destination.removed')
@@ -98,6 +111,8 @@ export class AuditLogsController {
   }
 
   @Get('api/v1/admin/audit-logs')
+  @ApiJsonQuery(AuditLogQuery)
+  @ApiJsonOrNdjson(AuditPageAnswer, AuditEntryView, 'a page of entries, newest first (JSON), or every match (NDJSON)')
   @PlatformAdminOnly()
   @AuditRead('audit_log.read')
   @ApiOperation({ summary: "The control plane's audit entries (organizations, platform admin), newest first" })
@@ -111,6 +126,7 @@ export class AuditLogsController {
   }
 
   @Get('api/v1/admin/audit-logs/verify')
+  @ApiResult(200, AuditVerifyAnswer, 'whether the chain is intact; where it breaks if not')
   @PlatformAdminOnly()
   @AuditRead('audit_log.verified')
   @ApiOperation({ summary: "Checks the control plane's hash chain" })

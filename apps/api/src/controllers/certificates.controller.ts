@@ -2,8 +2,8 @@ import { Controller, Get, HttpCode, Param, Post } from '@nestjs/common';
 import { ApiOperation, ApiTags } from '@nestjs/swagger';
 import { AuditAction } from '@coffer/audit';
 import { PlatformAdminOnly } from '@coffer/auth';
-import { ApiErrors } from '@coffer/http';
-import { CertificateRenewalService } from '@coffer/tls';
+import { ApiErrors, ApiResult } from '@coffer/http';
+import { CertificateRenewalService, CertificatesAnswer, RenewalRequestedAnswer } from '@coffer/tls';
 
 /** The installation's TLS certificates, for the platform admin. */
 @ApiTags('certificates')
@@ -12,6 +12,7 @@ export class CertificatesController {
   constructor(private readonly renewal: CertificateRenewalService) {}
 
   @Get()
+  @ApiResult(200, CertificatesAnswer, 'the certificates in service')
   @PlatformAdminOnly()
   @ApiOperation({ summary: 'Certificates in service: names, source, issuer, serial, validity, next renewal, last attempt and error' })
   @ApiErrors('forbidden')
@@ -20,6 +21,7 @@ export class CertificatesController {
   }
 
   @Post(':id/renew')
+  @ApiResult(202, RenewalRequestedAnswer, 'renewal queued')
   @HttpCode(202)
   @PlatformAdminOnly()
   @AuditAction('certificate.renewal_requested')

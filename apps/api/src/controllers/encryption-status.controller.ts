@@ -4,8 +4,8 @@ import { ApiOperation, ApiTags } from '@nestjs/swagger';
 import type { FastifyRequest } from 'fastify';
 import { AuditRead } from '@coffer/audit';
 import { CurrentOrg, OrgAccess } from '@coffer/auth';
-import { EncryptionStatusService, transitOf } from '@coffer/encryption';
-import { ApiErrors } from '@coffer/http';
+import { EncryptionStatusAnswer, EncryptionStatusService, transitOf } from '@coffer/encryption';
+import { ApiErrors, ApiResult } from '@coffer/http';
 import type { OrgRef } from '@coffer/tenancy';
 
 @ApiTags('encryption')
@@ -14,6 +14,7 @@ export class EncryptionStatusController {
   constructor(private readonly status: EncryptionStatusService) {}
 
   @Get()
+  @ApiResult(200, EncryptionStatusAnswer, 'the measured status')
   @OrgAccess(['admin', 'security_officer'])
   @AuditRead('encryption_status.read')
   @ApiOperation({ summary: "The org's encryption at rest and in transit, measured from live state (storage_encryption, transit_encryption, key_rotation, db_encryption, plus details)" })

@@ -1,12 +1,36 @@
 import { Body, Controller, Delete, Get, Headers, HttpCode, Param, Post, Put, Req, Res } from '@nestjs/common';
 import { RouteConfig } from '@nestjs/platform-fastify';
-import { ApiBody, ApiConsumes, ApiOperation, ApiResponse, ApiTags } from '@nestjs/swagger';
+import { ApiBody, ApiConsumes, ApiOperation, ApiTags } from '@nestjs/swagger';
 import type { FastifyReply, FastifyRequest } from 'fastify';
 import { z } from 'zod';
 import { AuditAction, AuditRead } from '@coffer/audit';
-import { ALL_ROLES, CurrentOrg, CurrentPrincipal, OrgAccess } from '@coffer/auth';
-import { ApiErrors, ApiJsonBody, AppError, canonicalPositiveInteger, MediaType, STREAM_BODY, streamedBody, ZodValidationPipe } from '@coffer/http';
-import { AssetLinksService, CreateLinkBody, Download, PackageName, PackagesService } from '@coffer/packages';
+import { AbuseLimit, ALL_ROLES, CurrentOrg, CurrentPrincipal, OrgAccess } from '@coffer/auth';
+import {
+  ApiDownload,
+  ApiErrors,
+  ApiJsonBody,
+  ApiResult,
+  AppError,
+  canonicalPositiveInteger,
+  MediaType,
+  STREAM_BODY,
+  streamedBody,
+  ZodValidationPipe,
+} from '@coffer/http';
+import {
+  AssetLinkAnswer,
+  AssetLinksService,
+  CreateLinkBody,
+  DeletedPackageAnswer,
+  DeletedVersionAnswer,
+  Download,
+  PackageAnswer,
+  PackageName,
+  PackagesAnswer,
+  PackagesService,
+  PackageVersionView,
+  QueuedVersionView,
+} from '@coffer/packages';
 import { OrgRef, Principal, actorId } from '@coffer/tenancy';
 
 /** `versions/:version`: `2`, never `02`, `2.0`, `1e0`, `0x2` or ` 2` (the request and its audit entry name the same version). */
@@ -32,6 +56,7 @@ export class PackagesController {
   @HttpCode(201)
   @RouteConfig(STREAM_BODY)
   @OrgAccess(['admin', 'member'])
+  @AbuseLimit('uploads')
   @AuditAction('package.version_created')
   @ApiOperation({
     summary:
@@ -40,11 +65,11 @@ export class PackagesController {
       'unavailable the content is stored and the version queued: 202 with `{pendingWriteId, status}` (poll ' +
       '`GET .../pending-writes/:id`); it appears once the worker has flushed it.',
   })
-  @ApiConsumes('application/octet-stream')
+  @ApiConsumes('*/*')
   @ApiBody({ schema: { type: 'string', format: 'binary' } })
-  @ApiResponse({ status: 201, description: 'the new version, committed and visible' })
-  @ApiResponse({ status: 202, description: 'KMS unavailable: stored and queued, `{pendingWriteId, status: "pending", ...}`' })
-  @ApiErrors('forbidden', 'organization_not_found', 'package_too_large', 'bad_request', 'kms_unavailable')
+  @ApiResult(201, PackageVersionView, 'the new version, committed and visible')
+  @ApiResult(202, QueuedVersionView, 'KMS unavailable: stored and queued, invisible until the worker flushes it')
+  @ApiErrors('forbidden', 'organization_not_found', 'package_too_large', 'bad_request', 'kms_unavailable', 'concurrent_uploads_exceeded')
   async upload(
     @CurrentOrg() org: OrgRef,
     @CurrentPrincipal() principal: Principal,
@@ -66,6 +91,7 @@ export class PackagesController {
   }
 
   @Get()
+  @ApiResult(200, PackagesAnswer, "the org's packages")
   @OrgAccess(ALL_ROLES)
   @ApiOperation({ summary: "The org's packages with their latest version" })
   @ApiErrors('forbidden', 'organization_not_found')
@@ -74,6 +100,7 @@ export class PackagesController {
   }
 
   @Get(':name')
+  @ApiResult(200, PackageAnswer, 'the package and its versions')
   @OrgAccess(ALL_ROLES)
   @ApiOperation({ summary: 'A package and its versions (size, SHA-256, content type, creator, KMS key version)' })
   @ApiErrors('forbidden', 'organization_not_found', 'package_not_found')
@@ -82,6 +109,7 @@ export class PackagesController {
   }
 
   @Get(':name/versions/:version/content')
+  @ApiDownload()
   @OrgAccess(ALL_ROLES)
   @AuditRead('package.content_read')
   @ApiOperation({ summary: 'The decrypted content, streamed; one `Range: bytes=` range answers 206' })
@@ -91,13 +119,15 @@ export class PackagesController {
     @Param('name', new ZodValidationPipe(PackageName)) name: string,
     @Param('version', new ZodValidationPipe(VersionNumber)) version: number,
     @Headers('range') range: string | undefined,
+    @Headers('if-range') ifRange: string | undefined,
     @Res({ passthrough: true }) reply: FastifyReply,
   ) {
     const stored = await this.packages.version(org, name, version);
-    return sendContent(reply, await rangeAware(reply, stored.size, () => this.packages.download(org, stored, range)));
+    return sendContent(reply, await rangeAware(reply, stored.size, () => this.packages.download(org, stored, rangeIf(range, ifRange, stored))));
   }
 
   @Post(':name/versions/:version/links')
+  @ApiResult(201, AssetLinkAnswer, 'the link')
   @HttpCode(201)
   @OrgAccess(['admin', 'member'])
   @AuditAction('package.link_created')
@@ -109,11 +139,15 @@ export class PackagesController {
     @Param('name', new ZodValidationPipe(PackageName)) name: string,
     @Param('version', new ZodValidationPipe(VersionNumber)) version: number,
     @Body(new ZodValidationPipe(CreateLinkBody)) body: CreateLinkBody,
+    @CurrentPrincipal() principal: Principal,
   ) {
-    return this.links.create(org, await this.packages.version(org, name, version), body.ttlSeconds);
+    // Only org users reach here (OrgAccess without the platform admin): the link dies with their access.
+    const creator = principal as Extract<Principal, { kind: 'user' }>;
+    return this.links.create(org, await this.packages.version(org, name, version), body.ttlSeconds, creator);
   }
 
   @Delete(':name/versions/:version')
+  @ApiResult(200, DeletedVersionAnswer, 'the deleted version')
   @OrgAccess(['admin'])
   @AuditAction('package.version_deleted')
   @ApiOperation({ summary: 'Delete a version; its objects are removed by the worker' })
@@ -127,6 +161,7 @@ export class PackagesController {
   }
 
   @Delete(':name')
+  @ApiResult(200, DeletedPackageAnswer, 'the deleted package')
   @OrgAccess(['admin'])
   @AuditAction('package.deleted')
   @ApiOperation({ summary: 'Delete a package and all its versions; the name starts again at version 1' })
@@ -134,6 +169,15 @@ export class PackagesController {
   deletePackage(@CurrentOrg() org: OrgRef, @Param('name', new ZodValidationPipe(PackageName)) name: string) {
     return this.packages.deletePackage(org, name);
   }
+}
+
+/**
+ * The Range to serve given If-Range (RFC 9110 §13.1.5): only while the client's validator is our
+ * strong ETag; a weak or different one, or a date (we send no Last-Modified), means the content
+ * the client holds is not this one, so the whole content is sent (200).
+ */
+export function rangeIf(range: string | undefined, ifRange: string | undefined, version: { sha256: string }): string | undefined {
+  return ifRange === undefined || ifRange.trim() === `"${version.sha256}"` ? range : undefined;
 }
 
 /** A 416 says how long the content is (RFC 9110 §15.5.17). */

@@ -1,8 +1,8 @@
 import { Controller, Get, Param } from '@nestjs/common';
 import { ApiOperation, ApiTags } from '@nestjs/swagger';
 import { CurrentOrg, OrgAccess } from '@coffer/auth';
-import { ApiErrors } from '@coffer/http';
-import { PackagesService } from '@coffer/packages';
+import { ApiErrors, ApiResult } from '@coffer/http';
+import { PackagesService, PendingWriteAnswer } from '@coffer/packages';
 import type { OrgRef } from '@coffer/tenancy';
 
 /** Writes accepted (202) while the KMS was unavailable, polled by whoever may make them. */
@@ -12,6 +12,7 @@ export class PendingWritesController {
   constructor(private readonly packages: PackagesService) {}
 
   @Get(':id')
+  @ApiResult(200, PendingWriteAnswer, 'the queued write')
   @OrgAccess(['admin', 'member'])
   @ApiOperation({ summary: 'A queued write: pending, flushed (with its version number) or failed' })
   @ApiErrors('forbidden', 'organization_not_found', 'pending_write_not_found')

@@ -2,8 +2,8 @@ import { Body, Controller, Get, HttpCode, Param, Post } from '@nestjs/common';
 import { ApiOperation, ApiTags } from '@nestjs/swagger';
 import { AuditAction, AuditRead } from '@coffer/audit';
 import { CurrentOrg, CurrentPrincipal, OrgAccess } from '@coffer/auth';
-import { ApiErrors, ApiJsonBody, AppError, ZodValidationPipe } from '@coffer/http';
-import { ApiKeysService, CreateApiKeyBody, CreateUserBody, UsersService } from '@coffer/users';
+import { ApiErrors, ApiJsonBody, ApiResult, AppError, ZodValidationPipe } from '@coffer/http';
+import { ApiKeysService, CreateApiKeyBody, CreateUserBody, IssuedApiKeyAnswer, UserAnswer, UsersAnswer, UsersService } from '@coffer/users';
 import { OrgRef, Principal } from '@coffer/tenancy';
 
 @ApiTags('users')
@@ -15,6 +15,7 @@ export class UsersController {
   ) {}
 
   @Post()
+  @ApiResult(201, UserAnswer, 'the new user')
   @HttpCode(201)
   @OrgAccess(['admin'], { platformAdmin: true })
   @AuditAction('user.created')
@@ -26,6 +27,7 @@ export class UsersController {
   }
 
   @Get()
+  @ApiResult(200, UsersAnswer, 'the users')
   @OrgAccess(['admin', 'security_officer'], { platformAdmin: true })
   @AuditRead('users.listed')
   @ApiOperation({ summary: 'List the users of the organization' })
@@ -35,6 +37,7 @@ export class UsersController {
   }
 
   @Get(':userId')
+  @ApiResult(200, UserAnswer, 'the user')
   @OrgAccess(['admin', 'security_officer'], { platformAdmin: true })
   @AuditRead('user.viewed')
   @ApiOperation({ summary: 'One user' })
@@ -44,13 +47,25 @@ export class UsersController {
   }
 
   @Post(':userId/disable')
+  @ApiResult(200, UserAnswer, 'the user, disabled')
   @HttpCode(200)
   @OrgAccess(['admin'], { platformAdmin: true })
   @AuditAction('user.disabled')
-  @ApiOperation({ summary: 'Disable a user; every key of theirs stops working at once' })
-  @ApiErrors('forbidden', 'organization_not_found', 'user_not_found')
+  @ApiOperation({ summary: "Disable a user; every key of theirs stops working at once (not the org's last active admin)" })
+  @ApiErrors('forbidden', 'organization_not_found', 'user_not_found', 'last_admin')
   async disable(@CurrentOrg() org: OrgRef, @Param('userId') userId: string) {
     return { user: await this.users.disable(org, userId) };
+  }
+
+  @Post(':userId/enable')
+  @ApiResult(200, UserAnswer, 'the user, enabled')
+  @HttpCode(200)
+  @OrgAccess(['admin'], { platformAdmin: true })
+  @AuditAction('user.enabled')
+  @ApiOperation({ summary: 'Re-enable a disabled user; their keys that are neither revoked nor expired work again' })
+  @ApiErrors('forbidden', 'organization_not_found', 'user_not_found')
+  async enable(@CurrentOrg() org: OrgRef, @Param('userId') userId: string) {
+    return { user: await this.users.enable(org, userId) };
   }
 
   /**
@@ -59,6 +74,7 @@ export class UsersController {
    * gets an org's first admin's key only from creating the org (POST /organizations).
    */
   @Post(':userId/api-keys')
+  @ApiResult(201, IssuedApiKeyAnswer, 'the key, with its secret (shown only here)')
   @HttpCode(201)
   @OrgAccess(['admin', 'security_officer', 'member'], { platformAdmin: true })
   @AuditAction('api_key.created')

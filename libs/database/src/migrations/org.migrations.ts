@@ -94,6 +94,19 @@ export const orgMigrations: MigrationSet = {
         await db.query(SPOOL_DDL);
       },
     },
+    {
+      version: 7,
+      name: 'asset links revoked one by one (until they would have expired)',
+      async up(db) {
+        await db.query(`
+          CREATE TABLE revoked_asset_links (
+            id text PRIMARY KEY,
+            revoked_at timestamptz NOT NULL DEFAULT now(),
+            expires_at timestamptz NOT NULL
+          );
+        `);
+      },
+    },
   ],
 };
 
@@ -112,6 +125,7 @@ export const orgGrants: GrantSpec = {
   packages: 'read-write',
   package_versions: 'read-write',
   link_keys: 'read-write',
+  revoked_asset_links: 'read-write',
   // Like field_keys: made by the owner at provisioning; the rewrap may only swap its wrapping.
   spool_keys: { read: true, update: ['wrapped_key', 'kms_key_version'] },
   pending_writes: 'read-write',
