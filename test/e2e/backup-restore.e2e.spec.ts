@@ -31,9 +31,9 @@ interface Installation {
 }
 
 function startUp(home: string) {
-  const ports = Promise.all([freePort(), freePort(), freePort()]);
+  const ports = Promise.all([freePort(), freePort(), freePort(), freePort()]);
   let output = '';
-  const started = ports.then(([port, httpsPort, metricsPort]) => {
+  const started = ports.then(([port, httpsPort, metricsPort, workerMetricsPort]) => {
     const child = spawn(process.execPath, ['scripts/up.mjs'], {
       cwd: REPO_ROOT,
       env: {
@@ -43,6 +43,7 @@ function startUp(home: string) {
         HTTP_PORT: String(port),
         HTTPS_PORT: String(httpsPort),
         METRICS_PORT: String(metricsPort),
+        WORKER_METRICS_PORT: String(workerMetricsPort),
         COFFER_PG_ADMIN_URL: PG_ADMIN_URL,
         REDIS_URL,
         LOG_LEVEL: 'warn',

@@ -26,7 +26,7 @@ interface Installation {
 
 /** `npm run up` for the state directory `home`, on the shared PostgreSQL and Redis, with no name overrides. */
 async function startUp(home: string) {
-  const [port, httpsPort, metricsPort] = [await freePort(), await freePort(), await freePort()];
+  const [port, httpsPort, metricsPort, workerMetricsPort] = [await freePort(), await freePort(), await freePort(), await freePort()];
   const child = spawn(process.execPath, ['scripts/up.mjs'], {
     cwd: REPO_ROOT,
     env: {
@@ -36,6 +36,7 @@ async function startUp(home: string) {
       HTTP_PORT: String(port),
       HTTPS_PORT: String(httpsPort),
       METRICS_PORT: String(metricsPort),
+      WORKER_METRICS_PORT: String(workerMetricsPort),
       COFFER_PG_ADMIN_URL: PG_ADMIN_URL,
       REDIS_URL,
       LOG_LEVEL: 'warn',
@@ -97,6 +98,7 @@ test('npm run up migrates, starts the provisioner, the API (HTTPS, local CA) and
       HTTP_PORT: String(port),
       HTTPS_PORT: String(httpsPort),
       METRICS_PORT: String(metricsPort),
+      WORKER_METRICS_PORT: String(await freePort()),
       COFFER_DB_OWNER: names.owner,
       COFFER_DB_APP: names.app,
       COFFER_DB_NAME: names.db,

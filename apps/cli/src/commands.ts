@@ -17,7 +17,7 @@ import { verifyOfflinePath } from './offline-verify';
 import { exportAuditChain, openExportSink } from './audit-export';
 import { waitForRewrap } from './rewrap-status';
 import { UsageError } from './usage-error';
-import { Actor, OrgRegistry, publicOrg } from '@coffer/tenancy';
+import { Actor, OrgRef, OrgRegistry, publicOrg } from '@coffer/tenancy';
 import { ApiKeysService, UsersService } from '@coffer/users';
 
 export interface CommandResult {
@@ -113,6 +113,23 @@ async function orgOf(app: INestApplicationContext, slug: string) {
   return { org, chain: () => app.get(AuditService).chain(org) };
 }
 
+/** An org command audited as its REST twin: `action` on the org's chain, targeted like the route (`params`). */
+async function onOrg(
+  app: INestApplicationContext,
+  operator: string,
+  slug: string,
+  spec: { action: string; transactional: boolean; params?: Record<string, string>; work: (org: OrgRef) => Promise<unknown> },
+): Promise<CommandResult> {
+  const { org, chain } = await orgOf(app, slug);
+  const output = await audited(app, operator, {
+    transactional: spec.transactional,
+    chain,
+    automatic: { action: spec.action, target: (r) => routeTarget({ org: slug, ...spec.params }, org.id, r) },
+    work: () => spec.work(org),
+  });
+  return { output, exitCode: 0 };
+}
+
 /** A whole number of at least 1, for an option. */
 function positive(option: string, value: string | undefined, fallback: number): number {
   if (value === undefined) return fallback;
@@ -203,46 +220,22 @@ export const COMMANDS: Record<string, Command> = {
     usage: 'users:list <org-slug>',
     summary: "list an org's users, disabled ones included (GET .../users; audited as users.listed)",
     arity: [1, 1],
-    async run(app, { args: [slug], operator }) {
-      const { org, chain } = await orgOf(app, slug);
-      const result = await audited(app, operator, {
-        transactional: false,
-        chain,
-        automatic: { action: 'users.listed', target: (r) => routeTarget({ org: slug }, org.id, r) },
-        work: async () => ({ users: await app.get(UsersService).list(org) }),
-      });
-      return { output: result, exitCode: 0 };
-    },
+    run: (app, { args: [slug], operator }) =>
+      onOrg(app, operator, slug, { action: 'users.listed', transactional: false, work: async (org) => ({ users: await app.get(UsersService).list(org) }) }),
   },
   'users:disable': {
     usage: 'users:disable <org-slug> <user-id>',
     summary: "disable a user: every key of theirs stops working (the API's cache drops it within API_KEY_CACHE_TTL_MS); never the org's last active admin (last_admin)",
     arity: [2, 2],
-    async run(app, { args: [slug, userId], operator }) {
-      const { org, chain } = await orgOf(app, slug);
-      const result = await audited(app, operator, {
-        transactional: true,
-        chain,
-        automatic: { action: 'user.disabled', target: (r) => routeTarget({ org: slug, userId }, org.id, r) },
-        work: async () => ({ user: await app.get(UsersService).disable(org, userId) }),
-      });
-      return { output: result, exitCode: 0 };
-    },
+    run: (app, { args: [slug, userId], operator }) =>
+      onOrg(app, operator, slug, { action: 'user.disabled', transactional: true, params: { userId }, work: async (org) => ({ user: await app.get(UsersService).disable(org, userId) }) }),
   },
   'users:enable': {
     usage: 'users:enable <org-slug> <user-id>',
     summary: 'enable a disabled user again; their keys that are neither revoked nor expired work again',
     arity: [2, 2],
-    async run(app, { args: [slug, userId], operator }) {
-      const { org, chain } = await orgOf(app, slug);
-      const result = await audited(app, operator, {
-        transactional: true,
-        chain,
-        automatic: { action: 'user.enabled', target: (r) => routeTarget({ org: slug, userId }, org.id, r) },
-        work: async () => ({ user: await app.get(UsersService).enable(org, userId) }),
-      });
-      return { output: result, exitCode: 0 };
-    },
+    run: (app, { args: [slug, userId], operator }) =>
+      onOrg(app, operator, slug, { action: 'user.enabled', transactional: true, params: { userId }, work: async (org) => ({ user: await app.get(UsersService).enable(org, userId) }) }),
   },
   'keys:list': {
     usage: 'keys:list <org-slug> [--user <user-id>]',
@@ -268,16 +261,8 @@ export const COMMANDS: Record<string, Command> = {
     usage: 'keys:revoke <org-slug> <key-id>',
     summary: "revoke an API key (ids: keys:list); it fails authentication once the API's cache drops it (within API_KEY_CACHE_TTL_MS)",
     arity: [2, 2],
-    async run(app, { args: [slug, keyId], operator }) {
-      const { org, chain } = await orgOf(app, slug);
-      const result = await audited(app, operator, {
-        transactional: true,
-        chain,
-        automatic: { action: 'api_key.revoked', target: (r) => routeTarget({ org: slug, keyId }, org.id, r) },
-        work: async () => ({ apiKey: await app.get(ApiKeysService).revoke(org, keyId) }),
-      });
-      return { output: result, exitCode: 0 };
-    },
+    run: (app, { args: [slug, keyId], operator }) =>
+      onOrg(app, operator, slug, { action: 'api_key.revoked', transactional: true, params: { keyId }, work: async (org) => ({ apiKey: await app.get(ApiKeysService).revoke(org, keyId) }) }),
   },
   'audit:verify': {
     usage: 'audit:verify <org-slug> | --control',

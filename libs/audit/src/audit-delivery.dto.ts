@@ -2,8 +2,11 @@ import { isIP } from 'node:net';
 import { z } from 'zod';
 import { Instant } from '@coffer/http';
 
-/** A DNS name as the S3 client takes it: labels of letters, digits, inner hyphens or underscores, at most 63 characters each, 253 in all. */
-const HOST_NAME = /^(?=.{1,253}$)[a-z0-9]([a-z0-9_-]{0,61}[a-z0-9])?(\.[a-z0-9]([a-z0-9_-]{0,61}[a-z0-9])?)*$/i;
+/**
+ * A DNS name as the S3 client takes it: labels of letters, digits, inner hyphens or underscores,
+ * at most 63 characters each, 253 in all, absolute (a final dot) or not.
+ */
+const HOST_NAME = /^(?=.{1,254}$)[a-z0-9]([a-z0-9_-]{0,61}[a-z0-9])?(\.[a-z0-9]([a-z0-9_-]{0,61}[a-z0-9])?)*\.?$/i;
 
 /**
  * The endpoint's refinements run even when `z.url()` failed (zod goes on with the checks of a
