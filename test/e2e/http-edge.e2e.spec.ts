@@ -10,6 +10,7 @@ import type { FastifyInstance } from 'fastify';
 import type { NestFastifyApplication } from '@nestjs/platform-fastify';
 import { LOGGER, Logger } from '@coffer/logging';
 import { OrgRegistry } from '@coffer/tenancy';
+import { PlainHttpListener } from '@coffer/tls';
 import { createApi } from '../../apps/api/src/bootstrap';
 import { migrateInstallation } from '../../apps/cli/src/migrate';
 import type { TestOrg } from '../support/client';
@@ -434,6 +435,14 @@ describe('the edge of the API over TLS: what fails below Nest still answers in t
       const res = await send(request);
       assertErrorShape(res, 400, 'bad_request');
       assertSecured(res);
+    }
+  });
+
+  test('the plain-HTTP listener (redirects, ACME challenges) answers what Node cannot parse in the error shape too', async () => {
+    const plain = await app.get(PlainHttpListener).listen('127.0.0.1', 0);
+    for (const request of ['BR@KEN\r\n\r\n', 'GET / HTTP/1.1\r\nhost: localhost\r\nbad header\r\n\r\n']) {
+      const res = await rawRequest(plain, request);
+      assertErrorShape(res, 400, 'bad_request');
     }
   });
 

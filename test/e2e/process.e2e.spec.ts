@@ -158,7 +158,8 @@ describe('requests in flight: a principal checked again at commit; SIGTERM drain
     const took = Date.now() - signalled;
     assert.ok(took >= 2000 && took < 15_000, `exited ${took} ms after SIGTERM, after the grace period`);
     assert.match(output, /shutting down: new requests get 503, requests in flight finish/);
-    assert.match(output, /shutdown grace period over: closing the connections still open/);
+    // Cut by the server at the end of the grace period (no answer: the connection closed), it says so.
+    if ('error' in cut) assert.match(output, /shutdown grace period over: closing the connections still open/);
 
     const versions = async (name: string) => (await org.get(`packages/${name}`)).body;
     assert.equal((await versions('finishing')).versions?.length, 1, 'the finished upload is stored');

@@ -95,15 +95,24 @@ function frameworkErrors(error: FastifyError, request: FastifyRequest, reply: Fa
   state.logger?.info({ requestId: request.id, method: request.method, route: 'unmatched', status, durationMs: 0, ip: request.ip }, 'request');
 }
 
-/**
- * Node's HTTP parser refused the request before Fastify saw it (a malformed request line,
- * headers over the limit, conflicting Content-Length and Transfer-Encoding, a timeout). Writes
- * a complete HTTP/1.1 answer in Coffer's shape, unless part of a response went out already
- * (as Node's own handler), and closes the connection.
- */
+/** Node's HTTP parser refused a request before Fastify saw it: answered as on every listener. */
 function clientErrorHandler(this: FastifyInstance, error: Error & { code?: string }, socket: Socket): void {
+  answerClientError(error, socket, listenerState(this));
+}
+
+/**
+ * Node's HTTP parser refused the request (a malformed request line, headers over the limit,
+ * conflicting Content-Length and Transfer-Encoding, a timeout): on any of Coffer's listeners
+ * (`server.on('clientError', ...)` for one outside Fastify). Writes a complete HTTP/1.1 answer
+ * in Coffer's shape with `responseHeaders`, unless part of a response went out already (as
+ * Node's own handler), and closes the connection.
+ */
+export function answerClientError(
+  error: Error & { code?: string },
+  socket: Socket,
+  state: { logger?: Logger; responseHeaders: Readonly<Record<string, string>> },
+): void {
   if (error.code === 'ECONNRESET' || socket.destroyed) return;
-  const state = listenerState(this);
   const code: ErrorCode =
     error.code === 'HPE_HEADER_OVERFLOW' ? 'header_too_large' : error.code === 'ERR_HTTP_REQUEST_TIMEOUT' ? 'request_timeout' : 'bad_request';
   const status = ERROR_STATUS[code];

@@ -1,9 +1,9 @@
 import { randomUUID } from 'node:crypto';
 import { createServer, IncomingMessage, Server, ServerResponse } from 'node:http';
-import { isIP } from 'node:net';
+import { isIP, Socket } from 'node:net';
 import { Inject, Injectable, OnApplicationShutdown } from '@nestjs/common';
 import { APP_CONFIG, AppConfig } from '@coffer/config';
-import { ErrorBody, ERROR_STATUS, REQUEST_ID_HEADER } from '@coffer/http';
+import { answerClientError, ErrorBody, ERROR_STATUS, REQUEST_ID_HEADER } from '@coffer/http';
 import { LOGGER, Logger } from '@coffer/logging';
 import { certificateNames } from './certificate';
 import { CertificateService } from './certificate.service';
@@ -39,6 +39,8 @@ export class PlainHttpListener implements OnApplicationShutdown {
 
   async listen(host: string, port: number): Promise<string> {
     const server = createServer((request, response) => this.handle(request, response));
+    // A request Node cannot parse gets Coffer's error shape here too, never Node's bare 400.
+    server.on('clientError', (error: Error, socket: Socket) => answerClientError(error, socket, { logger: this.logger, responseHeaders: {} }));
     server.headersTimeout = 10_000;
     server.requestTimeout = 10_000;
     await new Promise<void>((resolve, reject) => server.once('error', reject).listen(port, host, () => resolve()));
