@@ -11,7 +11,7 @@ import { connect, createTestEnv, TestEnv } from '../support/test-env';
  * worker starts before or beside the API and must wait for its migrations; an older image
  * started against a newer database must stop, not serve.
  */
-describe('upgrade: the API migrates, the worker waits, a downgrade is refused (PostgreSQL, Redis)', () => {
+describe('upgrade: coffer migrate migrates, the worker and the API wait, a downgrade is refused (PostgreSQL, Redis)', () => {
   let env: TestEnv;
   let worker: INestApplicationContext | undefined;
   before(async () => {
