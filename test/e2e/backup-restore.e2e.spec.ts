@@ -1,16 +1,16 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { spawn, spawnSync } from 'node:child_process';
+import { spawnSync } from 'node:child_process';
 import { createHash, randomBytes } from 'node:crypto';
 import { existsSync, mkdtempSync, readdirSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { request as httpsRequest } from 'node:https';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Client } from 'pg';
-import { CONFIG_KEYS } from '@coffer/config';
 import { randomId } from '@coffer/crypto';
-import { freePort, REPO_ROOT } from '../support/api-process';
-import { deleteRedisKeys, dropDatabasesAndRoles, PG_ADMIN_URL, REDIS_URL } from '../support/test-env';
+import { REPO_ROOT } from '../support/api-process';
+import { dropInstallation, Installation, plainEnv, readInstallation, startUp } from '../support/local-start';
+import { deleteRedisKeys, dropDatabasesAndRoles, PG_ADMIN_URL } from '../support/test-env';
 
 /**
  * `coffer backup` and `coffer restore` through the local start (`npm run up`, scripts/up.mjs) on
@@ -19,69 +19,21 @@ import { deleteRedisKeys, dropDatabasesAndRoles, PG_ADMIN_URL, REDIS_URL } from 
  * again, and everything reads back.
  */
 
-const plainEnv = () => Object.fromEntries(Object.entries(process.env).filter(([k]) => !CONFIG_KEYS.includes(k as never)));
 const PASSPHRASE = `backup-${randomBytes(12).toString('base64url')}`;
 
-interface Installation {
-  id: string;
-  database: string;
-  orgDatabasePrefix: string;
-  roles: { owner: string; app: string };
-  redisKeyPrefix: string;
-}
-
-function startUp(home: string) {
-  const ports = Promise.all([freePort(), freePort(), freePort(), freePort()]);
-  let output = '';
-  const started = ports.then(([port, httpsPort, metricsPort, workerMetricsPort]) => {
-    const child = spawn(process.execPath, ['scripts/up.mjs'], {
-      cwd: REPO_ROOT,
-      env: {
-        ...plainEnv(),
-        COFFER_SKIP_INSTALL: '1',
-        COFFER_HOME: home,
-        HTTP_PORT: String(port),
-        HTTPS_PORT: String(httpsPort),
-        METRICS_PORT: String(metricsPort),
-        WORKER_METRICS_PORT: String(workerMetricsPort),
-        COFFER_PG_ADMIN_URL: PG_ADMIN_URL,
-        REDIS_URL,
-        LOG_LEVEL: 'warn',
-        // No checkpoint anchor is written into the store while the test counts its objects.
-        AUDIT_CHECKPOINT_CRON: '0 0 0 1 1 *',
-        // In the state directory (the default is the checkout's .coffer/storage), in 1 MiB chunks.
-        STORAGE_DIR: join(home, 'storage'),
-        PACKAGE_CHUNK_BYTES: String(1024 * 1024),
-      },
-    });
-    child.stdout.on('data', (c) => (output += c));
-    child.stderr.on('data', (c) => (output += c));
-    return { child, httpsPort };
-  });
-  return {
-    output: () => output,
-    async ready() {
-      const { child, httpsPort } = await started;
-      const localPath = join(home, 'local.json');
-      const deadline = Date.now() + 120_000;
-      while (!existsSync(localPath) || JSON.parse(readFileSync(localPath, 'utf8')).apiUrl !== `https://127.0.0.1:${httpsPort}`) {
-        assert.ok(child.exitCode === null && Date.now() < deadline, `up did not write local.json:\n${output.slice(-3000)}`);
-        await new Promise((r) => setTimeout(r, 200));
-      }
-      const local = JSON.parse(readFileSync(localPath, 'utf8'));
-      return { local, ca: readFileSync(local.caCertPath) };
+/** The local start of this test, ready within 2 minutes. */
+const startHere = (home: string) =>
+  startUp(
+    home,
+    {
+      // No checkpoint anchor is written into the store while the test counts its objects.
+      AUDIT_CHECKPOINT_CRON: '0 0 0 1 1 *',
+      // In the state directory (the default is the checkout's .coffer/storage), in 1 MiB chunks.
+      STORAGE_DIR: join(home, 'storage'),
+      PACKAGE_CHUNK_BYTES: String(1024 * 1024),
     },
-    async stop() {
-      const { child } = await started;
-      if (child.exitCode !== null || child.signalCode !== null) return child.exitCode;
-      const exited = new Promise<number | null>((resolve) => child.once('exit', (code) => resolve(code)));
-      child.kill('SIGINT');
-      const code = await Promise.race([exited, new Promise<number>((r) => setTimeout(() => r(-1), 40_000))]);
-      if (child.exitCode === null && child.signalCode === null) child.kill('SIGKILL');
-      return code;
-    },
-  };
-}
+    120_000,
+  );
 
 /** `npm run cli -- ...` against the state directory's local.json, as an operator runs it. */
 function cli(home: string, args: string[], env: Record<string, string> = {}) {
@@ -156,10 +108,10 @@ test('local start on real PostgreSQL: coffer backup --objects, wipe, coffer rest
   const home = mkdtempSync(join(tmpdir(), 'coffer-backup-'));
   const bundles = mkdtempSync(join(tmpdir(), 'coffer-bundles-'));
   let installation: Installation | undefined;
-  let up = startUp(home);
+  let up = await startHere(home);
   try {
     let { local, ca } = await up.ready();
-    installation = JSON.parse(readFileSync(join(home, 'installation.json'), 'utf8')) as Installation;
+    installation = readInstallation(home);
     const admin = { authorization: `Bearer ${local.adminToken}` };
 
     // Two orgs, each with its first admin; packages of one and several chunks, two versions.
@@ -271,7 +223,7 @@ test('local start on real PostgreSQL: coffer backup --objects, wipe, coffer rest
     assert.equal(filesUnder(join(home, 'storage')).length, objectCount);
 
     // Started again on the restored installation.
-    up = startUp(home);
+    up = await startHere(home);
     ({ local, ca } = await up.ready());
     assert.ok(ca.equals(caBefore), 'the same internal CA: clients that trust it still connect');
     const adminAgain = await call('GET', `${local.apiUrl}/api/v1/organizations`, ca, admin);
@@ -311,10 +263,7 @@ test('local start on real PostgreSQL: coffer backup --objects, wipe, coffer rest
     assert.match(wrongSecret.stderr, /does not open the bundle/);
   } finally {
     await up.stop();
-    if (installation?.id) {
-      await dropDatabasesAndRoles(installation.database, [installation.roles.owner, installation.roles.app]);
-      await deleteRedisKeys(installation.redisKeyPrefix);
-    }
+    await dropInstallation(installation);
     rmSync(home, { recursive: true, force: true });
     rmSync(bundles, { recursive: true, force: true });
   }

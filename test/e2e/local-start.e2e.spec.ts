@@ -12,71 +12,7 @@ import { CONFIG_KEYS } from '@coffer/config';
 import { randomId } from '@coffer/crypto';
 import { API_MAIN, freePort, REPO_ROOT, WORKER_MAIN } from '../support/api-process';
 import { deleteRedisKeys, dropDatabasesAndRoles, PG_ADMIN_URL, REDIS_URL } from '../support/test-env';
-
-/** This process's environment without any Coffer setting: what a fresh shell in a checkout has. */
-const plainEnv = () => Object.fromEntries(Object.entries(process.env).filter(([k]) => !CONFIG_KEYS.includes(k as never)));
-
-interface Installation {
-  id: string;
-  database: string;
-  orgDatabasePrefix: string;
-  roles: { owner: string; app: string };
-  redisKeyPrefix: string;
-}
-
-/** `npm run up` for the state directory `home`, on the shared PostgreSQL and Redis, with no name overrides. */
-async function startUp(home: string) {
-  const [port, httpsPort, metricsPort, workerMetricsPort] = [await freePort(), await freePort(), await freePort(), await freePort()];
-  const child = spawn(process.execPath, ['scripts/up.mjs'], {
-    cwd: REPO_ROOT,
-    env: {
-      ...plainEnv(),
-      COFFER_SKIP_INSTALL: '1',
-      COFFER_HOME: home,
-      HTTP_PORT: String(port),
-      HTTPS_PORT: String(httpsPort),
-      METRICS_PORT: String(metricsPort),
-      WORKER_METRICS_PORT: String(workerMetricsPort),
-      COFFER_PG_ADMIN_URL: PG_ADMIN_URL,
-      REDIS_URL,
-      LOG_LEVEL: 'warn',
-    },
-  });
-  let output = '';
-  child.stdout!.on('data', (c) => (output += c));
-  child.stderr!.on('data', (c) => (output += c));
-  const exited = new Promise<number | null>((resolve) => child.once('exit', (code) => resolve(code)));
-  return {
-    child,
-    output: () => output,
-    exited,
-    /** Waits for this start's local.json (an earlier start's is removed first by the caller). */
-    async ready() {
-      const localPath = join(home, 'local.json');
-      const deadline = Date.now() + 90_000;
-      while (!existsSync(localPath) || JSON.parse(readFileSync(localPath, 'utf8')).apiUrl !== `https://127.0.0.1:${httpsPort}`) {
-        assert.ok(child.exitCode === null && Date.now() < deadline, `up did not write local.json:\n${output.slice(-2000)}`);
-        await new Promise((r) => setTimeout(r, 200));
-      }
-      const local = JSON.parse(readFileSync(localPath, 'utf8'));
-      return { local, ca: readFileSync(local.caCertPath) };
-    },
-    async stop() {
-      if (child.exitCode === null) child.kill('SIGINT');
-      const code = await Promise.race([exited, new Promise((r) => setTimeout(() => r(-1), 20_000))]);
-      if (child.exitCode === null) child.kill('SIGKILL');
-      return code;
-    },
-  };
-}
-
-const readInstallation = (home: string): Installation => JSON.parse(readFileSync(join(home, 'installation.json'), 'utf8'));
-
-async function dropInstallation(installation: Installation | undefined) {
-  if (!installation?.id) return;
-  await dropDatabasesAndRoles(installation.database, [installation.roles.owner, installation.roles.app]);
-  await deleteRedisKeys(installation.redisKeyPrefix);
-}
+import { dropInstallation, Installation, plainEnv, readInstallation, startUp } from '../support/local-start';
 
 function cli(home: string, ...args: string[]) {
   return spawnSync(process.execPath, ['scripts/cli.mjs', ...args], { cwd: REPO_ROOT, env: { ...plainEnv(), COFFER_HOME: home }, encoding: 'utf8' });

@@ -1,5 +1,3 @@
-import { createServer, Server } from 'node:http';
-import type { AddressInfo } from 'node:net';
 import { Inject, Injectable, OnApplicationBootstrap, OnApplicationShutdown } from '@nestjs/common';
 import { ModuleRef } from '@nestjs/core';
 import type { FastifyInstance, FastifyRequest } from 'fastify';
@@ -13,6 +11,7 @@ import { LOGGER, Logger } from '@coffer/logging';
 import { SpoolRepository } from '@coffer/spool';
 import { CertificatesRepository, servedCertificate, StoredCertificate } from '@coffer/tls';
 import { OrgRegistry } from '@coffer/tenancy';
+import { PlainListener } from './plain-listener';
 
 /** Per-org figures cost a query per org: a scrape within this long reuses the last ones. */
 const PER_ORG_CACHE_MS = 15_000;
@@ -26,7 +25,7 @@ const PER_ORG_CACHE_MS = 15_000;
 @Injectable()
 export class MetricsService implements OnApplicationBootstrap, OnApplicationShutdown {
   readonly registry = new Registry();
-  private server?: Server;
+  private readonly listener: PlainListener;
   private perOrg?: { at: number; values: Promise<PerOrg[]> };
 
   private readonly requestDuration = new Histogram({
@@ -49,6 +48,9 @@ export class MetricsService implements OnApplicationBootstrap, OnApplicationShut
     private readonly moduleRef: ModuleRef,
     private readonly spool: SpoolRepository,
   ) {
+    this.listener = new PlainListener('metrics', this.logger, {
+      '/metrics': async () => ({ status: 200, type: this.registry.contentType, body: await this.registry.metrics() }),
+    });
     collectDefaultMetrics({ register: this.registry, prefix: 'coffer_' });
     this.registry.registerMetric(auditWriteFailures);
     const self = this;
@@ -127,34 +129,15 @@ export class MetricsService implements OnApplicationBootstrap, OnApplicationShut
   }
 
   get port(): number | undefined {
-    return (this.server?.address() as AddressInfo | null)?.port;
+    return this.listener.port;
   }
 
-  async onApplicationBootstrap(): Promise<void> {
-    this.server = createServer((request, response) => {
-      if (request.method !== 'GET' || request.url !== '/metrics') {
-        response.writeHead(404, { 'content-type': 'text/plain' }).end('not found\n');
-        return;
-      }
-      this.registry.metrics().then(
-        (text) => response.writeHead(200, { 'content-type': this.registry.contentType }).end(text),
-        (error: Error) => {
-          this.logger.error({ err: error.message }, 'metrics collection failed');
-          response.writeHead(500, { 'content-type': 'text/plain' }).end('collection failed\n');
-        },
-      );
-    });
-    await new Promise<void>((resolve, reject) => {
-      this.server!.once('error', reject).listen(this.config.METRICS_PORT, this.config.METRICS_HOST, resolve);
-    });
-    this.logger.info({ host: this.config.METRICS_HOST, port: this.port }, 'metrics listening');
+  onApplicationBootstrap(): Promise<void> {
+    return this.listener.listen(this.config.METRICS_HOST, this.config.METRICS_PORT);
   }
 
-  async onApplicationShutdown(): Promise<void> {
-    const server = this.server;
-    if (!server) return;
-    server.closeAllConnections();
-    await new Promise<void>((resolve) => server.close(() => resolve()));
+  onApplicationShutdown(): Promise<void> {
+    return this.listener.close();
   }
 
   private perOrgValues(): Promise<PerOrg[]> {

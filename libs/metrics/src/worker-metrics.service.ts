@@ -1,5 +1,3 @@
-import { createServer, Server } from 'node:http';
-import type { AddressInfo } from 'node:net';
 import { Inject, Injectable, OnApplicationBootstrap, OnApplicationShutdown } from '@nestjs/common';
 import { collectDefaultMetrics, Registry } from 'prom-client';
 import { auditWriteFailures } from '@coffer/audit';
@@ -7,6 +5,7 @@ import { APP_CONFIG, AppConfig } from '@coffer/config';
 import { DatabaseService } from '@coffer/database';
 import { jobDuration, JobsService } from '@coffer/jobs';
 import { LOGGER, Logger } from '@coffer/logging';
+import { coreProbes, PlainListener, Probe } from './plain-listener';
 
 /** The worker's listener port: WORKER_METRICS_PORT, else METRICS_PORT + 1 (0, a free port, stays 0). */
 export function workerMetricsPort(config: Pick<AppConfig, 'METRICS_PORT' | 'WORKER_METRICS_PORT'>): number {
@@ -24,7 +23,7 @@ export function workerMetricsPort(config: Pick<AppConfig, 'METRICS_PORT' | 'WORK
 @Injectable()
 export class WorkerMetricsService implements OnApplicationBootstrap, OnApplicationShutdown {
   readonly registry = new Registry();
-  private server?: Server;
+  private readonly listener: PlainListener;
 
   constructor(
     @Inject(APP_CONFIG) private readonly config: AppConfig,
@@ -32,53 +31,32 @@ export class WorkerMetricsService implements OnApplicationBootstrap, OnApplicati
     private readonly db: DatabaseService,
     private readonly jobs: JobsService,
   ) {
+    this.listener = new PlainListener('worker metrics and health', this.logger, {
+      '/metrics': async () => ({ status: 200, type: this.registry.contentType, body: await this.registry.metrics() }),
+      '/health': async () => {
+        const answer = await this.health();
+        return { status: answer.status === 'ok' ? 200 : 503, type: 'application/json', body: JSON.stringify(answer) };
+      },
+    });
     collectDefaultMetrics({ register: this.registry, prefix: 'coffer_' });
     this.registry.registerMetric(jobDuration);
     this.registry.registerMetric(auditWriteFailures);
   }
 
   get port(): number | undefined {
-    return (this.server?.address() as AddressInfo | null)?.port;
+    return this.listener.port;
   }
 
-  async health(): Promise<{ status: 'ok' | 'unavailable'; checks: { postgres: 'ok' | 'down'; redis: 'ok' | 'down' } }> {
-    const probe = (check: () => Promise<unknown>) => {
-      const timeout = new Promise<never>((_, reject) => setTimeout(() => reject(new Error('timeout')), 2000).unref());
-      return Promise.race([check(), timeout]).then(
-        () => 'ok' as const,
-        () => 'down' as const,
-      );
-    };
-    const [postgres, redis] = await Promise.all([probe(() => this.db.control.query('SELECT 1')), probe(() => this.jobs.redis.ping())]);
-    return { status: postgres === 'ok' && redis === 'ok' ? 'ok' : 'unavailable', checks: { postgres, redis } };
+  async health(): Promise<{ status: 'ok' | 'unavailable'; checks: { postgres: Probe; redis: Probe } }> {
+    const checks = await coreProbes(this.db, this.jobs);
+    return { status: checks.postgres === 'ok' && checks.redis === 'ok' ? 'ok' : 'unavailable', checks };
   }
 
-  async onApplicationBootstrap(): Promise<void> {
-    this.server = createServer((request, response) => {
-      const fail = (error: Error) => {
-        this.logger.error({ err: error.message }, 'worker metrics or health failed');
-        response.writeHead(500, { 'content-type': 'text/plain' }).end('failed\n');
-      };
-      if (request.method === 'GET' && request.url === '/metrics') {
-        this.registry.metrics().then((text) => response.writeHead(200, { 'content-type': this.registry.contentType }).end(text), fail);
-      } else if (request.method === 'GET' && request.url === '/health') {
-        this.health().then((answer) => {
-          response.writeHead(answer.status === 'ok' ? 200 : 503, { 'content-type': 'application/json' }).end(JSON.stringify(answer));
-        }, fail);
-      } else {
-        response.writeHead(404, { 'content-type': 'text/plain' }).end('not found\n');
-      }
-    });
-    await new Promise<void>((resolve, reject) => {
-      this.server!.once('error', reject).listen(workerMetricsPort(this.config), this.config.METRICS_HOST, resolve);
-    });
-    this.logger.info({ host: this.config.METRICS_HOST, port: this.port }, 'worker metrics and health listening');
+  onApplicationBootstrap(): Promise<void> {
+    return this.listener.listen(this.config.METRICS_HOST, workerMetricsPort(this.config));
   }
 
-  async onApplicationShutdown(): Promise<void> {
-    const server = this.server;
-    if (!server) return;
-    server.closeAllConnections();
-    await new Promise<void>((resolve) => server.close(() => resolve()));
+  onApplicationShutdown(): Promise<void> {
+    return this.listener.close();
   }
 }

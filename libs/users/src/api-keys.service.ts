@@ -73,15 +73,14 @@ export class ApiKeysService {
   /** undefined for every kind of failure alike, so callers cannot tell which check failed. */
   async verify(org: OrgRef, keyId: string, secret: string, now = new Date()): Promise<VerifiedKey | undefined> {
     const key = await this.credentials(org, keyId);
-    if (!key || !secretMatches(secret, key.secretHash)) return undefined;
-    if (key.revokedAt || key.userDisabled || (key.expiresAt && key.expiresAt <= now)) return undefined;
+    if (!key || !secretMatches(secret, key.secretHash) || !mayAct(key, now)) return undefined;
     return { keyId, userId: key.userId, role: key.role };
   }
 
   /** Whether the key may still act, read from the database (no cache): not revoked or expired, its user enabled. */
   async stillValid(org: OrgRef, keyId: string, now = new Date()): Promise<boolean> {
     const key = await this.keys.credentials(org, keyId);
-    return !!key && !key.revokedAt && !key.userDisabled && !(key.expiresAt && key.expiresAt <= now);
+    return !!key && mayAct(key, now);
   }
 
   /** Called when a user is disabled or enabled: their keys' cached credentials are read afresh. */
@@ -131,4 +130,9 @@ export class ApiKeysService {
 
 function cacheKey(org: OrgRef, keyId: string): string {
   return `${org.id}/${keyId}`;
+}
+
+/** A key that is neither revoked nor expired, of a user who is not disabled. */
+function mayAct(key: KeyCredentials, now: Date): boolean {
+  return !key.revokedAt && !key.userDisabled && !(key.expiresAt && key.expiresAt <= now);
 }

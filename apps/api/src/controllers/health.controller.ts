@@ -6,6 +6,7 @@ import { DatabaseService } from '@coffer/database';
 import { ApiResult } from '@coffer/http';
 import { JobsService } from '@coffer/jobs';
 import { KMS, KmsProvider } from '@coffer/kms';
+import { coreProbes, probe } from '@coffer/metrics';
 import { HealthLiveAnswer, HealthReadyAnswer } from '../openapi-document';
 
 @ApiTags('health')
@@ -37,9 +38,8 @@ export class HealthController {
   @ApiResult(200, HealthReadyAnswer, 'ready (`ok`), or `degraded` while only the KMS is down')
   @ApiResult(503, HealthReadyAnswer, 'not ready: `checks` names what is down')
   async ready(@Res({ passthrough: true }) reply: FastifyReply) {
-    const [postgres, redis, kms] = await Promise.all([
-      probe(() => this.db.control.query('SELECT 1')),
-      probe(() => this.jobs.redis.ping()),
+    const [{ postgres, redis }, kms] = await Promise.all([
+      coreProbes(this.db, this.jobs),
       probe(async () => {
         const health = await this.kms.health();
         if (!health.reachable || health.sealed) throw new Error('kms down');
@@ -49,12 +49,4 @@ export class HealthController {
     reply.status(serving ? 200 : 503);
     return { status: !serving ? 'unavailable' : kms === 'ok' ? 'ok' : 'degraded', checks: { postgres, redis, kms } };
   }
-}
-
-async function probe(check: () => Promise<unknown>): Promise<'ok' | 'down'> {
-  const timeout = new Promise<never>((_, reject) => setTimeout(() => reject(new Error('timeout')), 2000).unref());
-  return Promise.race([check(), timeout]).then(
-    () => 'ok' as const,
-    () => 'down' as const,
-  );
 }
